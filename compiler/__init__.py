@@ -1,0 +1,1 @@
+"""shearc.compiler: spec -> plan. Never touches weights, data or a GPU."""
