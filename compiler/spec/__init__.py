@@ -1,0 +1,106 @@
+"""The spec: one pydantic model per YAML section.
+
+    name: sheared-llama-1.3b
+    source: {model: meta-llama/Llama-2-7b-hf, config_card: models/llama-2-7b.json}
+    target: {layers: 24, hidden: 2048, heads: 16, intermediate: 5504}
+    prune: {method: hard-concrete}
+    data: {domains: [...]}
+    mixer: {method: dynamic-batch-loading}
+    recovery: {method: full}
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from ..registry import MIXERS, PRUNE_METHODS, RECOVERIES
+from .base import RuleError, Section
+from .data import DataSection, Domain
+from .mixer import ConstantMixer, DRPruningMixer, DynamicBatchLoadingMixer
+from .prune import HardConcretePrune, MagnitudePrune, TaylorPrune
+from .recovery import FullRecovery, LoraRecovery, NoRecovery
+from .settings import EvalSection, ExportSection, RuntimeSection, ScheduleSection
+from .source import SourceSection
+from .target import TargetSection
+from .training import TrainingStage
+
+PruneSection = Annotated[PRUNE_METHODS.discriminated_union(), Field(description="Pruning method and its parameters.")]
+MixerSection = Annotated[MIXERS.discriminated_union(), Field(description="Data mixer and its parameters.")]
+RecoverySection = Annotated[RECOVERIES.discriminated_union(), Field(description="Recovery training after pruning.")]
+
+
+class Spec(Section):
+    """A compression recipe."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Recipe name; names the run directory.")
+    description: str = Field("", description="Free text for people.")
+    source: SourceSection = Field(description="The pretrained model to prune.")
+    target: TargetSection = Field(description="Target shape or parameter budget.")
+    prune: PruneSection
+    data: DataSection = Field(description="Training domains and their initial mixture.")
+    mixer: MixerSection = ConstantMixer(method="constant")
+    recovery: RecoverySection = NoRecovery(method="none")
+    schedule: ScheduleSection = Field(ScheduleSection(), description="Optimizer and learning-rate schedule.")
+    runtime: RuntimeSection = Field(RuntimeSection(), description="Devices, precision, seed, checkpointing.")
+    export: ExportSection = Field(ExportSection(), description="How the dense model is saved.")
+    eval: EvalSection = Field(EvalSection(), description="Per-domain evaluation of source and result.")
+
+    def training_stages(self) -> dict[str, TrainingStage]:
+        """The stages that run the training loop, by section name."""
+        stages = {}
+        if isinstance(self.prune, TrainingStage):
+            stages["prune"] = self.prune
+        if isinstance(self.recovery, TrainingStage):
+            stages["recovery"] = self.recovery
+        return stages
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> Spec:
+        """Every rule that spans sections, all reported at once."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if getattr(self.mixer, "reference", None) == "given":
+            for index, domain in enumerate(self.data.domains):
+                if domain.reference_loss is None:
+                    problems.append((("data", "domains", index, "reference_loss"),
+                                     f"mixer {self.mixer.method} uses given reference losses, but domain "
+                                     f"{domain.name!r} has none (or set mixer.reference: source)"))
+        per_step = self.schedule.micro_batch * self.runtime.devices
+        for section, stage in self.training_stages().items():
+            if stage.global_batch % per_step:
+                problems.append(((section, "global_batch"),
+                                 f"{stage.global_batch} is not a multiple of schedule.micro_batch x runtime.devices "
+                                 f"= {self.schedule.micro_batch} x {self.runtime.devices}"))
+            if stage.warmup_steps >= stage.steps:
+                problems.append(((section, "warmup_steps"),
+                                 f"warm-up of {stage.warmup_steps} steps does not fit in {stage.steps} steps"))
+            if stage.eval_interval > stage.steps:
+                problems.append(((section, "eval_interval"),
+                                 f"{stage.eval_interval} is longer than the stage ({stage.steps} steps)"))
+        if problems:
+            raise RuleError(problems)
+        return self
+
+
+__all__ = [
+    "ConstantMixer",
+    "DRPruningMixer",
+    "DataSection",
+    "Domain",
+    "DynamicBatchLoadingMixer",
+    "EvalSection",
+    "ExportSection",
+    "FullRecovery",
+    "HardConcretePrune",
+    "LoraRecovery",
+    "MagnitudePrune",
+    "NoRecovery",
+    "RuleError",
+    "RuntimeSection",
+    "ScheduleSection",
+    "SourceSection",
+    "Spec",
+    "TargetSection",
+    "TaylorPrune",
+]

@@ -1,0 +1,119 @@
+"""`prune:` how units are scored or learned. Defaults are the reference papers'.
+
+    prune: {method: hard-concrete}                 # Sheared-LLaMA
+    prune: {method: taylor, estimator: element-first}   # LLM-Pruner
+    prune: {method: magnitude, norm: l2}
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from ..registry import PRUNE_METHODS
+from .base import Section
+from .training import (
+    TrainingStage,
+    eval_interval_field,
+    global_batch_field,
+    lr_field,
+    seq_len_field,
+    steps_field,
+    warmup_field,
+)
+
+Granularity = Literal["layer", "head", "intermediate", "hidden"]
+ALL_GRANULARITIES: tuple[Granularity, ...] = ("layer", "head", "intermediate", "hidden")
+Aggregation = Literal["sum", "prod", "max", "last"]
+
+
+def _granularities_field(default: tuple[str, ...]) -> list[Granularity]:
+    return Field(
+        list(default),
+        min_length=1,
+        description="Which kinds of unit this method may remove: layer, head (a KV group under GQA, or "
+        "query heads inside a group), intermediate, hidden. A target that shrinks a kind not listed is rejected.",
+    )
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("each granularity may be listed once")
+    return values
+
+
+def _aggregation_field() -> Aggregation:
+    return Field("sum", description="How member scores combine into a group score: sum, prod, max, or "
+                                    "the last-executed member only.")
+
+
+@PRUNE_METHODS.register("hard-concrete")
+class HardConcretePrune(TrainingStage):
+    """Sheared-LLaMA: learned hard-concrete L0 masks with a Lagrangian size constraint."""
+
+    method: Literal["hard-concrete"]
+    # Unit kinds the method can remove; its head mask is [layers, kv_heads], so under GQA
+    # it removes whole KV groups and cannot thin the query heads inside a group.
+    units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "intermediate"})
+    granularities: list[Granularity] = _granularities_field(ALL_GRANULARITIES)
+    steps: int = steps_field(3200, "Sheared-LLaMA: 3,200")
+    global_batch: int = global_batch_field(32)
+    seq_len: int = seq_len_field(4096)
+    lr: float = lr_field(1e-4)
+    warmup_steps: int = warmup_field(320)
+    eval_interval: int = eval_interval_field(50)
+    mask_lr: float = Field(1.0, gt=0, description="Learning rate of the mask log-alphas.")
+    lagrangian_lr: float = Field(
+        1.0, gt=0, description="Step size of the gradient *ascent* on the Lagrange multipliers "
+        "(the reference writes it as -1.0 in the same optimizer)."
+    )
+    target_warmup_fraction: float = Field(
+        0.2, ge=0, le=1, description="Fraction of pruning steps over which the target size ramps linearly "
+        "from the source's to the target's (reference: 640 of 3,200)."
+    )
+    temperature: float = Field(2 / 3, gt=0, description="Hard-concrete temperature beta.")
+    stretch_low: float = Field(-0.1, lt=0, description="Lower stretch limit l.")
+    stretch_high: float = Field(1.1, gt=1, description="Upper stretch limit r.")
+    epsilon: float = Field(1e-6, gt=0, lt=0.5, description="Uniform noise is drawn from (epsilon, 1 - epsilon).")
+    init_log_alpha_mean: float = Field(5.0, description="Mean of the initial log-alphas (all units kept).")
+    init_log_alpha_std: float = Field(0.01, ge=0, description="Std of the initial log-alphas.")
+    soft_mask_scale: float = Field(
+        0.8, gt=0, description="Kept units carry sigmoid(log_alpha / temperature * scale), folded into weights."
+    )
+
+    _check_granularities = field_validator("granularities")(_unique)
+
+
+@PRUNE_METHODS.register("taylor")
+class TaylorPrune(Section):
+    """LLM-Pruner: first/second-order Taylor importance of coupled groups on calibration samples."""
+
+    method: Literal["taylor"]
+    units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
+    granularities: list[Granularity] = _granularities_field(("head", "intermediate"))
+    estimator: Literal["vector", "element-first", "element-second", "mixed"] = Field(
+        "element-first",
+        description="vector: |sum of W*grad| over a slice; element-first: sum of |W*grad| (the reference's "
+        "default); element-second: |W*grad - W*H*W/2| with the Fisher-diagonal Hessian; mixed: first order "
+        "minus half the second-order term.",
+    )
+    aggregation: Aggregation = _aggregation_field()
+    calibration_samples: int = Field(10, gt=0, description="Random windows of the training data to score on.")
+    calibration_seq_len: int = Field(64, gt=0, description="Tokens per calibration window.")
+    iterations: int = Field(1, gt=0, description="Prune in this many equal rounds, re-scoring in between.")
+
+    _check_granularities = field_validator("granularities")(_unique)
+
+
+@PRUNE_METHODS.register("magnitude")
+class MagnitudePrune(Section):
+    """Weight-norm importance of coupled groups: no gradients, no data."""
+
+    method: Literal["magnitude"]
+    units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
+    granularities: list[Granularity] = _granularities_field(("head", "intermediate"))
+    norm: Literal["l1", "l2"] = Field("l2", description="Norm of each weight slice a group owns.")
+    aggregation: Aggregation = _aggregation_field()
+
+    _check_granularities = field_validator("granularities")(_unique)
