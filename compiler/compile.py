@@ -1,0 +1,297 @@
+"""spec -> plan: the compiler's passes, in order.
+
+    resolve-source -> build-graph -> resolve-target -> check-feasibility -> check-loads
+      -> survey-data -> estimate -> assemble-plan
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from shearc import __version__
+from shearc.canonical import pretty_json, sha256_of, write_text_atomic
+from shearc.errors import Problem
+
+from . import estimates as est
+from .adapters import Shape
+from .feasibility import UnitChange, check_loads, check_shape
+from .graph import build_graph, summarize_groups
+from .load import load_spec
+from .passes import Pass, run_passes
+from .plan import PLAN_VERSION, Plan
+from .shape import budget_shape, count_params, exact_shape
+from .source import SourceModel, load_source
+from .spec import Spec, TaylorPrune
+from .spec.prune import HardConcretePrune
+from .spec.recovery import LoraRecovery
+from .yaml_source import LoadedYaml
+
+DEFAULT_EVAL_SEQ_LEN = 128  # LLM-Pruner's perplexity windows, when no stage trains
+
+
+@dataclass
+class Context:
+    spec: Spec
+    spec_dir: Path
+    plan_dir: Path
+    source: SourceModel | None = None
+    graph: nx.DiGraph | None = None
+    target: Shape | None = None
+    target_config: dict[str, Any] | None = None
+    changes: list[UnitChange] | None = None
+    data: dict[str, Any] | None = None
+    stages: list[dict[str, Any]] | None = None
+    plan: Plan | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def relocate(self, path: str) -> str:
+        """A path written relative to the spec, rewritten relative to the plan file."""
+        expanded = os.path.expanduser(path)
+        if os.path.isabs(expanded):
+            return expanded
+        return os.path.relpath(self.spec_dir / expanded, self.plan_dir)
+
+
+# --- passes ---------------------------------------------------------------------------------------
+
+
+def resolve_source(ctx: Context) -> list[Problem]:
+    ctx.source = load_source(ctx.spec.source, ctx.spec_dir)
+    return []
+
+
+def build_dependency_graph(ctx: Context) -> list[Problem]:
+    ctx.graph = build_graph(ctx.source)
+    return []
+
+
+def resolve_target(ctx: Context) -> list[Problem]:
+    target = ctx.spec.target
+    if target.is_budget:
+        shape, problems = budget_shape(ctx.source, target.params, ctx.spec.prune.granularities, target.multiple_of)
+        ctx.target = shape
+        return problems
+    ctx.target = exact_shape(ctx.source, target)
+    return []
+
+
+def check_feasibility(ctx: Context) -> list[Problem]:
+    ctx.changes, problems = check_shape(ctx.spec, ctx.source, ctx.target)
+    ctx.target_config = ctx.source.adapter.config_for(ctx.source.config, ctx.target)
+    return problems
+
+
+def check_target_loads(ctx: Context) -> list[Problem]:
+    return check_loads(ctx.source, ctx.target, ctx.target_config, ctx.spec)
+
+
+def survey_data(ctx: Context) -> list[Problem]:
+    data = ctx.spec.data
+    weights = data.normalised_weights()
+    domains = []
+    for domain, weight in zip(data.domains, weights, strict=True):
+        domains.append({
+            "name": domain.name,
+            "weight": round(weight, 12),  # normalised; rounding keeps 0.67 from printing as 0.6699999999999999
+            "reference_loss": domain.reference_loss,
+            "train": [ctx.relocate(p) for p in domain.train],
+            "eval": [ctx.relocate(p) for p in domain.eval],
+            "train_found": _found(ctx.spec_dir, domain.train),
+            "eval_found": _found(ctx.spec_dir, domain.eval),
+        })
+    tokenizer = ctx.relocate(data.tokenizer) if data.tokenizer and _is_local(ctx.spec_dir, data.tokenizer) \
+        else (data.tokenizer or _source_model_ref(ctx))
+    ctx.data = {"tokenizer": tokenizer, "text_field": data.text_field, "eval_fraction": data.eval_fraction,
+                "domains": domains}
+    return []
+
+
+def estimate_stages(ctx: Context) -> list[Problem]:
+    spec, source, target = ctx.spec, ctx.source, ctx.target
+    budget = spec.runtime.device_memory_gib * est.GIB
+    stages: list[dict[str, Any]] = []
+
+    def estimate(tokens: int, steps: int, flops: int, memory: est.Memory, stage: str) -> dict[str, Any]:
+        fits = memory.total <= budget
+        if not fits:
+            ctx.warnings.append(f"stage {stage} needs about {memory.total / est.GIB:.1f} GiB per device, more "
+                                f"than runtime.device_memory_gib {spec.runtime.device_memory_gib:g}")
+        return {"tokens": tokens, "steps": steps, "flops": flops, "memory_bytes": memory.as_dict(),
+                "fits_device": fits}
+
+    source_params, target_params = count_params(source, source.shape), count_params(source, target)
+    changes = [c.__dict__ for c in ctx.changes]
+    stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"), "pruned_units": changes,
+                   "estimate": estimate(*_prune_cost(ctx, source_params), "prune")})
+    weight_bytes = est.compute_bytes(spec)
+    stages.append({"stage": "finalize", "target_shape": target.as_dict(), "estimate": estimate(
+        0, 0, 0, est.Memory((source_params + target_params) * weight_bytes, 0, 0, 0, 0), "finalize")})
+    recovery = spec.recovery
+    if recovery.method != "none":
+        fwd = est.forward_flops_per_token(source, target, recovery.seq_len)
+        if isinstance(recovery, LoraRecovery):
+            adapters = est.lora_params(target, recovery.rank, recovery.target_modules)
+            memory = est.training_memory(source, target, spec, recovery.seq_len, trained=adapters,
+                                         frozen=target_params, masked=False)
+            flops = 2 * fwd * recovery.tokens  # frozen weights: no weight gradients
+        else:
+            memory = est.training_memory(source, target, spec, recovery.seq_len, trained=target_params,
+                                         frozen=0, masked=False)
+            flops = 3 * fwd * recovery.tokens
+        stages.append({"stage": "recover", "params": recovery.model_dump(mode="json"),
+                       "estimate": estimate(recovery.tokens, recovery.steps, flops, memory, "recover")})
+    if spec.eval.enabled:
+        params = spec.eval.model_dump(mode="json")
+        params["seq_len"] = eval_seq_len(spec)
+        tokens = len(spec.data.domains) * spec.eval.sequences_per_domain * params["seq_len"]
+        flops = tokens * (est.forward_flops_per_token(source, source.shape, params["seq_len"])
+                          + est.forward_flops_per_token(source, target, params["seq_len"]))
+        memory = est.inference_memory(source, source.shape, spec, params["seq_len"], weight_bytes)
+        stages.append({"stage": "evaluate", "params": params,
+                       "estimate": estimate(2 * tokens, 0, flops, memory, "evaluate")})
+    export_bytes = 4 if spec.export.dtype == "float32" else 2
+    stages.append({"stage": "export", "params": spec.export.model_dump(mode="json"), "estimate": estimate(
+        0, 0, 0, est.Memory(target_params * export_bytes, 0, 0, 0, 0), "export")})
+    ctx.stages = stages
+    return []
+
+
+def _prune_cost(ctx: Context, source_params: int) -> tuple[int, int, int, est.Memory]:
+    spec, source, prune = ctx.spec, ctx.source, ctx.spec.prune
+    size = est.compute_bytes(spec)
+    if isinstance(prune, HardConcretePrune):
+        masks = est.mask_units(source, {c.kind for c in ctx.changes})
+        memory = est.training_memory(source, source.shape, spec, prune.seq_len, trained=source_params, frozen=0,
+                                     masked=True, masks=masks)
+        flops = 3 * est.forward_flops_per_token(source, source.shape, prune.seq_len) * prune.tokens
+        return prune.tokens, prune.steps, flops, memory
+    if isinstance(prune, TaylorPrune):
+        tokens = prune.calibration_samples * prune.calibration_seq_len * prune.iterations
+        second_order = prune.estimator in ("element-second", "mixed")
+        per_token = est.activation_bytes_per_token(source, source.shape, spec, masked=False)
+        memory = est.Memory(weights=source_params * size, grads=source_params * 4,
+                            optimizer=source_params * 4 if second_order else 0,  # Fisher-diagonal accumulator
+                            activations=spec.schedule.micro_batch * prune.calibration_seq_len * per_token, masks=0)
+        flops = 3 * est.forward_flops_per_token(source, source.shape, prune.calibration_seq_len) * tokens
+        return tokens, prune.iterations, flops, memory
+    return 0, 0, 0, est.Memory(source_params * size, 0, 0, 0, 0)  # magnitude: weights only
+
+
+def eval_seq_len(spec: Spec) -> int:
+    if spec.eval.seq_len is not None:
+        return spec.eval.seq_len
+    lengths = [stage.seq_len for stage in spec.training_stages().values()]
+    return max(lengths, default=DEFAULT_EVAL_SEQ_LEN)
+
+
+def assemble_plan(ctx: Context) -> list[Problem]:
+    spec, source, target = ctx.spec, ctx.source, ctx.target
+    seq_len = max([eval_seq_len(spec), *(s.seq_len for s in spec.training_stages().values())])
+    source_info = _model_info(source, source.shape, seq_len)
+    target_info = _model_info(source, target, seq_len)
+    runtime = spec.runtime.model_dump(mode="json")
+    runtime["output_dir"] = ctx.relocate(spec.runtime.output_dir) if spec.runtime.output_dir \
+        else os.path.join("runs", spec.name)
+    body = {
+        "plan_version": list(PLAN_VERSION),
+        "shearc_version": __version__,
+        "spec": {"name": spec.name, "description": spec.description,
+                 "sha256": sha256_of(spec.model_dump(mode="json"))},
+        "source": {
+            "model": _source_model_ref(ctx),
+            "revision": spec.source.revision,
+            "trust_remote_code": spec.source.trust_remote_code,
+            "architecture": source.adapter.architecture,
+            "config_origin": source.origin,
+            "config_path": str(source.config_path) if source.origin == "hf-cache"
+            else os.path.relpath(source.config_path.resolve(), ctx.plan_dir),
+            "fingerprint": source.fingerprint,
+            "fingerprint_fields": source.fingerprint_fields,
+            "model_info": source_info,
+        },
+        "target": {
+            "requested": "params" if spec.target.is_budget else "shape",
+            "budget": spec.target.params,
+            "config": ctx.target_config,
+            "model_info": target_info,
+            "params_ratio": target_info["params"] / source_info["params"],
+            "pruned_units": [c.__dict__ for c in ctx.changes],
+        },
+        "groups": [g.as_dict() for g in summarize_groups(ctx.graph, source.adapter.layer_prefix)],
+        "data": ctx.data,
+        "mixer": spec.mixer.model_dump(mode="json"),
+        "schedule": spec.schedule.model_dump(mode="json"),
+        "runtime": runtime,
+        "stages": ctx.stages,
+        "warnings": ctx.warnings,
+    }
+    ctx.plan = Plan.model_validate({**body, "plan_sha256": sha256_of(body)})
+    return []
+
+
+PASSES = [
+    Pass("resolve-source", (), ("source",), resolve_source),
+    Pass("build-graph", ("source",), ("graph",), build_dependency_graph),
+    Pass("resolve-target", ("source",), ("target",), resolve_target),
+    Pass("check-feasibility", ("source", "target"), ("changes", "target_config"), check_feasibility),
+    Pass("check-loads", ("target_config",), (), check_target_loads),
+    Pass("survey-data", (), ("data",), survey_data),
+    Pass("estimate", ("source", "target", "changes"), ("stages",), estimate_stages),
+    Pass("assemble-plan", ("source", "graph", "target", "data", "stages"), ("plan",), assemble_plan),
+]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _model_info(source: SourceModel, shape: Shape, seq_len: int) -> dict[str, Any]:
+    return {"shape": shape.as_dict(), "params": count_params(source, shape),
+            "non_embedding_params": est.non_embedding(source, shape),
+            "forward_flops_per_token": est.forward_flops_per_token(source, shape, seq_len)}
+
+
+def _is_local(spec_dir: Path, path: str) -> bool:
+    return (spec_dir / os.path.expanduser(path)).exists()
+
+
+def _source_model_ref(ctx: Context) -> str:
+    model = ctx.spec.source.model
+    return ctx.relocate(model) if _is_local(ctx.spec_dir, model) else model
+
+
+def _found(spec_dir: Path, patterns: list[str]) -> dict[str, int]:
+    files: set[Path] = set()
+    for pattern in patterns:
+        full = spec_dir / os.path.expanduser(pattern)
+        files.update(Path(p) for p in glob.glob(str(full), recursive=True) if Path(p).is_file())
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+
+def compile_loaded(spec: Spec, loaded: LoadedYaml, spec_path: Path, plan_dir: Path) -> Plan:
+    context = Context(spec=spec, spec_dir=spec_path.resolve().parent, plan_dir=plan_dir.resolve())
+    run_passes(PASSES, context, loaded)
+    return context.plan
+
+
+def compile_spec(spec_path: str | Path, plan_path: str | Path = "plan.json") -> Plan:
+    """Validate and compile; raises UserError listing every problem. Writes nothing."""
+    spec_path = Path(spec_path)
+    spec, loaded = load_spec(spec_path)
+    return compile_loaded(spec, loaded, spec_path, Path(plan_path).parent)
+
+
+def plan_text(plan: Plan) -> str:
+    return pretty_json(plan.model_dump(mode="json"))
+
+
+def write_plan(plan: Plan, plan_path: str | Path) -> None:
+    write_text_atomic(plan_path, plan_text(plan))

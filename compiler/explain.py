@@ -1,0 +1,88 @@
+"""`shearc explain plan.json`: a readable summary of a plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .estimates import GIB
+
+_DIMS = ("layers", "hidden", "heads", "kv_heads", "intermediate", "head_dim")
+
+
+def _count(n: float) -> str:
+    if abs(n) >= 1e15:
+        return f"{n:.2e}"
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:g}"
+
+
+def explain(plan: dict[str, Any], console: Console) -> None:
+    source, target = plan["source"], plan["target"]
+    console.print(f"[bold]{plan['spec']['name']}[/bold]  plan v{'.'.join(map(str, plan['plan_version']))}  "
+                  f"sha256 {plan['plan_sha256'][:12]}  (shearc {plan['shearc_version']})")
+    if plan["spec"]["description"]:
+        console.print(plan["spec"]["description"])
+    console.print(f"source: {source['model']} ({source['architecture']}, config from {source['config_origin']}: "
+                  f"{source['config_path']})")
+
+    shapes = Table(title="Shape", title_justify="left")
+    shapes.add_column("")
+    for name in _DIMS:
+        shapes.add_column(name, justify="right")
+    shapes.add_column("params", justify="right")
+    shapes.add_column("non-emb", justify="right")
+    shapes.add_column("fwd FLOPs/token", justify="right")
+    for label, info in (("source", source["model_info"]), ("target", target["model_info"])):
+        shapes.add_row(label, *(str(info["shape"][d]) for d in _DIMS), f"{info['params']:,}",
+                       _count(info["non_embedding_params"]), _count(info["forward_flops_per_token"]))
+    console.print(shapes)
+    reduction = 1 - target["params_ratio"]
+    console.print(f"parameters: {source['model_info']['params']:,} -> {target['model_info']['params']:,} "
+                  f"({target['params_ratio']:.1%} kept, {reduction:.1%} removed)"
+                  + (f"; from a budget of {target['budget']:,}" if target["budget"] else ""))
+
+    groups = Table(title="Coupled groups (dependency graph)", title_justify="left")
+    for column in ("unit", "granularity", "units", "params/unit", "tensors", "pruned"):
+        groups.add_column(column, justify="right" if column in ("units", "params/unit", "tensors") else "left")
+    pruned = {u["kind"]: u for u in target["pruned_units"]}
+    for group in plan["groups"]:
+        units = f"{group['count']}" + (f" x {group['scopes']} layers" if group["scope"] == "layer" else "")
+        change = pruned.get(group["kind"])
+        groups.add_row(group["kind"], group["granularity"], units, _count(group["params_per_unit"]),
+                       str(len(group["tensors"])), f"{change['source']} -> {change['target']}" if change else "kept")
+    console.print(groups)
+
+    stages = Table(title="Stages", title_justify="left")
+    for column in ("stage", "method", "tokens", "steps", "FLOPs", "peak memory/device", "fits"):
+        stages.add_column(column, justify="left" if column in ("stage", "method") else "right")
+    for stage in plan["stages"]:
+        estimate = stage["estimate"]
+        method = stage.get("params", {}).get("method", "")
+        memory = estimate["memory_bytes"]["total"] / GIB
+        stages.add_row(stage["stage"], method, _count(estimate["tokens"]), f"{estimate['steps']:,}",
+                       _count(estimate["flops"]), f"{memory:.1f} GiB", "yes" if estimate["fits_device"] else "NO")
+    console.print(stages)
+
+    mixture = Table(title=f"Data mixture (mixer: {plan['mixer']['method']})", title_justify="left")
+    for column in ("domain", "weight", "reference loss", "train files", "eval files"):
+        mixture.add_column(column, justify="left" if column == "domain" else "right")
+    for domain in plan["data"]["domains"]:
+        reference = domain["reference_loss"]
+        mixture.add_row(domain["name"], f"{domain['weight']:.3f}", "-" if reference is None else f"{reference:.4f}",
+                        _found(domain["train_found"]), _found(domain["eval_found"]))
+    console.print(mixture)
+    runtime = plan["runtime"]
+    console.print(f"runtime: {runtime['devices']} x {runtime['device']} "
+                  f"({runtime['strategy']}, {runtime['precision']}), micro-batch {plan['schedule']['micro_batch']}, "
+                  f"seed {runtime['seed']}, output {runtime['output_dir']}")
+    for warning in plan["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _found(found: dict[str, int]) -> str:
+    return f"{found['files']} ({found['bytes'] / 1e6:.1f} MB)" if found["files"] else "absent"

@@ -1,0 +1,172 @@
+"""The plan: a versioned, hashed, fully resolved IR between compiler and runtime.
+
+Every default is written out. Its JSON Schema (serialization mode) requires every
+field, so a runtime that validates against it never falls back on a default.
+Bump PLAN_VERSION's minor for an added optional field, the major for a removal or
+a type change.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .spec import EvalSection, ExportSection, MixerSection, PruneSection, RuntimeSection, ScheduleSection
+from .spec.recovery import FullRecovery, LoraRecovery
+
+PLAN_VERSION = (1, 0)
+
+
+class PlanPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
+
+
+class ShapeInfo(PlanPart):
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    head_dim: int
+
+
+class ModelInfo(PlanPart):
+    shape: ShapeInfo
+    params: int = Field(description="All parameters, as sum(p.numel()) counts them.")
+    non_embedding_params: int
+    forward_flops_per_token: int = Field(description="At the longest stage's sequence length.")
+
+
+class SourceInfo(PlanPart):
+    model: str = Field(description="Hub id, or a directory relative to the plan file.")
+    revision: str | None
+    trust_remote_code: bool
+    architecture: str
+    config_origin: Literal["local", "hf-cache", "card"]
+    config_path: str = Field(description="The config.json compiled against (relative to the plan when local).")
+    fingerprint: str = Field(description="sha256 of fingerprint_fields in canonical JSON.")
+    fingerprint_fields: dict[str, Any]
+    model_info: ModelInfo
+
+
+class UnitChangeInfo(PlanPart):
+    kind: Literal["layer", "hidden", "kv_group", "query_head", "intermediate"]
+    granularity: Literal["layer", "head", "intermediate", "hidden"]
+    source: int = Field(description="Units per scope (per layer; per model for hidden and layer) before.")
+    target: int
+
+
+class TargetInfo(PlanPart):
+    requested: Literal["shape", "params"]
+    budget: int | None
+    config: dict[str, Any] = Field(description="The target's config.json: a standard config of the architecture.")
+    model_info: ModelInfo
+    params_ratio: float = Field(description="Target parameters / source parameters.")
+    pruned_units: list[UnitChangeInfo]
+
+
+class GroupInfo(PlanPart):
+    kind: str
+    granularity: str
+    scope: Literal["model", "layer"]
+    count: int
+    scopes: int
+    params_per_unit: int
+    tensors: list[str]
+
+
+class FilesFound(PlanPart):
+    files: int
+    bytes: int
+
+
+class DomainPlan(PlanPart):
+    name: str
+    weight: float = Field(description="Initial proportion, normalised.")
+    reference_loss: float | None
+    train: list[str] = Field(description="Files or globs, relative to the plan file.")
+    eval: list[str]
+    train_found: FilesFound = Field(description="What compile found (data may be absent at compile time).")
+    eval_found: FilesFound
+
+
+class DataPlan(PlanPart):
+    tokenizer: str
+    text_field: str
+    eval_fraction: float
+    domains: list[DomainPlan]
+
+
+class MemoryInfo(PlanPart):
+    weights: int
+    grads: int
+    optimizer: int
+    activations: int
+    masks: int
+    total: int
+
+
+class StageEstimate(PlanPart):
+    tokens: int
+    steps: int
+    flops: int
+    memory_bytes: MemoryInfo = Field(description="Peak per device.")
+    fits_device: bool
+
+
+class PruneStage(PlanPart):
+    stage: Literal["prune"]
+    params: PruneSection
+    pruned_units: list[UnitChangeInfo]
+    estimate: StageEstimate
+
+
+class FinalizeStage(PlanPart):
+    stage: Literal["finalize"]
+    target_shape: ShapeInfo
+    estimate: StageEstimate
+
+
+class RecoverStage(PlanPart):
+    stage: Literal["recover"]
+    params: Annotated[FullRecovery | LoraRecovery, Field(discriminator="method")]
+    estimate: StageEstimate
+
+
+class EvaluateStage(PlanPart):
+    stage: Literal["evaluate"]
+    params: EvalSection
+    estimate: StageEstimate
+
+
+class ExportStage(PlanPart):
+    stage: Literal["export"]
+    params: ExportSection
+    estimate: StageEstimate
+
+
+Stage = Annotated[PruneStage | FinalizeStage | RecoverStage | EvaluateStage | ExportStage,
+                  Field(discriminator="stage")]
+
+
+class SpecInfo(PlanPart):
+    name: str
+    description: str
+    sha256: str = Field(description="sha256 of the validated spec (defaults filled) in canonical JSON.")
+
+
+class Plan(PlanPart):
+    plan_version: tuple[int, int]
+    shearc_version: str
+    spec: SpecInfo
+    source: SourceInfo
+    target: TargetInfo
+    groups: list[GroupInfo]
+    data: DataPlan
+    mixer: MixerSection
+    schedule: ScheduleSection
+    runtime: RuntimeSection = Field(description="output_dir resolved, relative to the plan file.")
+    stages: list[Stage]
+    warnings: list[str]
+    plan_sha256: str = Field(description="sha256 of this plan without this field, in canonical JSON.")

@@ -1,0 +1,117 @@
+"""The `shearc` command line.
+
+Exit codes: 0 done; 2 the input is wrong (every problem listed, no traceback);
+1 a bug (traceback shown); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from shearc import __version__
+from shearc.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, Problem, UserError
+
+# Piped output is not wrapped at 80 columns: plans have wide tables.
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shearc")
+def cli() -> None:
+    """shearc: compile LLM compression recipes (YAML) into plans, and run them."""
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(specs: tuple[Path, ...]) -> None:
+    """Check SPECS against the schema and their source models; list every error."""
+    from shearc.compiler.compile import compile_spec
+
+    problems: list[Problem] = []
+    for spec in specs:
+        try:
+            plan = compile_spec(spec)
+        except UserError as exc:
+            problems.extend(exc.problems if any(p.file for p in exc.problems)
+                            else [Problem(f"{exc.title}: {p}", file=str(spec)) for p in exc.problems])
+            continue
+        stdout.print(f"ok: {spec} ({plan.source.model_info.params:,} -> {plan.target.model_info.params:,} params)")
+    if problems:
+        raise UserError(problems, title=f"{len({p.file for p in problems})} of {len(specs)} specs invalid")
+
+
+@cli.command(name="compile")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=Path("plan.json"),
+              show_default=True, help="Where to write the plan.")
+def compile_command(spec: Path, output: Path) -> None:
+    """Compile SPEC into a fully resolved plan."""
+    from shearc.compiler.compile import compile_spec, write_plan
+
+    plan = compile_spec(spec, output)
+    write_plan(plan, output)
+    source, target = plan.source.model_info, plan.target.model_info
+    stdout.print(f"compiled {plan.spec.name}: {source.params:,} -> {target.params:,} parameters "
+                 f"({plan.target.params_ratio:.1%} kept); stages: {', '.join(s.stage for s in plan.stages)}")
+    for warning in plan.warnings:
+        stdout.print(f"[yellow]warning:[/yellow] {warning}")
+    stdout.print(f"wrote {output} (sha256 {plan.plan_sha256[:12]}); see `shearc explain {output}`")
+
+
+@cli.command()
+@click.argument("plan", type=click.Path(path_type=Path))
+def explain(plan: Path) -> None:
+    """Print a readable summary of PLAN: shapes, groups, stages, cost, mixture."""
+    from shearc.compiler.explain import explain as render
+    from shearc.compiler.plan_io import read_plan
+
+    render(read_plan(plan), stdout)
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Fail if the checked-in schemas differ from the models.")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True,
+              help="Folder of spec.schema.json and plan.schema.json.")
+def schema(check: bool, directory: Path) -> None:
+    """Write (or check) the JSON Schemas of specs and plans."""
+    from shearc.canonical import write_text_atomic
+    from shearc.compiler.schemas import schema_files, stale_schemas
+
+    if check:
+        stale = stale_schemas(directory)
+        if stale:
+            raise UserError([Problem("out of date; run `shearc schema`", file=str(directory / n)) for n in stale],
+                            title="stale schemas")
+        stdout.print(f"schemas in {directory} are up to date")
+        return
+    for name, text in schema_files().items():
+        write_text_atomic(directory / name, text)
+        stdout.print(f"wrote {directory / name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="shearc", standalone_mode=False)
+    except UserError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USER
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:  # usage errors: unknown option, missing argument
+        exc.show()
+        return EXIT_USER
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["cli", "main"]
