@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from shearc.cli import main
+from shearc.compiler.compile import compile_spec, write_plan
+
+from ..helpers import tiny_spec, write_spec
+
+
+@pytest.fixture
+def plan_path(models):
+    path = models / "plan.json"
+    write_plan(compile_spec(write_spec(models, tiny_spec("mistral-gqa", target={"kv_heads": 1, "heads": 4})),
+                            path), path)
+    return path
+
+
+def test_explain_summarises_a_plan(plan_path, capsys):
+    assert main(["explain", str(plan_path)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("Shape", "Coupled groups", "kv_group", "Stages", "prune", "Data mixture", "2 -> 1"):
+        assert needle in out
+
+
+def _rewrite(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda d: d["target"]["model_info"].update(params=1), "edited after compile"),
+        (lambda d: d.update(plan_version=[2, 0]), "plan_version"),
+        (lambda d: d["stages"][0]["params"].pop("norm"), "stages.0.params"),
+        (lambda d: d.update(surprise=1), "surprise"),
+    ],
+)
+def test_a_tampered_plan_is_refused(plan_path, capsys, change, needle):
+    _rewrite(plan_path, change)
+    assert main(["explain", str(plan_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_not_json(tmp_path, capsys):
+    (tmp_path / "plan.json").write_text("{nope")
+    assert main(["explain", str(tmp_path / "plan.json")]) == 2
+    assert "not a JSON plan" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""Tiny model configs written to local directories, and helpers to write specs next to them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO / "specs"
+
+# Small but structurally complete: MHA, GQA (Mistral), biased q/k/v (Qwen2), tied embeddings.
+TINY_CONFIGS: dict[str, dict] = {
+    "llama-mha": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 176, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 8,
+        "max_position_embeddings": 256, "tie_word_embeddings": False, "rms_norm_eps": 1e-5,
+    },
+    "mistral-gqa": {
+        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 192, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "head_dim": 8, "max_position_embeddings": 256, "sliding_window": None, "tie_word_embeddings": False,
+    },
+    "qwen2-bias": {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 256, "tie_word_embeddings": False,
+    },
+    "llama-tied": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "max_position_embeddings": 256, "tie_word_embeddings": True,
+    },
+}
+
+
+def write_model_dir(root: Path, name: str, overrides: dict | None = None) -> Path:
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {**TINY_CONFIGS[name], **(overrides or {})}
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    return directory
+
+
+def tiny_spec(model: str, **sections) -> dict:
+    """A complete, valid spec for a tiny local model; sections override the defaults below."""
+    spec = {
+        "name": "tiny",
+        "source": {"model": model},
+        "target": {"heads": 4, "intermediate": 96},
+        "prune": {"method": "magnitude"},
+        "data": {"eval_fraction": 0.1,
+                 "domains": [{"name": "a", "weight": 0.5, "train": ["data/a.jsonl"]},
+                             {"name": "b", "weight": 0.5, "train": ["data/b.jsonl"]}]},
+    }
+    for key, value in sections.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    return spec
+
+
+def write_spec(directory: Path, spec: dict | str, name: str = "spec.yaml") -> Path:
+    path = directory / name
+    path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+    return path
