@@ -108,10 +108,9 @@ class LlamaFamilyAdapter:
             intermediate_size=shape.intermediate,
             head_dim=shape.head_dim,
         )
-        # Per-layer lists (e.g. layer_types) must follow the new depth.
-        for key in ("layer_types",):
-            if isinstance(config.get(key), list):
-                config[key] = config[key][: shape.layers]
+        # Per-layer settings must follow the new depth.
+        if isinstance(config.get("layer_types"), list):
+            config["layer_types"] = config["layer_types"][: shape.layers]
         if isinstance(config.get("max_window_layers"), int):
             config["max_window_layers"] = min(config["max_window_layers"], shape.layers)
         return config

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,7 @@ from .passes import Pass, run_passes
 from .plan import PLAN_VERSION, Plan
 from .shape import budget_shape, count_params, exact_shape
 from .source import SourceModel, load_source
-from .spec import Spec, TaylorPrune
-from .spec.prune import HardConcretePrune
-from .spec.recovery import LoraRecovery
+from .spec import HardConcretePrune, LoraRecovery, Spec, TaylorPrune
 from .yaml_source import LoadedYaml
 
 DEFAULT_EVAL_SEQ_LEN = 128  # LLM-Pruner's perplexity windows, when no stage trains
@@ -105,10 +103,8 @@ def survey_data(ctx: Context) -> list[Problem]:
             "train_found": _found(ctx.spec_dir, domain.train),
             "eval_found": _found(ctx.spec_dir, domain.eval),
         })
-    tokenizer = ctx.relocate(data.tokenizer) if data.tokenizer and _is_local(ctx.spec_dir, data.tokenizer) \
-        else (data.tokenizer or _source_model_ref(ctx))
-    ctx.data = {"tokenizer": tokenizer, "text_field": data.text_field, "eval_fraction": data.eval_fraction,
-                "domains": domains}
+    ctx.data = {"tokenizer": _model_ref(ctx, data.tokenizer or ctx.spec.source.model),
+                "text_field": data.text_field, "eval_fraction": data.eval_fraction, "domains": domains}
     return []
 
 
@@ -126,7 +122,7 @@ def estimate_stages(ctx: Context) -> list[Problem]:
                 "fits_device": fits}
 
     source_params, target_params = count_params(source, source.shape), count_params(source, target)
-    changes = [c.__dict__ for c in ctx.changes]
+    changes = [asdict(c) for c in ctx.changes]
     stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"), "pruned_units": changes,
                    "estimate": estimate(*_prune_cost(ctx, source_params), "prune")})
     weight_bytes = est.compute_bytes(spec)
@@ -204,7 +200,7 @@ def assemble_plan(ctx: Context) -> list[Problem]:
         "spec": {"name": spec.name, "description": spec.description,
                  "sha256": sha256_of(spec.model_dump(mode="json"))},
         "source": {
-            "model": _source_model_ref(ctx),
+            "model": _model_ref(ctx, spec.source.model),
             "revision": spec.source.revision,
             "trust_remote_code": spec.source.trust_remote_code,
             "architecture": source.adapter.architecture,
@@ -221,7 +217,7 @@ def assemble_plan(ctx: Context) -> list[Problem]:
             "config": ctx.target_config,
             "model_info": target_info,
             "params_ratio": target_info["params"] / source_info["params"],
-            "pruned_units": [c.__dict__ for c in ctx.changes],
+            "pruned_units": [asdict(c) for c in ctx.changes],
         },
         "groups": [g.as_dict() for g in summarize_groups(ctx.graph, source.adapter.layer_prefix)],
         "data": ctx.data,
@@ -256,13 +252,9 @@ def _model_info(source: SourceModel, shape: Shape, seq_len: int) -> dict[str, An
             "forward_flops_per_token": est.forward_flops_per_token(source, shape, seq_len)}
 
 
-def _is_local(spec_dir: Path, path: str) -> bool:
-    return (spec_dir / os.path.expanduser(path)).exists()
-
-
-def _source_model_ref(ctx: Context) -> str:
-    model = ctx.spec.source.model
-    return ctx.relocate(model) if _is_local(ctx.spec_dir, model) else model
+def _model_ref(ctx: Context, model: str) -> str:
+    """A local directory, rewritten relative to the plan; otherwise a hub id, kept as written."""
+    return ctx.relocate(model) if (ctx.spec_dir / os.path.expanduser(model)).exists() else model
 
 
 def _found(spec_dir: Path, patterns: list[str]) -> dict[str, int]:

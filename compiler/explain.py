@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .estimates import GIB
 
@@ -23,12 +24,13 @@ def _count(n: float) -> str:
 
 def explain(plan: dict[str, Any], console: Console) -> None:
     source, target = plan["source"], plan["target"]
-    console.print(f"[bold]{plan['spec']['name']}[/bold]  plan v{'.'.join(map(str, plan['plan_version']))}  "
-                  f"sha256 {plan['plan_sha256'][:12]}  (shearc {plan['shearc_version']})")
+    console.print(Text(plan["spec"]["name"], style="bold")
+                  + Text(f"  plan v{'.'.join(map(str, plan['plan_version']))}  sha256 {plan['plan_sha256'][:12]}  "
+                         f"(shearc {plan['shearc_version']})"))
     if plan["spec"]["description"]:
-        console.print(plan["spec"]["description"])
+        console.print(plan["spec"]["description"], markup=False)
     console.print(f"source: {source['model']} ({source['architecture']}, config from {source['config_origin']}: "
-                  f"{source['config_path']})")
+                  f"{source['config_path']})", markup=False)
 
     shapes = Table(title="Shape", title_justify="left")
     shapes.add_column("")
@@ -77,11 +79,11 @@ def explain(plan: dict[str, Any], console: Console) -> None:
                         _found(domain["train_found"]), _found(domain["eval_found"]))
     console.print(mixture)
     runtime = plan["runtime"]
-    console.print(f"runtime: {runtime['devices']} x {runtime['device']} "
-                  f"({runtime['strategy']}, {runtime['precision']}), micro-batch {plan['schedule']['micro_batch']}, "
-                  f"seed {runtime['seed']}, output {runtime['output_dir']}")
+    line = (f"runtime: {runtime['devices']} x {runtime['device']} ({runtime['strategy']}, {runtime['precision']}), "
+            f"micro-batch {plan['schedule']['micro_batch']}, seed {runtime['seed']}, output {runtime['output_dir']}")
+    console.print(line, markup=False)
     for warning in plan["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(Text("warning: ", style="yellow") + Text(warning))
 
 
 def _found(found: dict[str, int]) -> str:

@@ -13,8 +13,7 @@ from .shape import count_params
 from .source import SourceModel, meta_model
 from .spec import Spec
 
-_TARGET_FIELD = {"layers": "layers", "hidden": "hidden", "heads": "heads", "kv_heads": "kv_heads",
-                 "intermediate": "intermediate"}
+_TARGET_DIMENSIONS = ("layers", "hidden", "heads", "kv_heads", "intermediate")
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ def target_field(spec: Spec, name: str) -> str:
 def check_shape(spec: Spec, source: SourceModel, target: Shape) -> tuple[list[UnitChange], list[Problem]]:
     problems: list[Problem] = []
     base = source.shape
-    for name in _TARGET_FIELD:
+    for name in _TARGET_DIMENSIONS:
         wanted, have = getattr(target, name), getattr(base, name)
         if wanted > have:
             problems.append(Problem(f"{wanted} exceeds the source's {have}; pruning cannot grow a model",

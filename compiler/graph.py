@@ -133,7 +133,7 @@ def summarize_groups(graph: nx.DiGraph, layer_prefix: str) -> list[GroupSummary]
             scope="model" if first[2] is None else "layer",
             count=count,
             scopes=len(nodes),
-            params_per_unit=owned // count if kind == "layer" else owned,
+            params_per_unit=owned,
             tensors=sorted(patterns),
         ))
     return summaries

@@ -42,7 +42,7 @@ def _problems(exc: ValidationError, loaded: LoadedYaml) -> list[Problem]:
     problems: list[Problem] = []
     for error in exc.errors(include_url=False):
         inner = (error.get("ctx") or {}).get("error")
-        yaml_path = _yaml_path(Spec, tuple(error["loc"]))
+        yaml_path, _ = _walk(tuple(error["loc"]))
         if isinstance(inner, RuleError):
             problems.extend(loaded.problem((*yaml_path, *path), message) for path, message in inner.problems)
             continue
@@ -56,7 +56,8 @@ def _message(error: dict[str, Any], yaml_path: PathKey) -> str:
     kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
         key = str(yaml_path[-1])
-        allowed = _allowed_keys(Spec, yaml_path[:-1])
+        _, section = _walk(tuple(error["loc"][:-1]))
+        allowed = list(section.model_fields) if section is not None else []
         hint = _did_you_mean(key, allowed)
         return f"unknown key {key!r}{hint}" + (f"; allowed: {', '.join(allowed)}" if allowed and not hint else "")
     if kind == "union_tag_invalid":
@@ -105,8 +106,13 @@ def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, dict[str, type[B
     return None, None, False
 
 
-def _yaml_path(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> PathKey:
-    """Drop pydantic's union-tag steps from `loc`, keeping the keys a user wrote."""
+def _walk(loc: tuple[Any, ...]) -> tuple[PathKey, type[BaseModel] | None]:
+    """Follow a pydantic error location through the Spec's types.
+
+    Returns the path as the user wrote it (pydantic's union-tag steps dropped) and the
+    section model reached, with the method the file chose for a union.
+    """
+    model: type[BaseModel] | None = Spec
     out: list[str | int] = []
     union: dict[str, type[BaseModel]] | None = None
     is_list = False
@@ -124,19 +130,4 @@ def _yaml_path(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> PathKey:
             model, union, is_list = None, None, False
             continue
         model, union, is_list = _model_in(field.annotation)
-    return tuple(out)
-
-
-def _allowed_keys(model: type[BaseModel] | None, yaml_path: PathKey) -> list[str]:
-    """Field names of the section at `yaml_path` (following `method:` in the file for unions)."""
-    union = None
-    for step in yaml_path:
-        if isinstance(step, int):
-            continue
-        field = model.model_fields.get(step) if model is not None else None
-        if field is None:
-            return []
-        model, union, _ = _model_in(field.annotation)
-    if union is not None:
-        return sorted({name for member in union.values() for name in member.model_fields})
-    return list(model.model_fields) if model is not None else []
+    return tuple(out), model

@@ -12,8 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .spec import EvalSection, ExportSection, MixerSection, PruneSection, RuntimeSection, ScheduleSection
-from .spec.recovery import FullRecovery, LoraRecovery
+from .spec import (
+    EvalSection,
+    ExportSection,
+    FullRecovery,
+    LoraRecovery,
+    MixerSection,
+    PruneSection,
+    RuntimeSection,
+    ScheduleSection,
+)
 
 PLAN_VERSION = (1, 0)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,20 +46,20 @@ class SourceModel:
         return sha256_of(self.fingerprint_fields)
 
 
-def locate_config(source: SourceSection, spec_dir: Path) -> tuple[Path, Origin, list[str]]:
+def locate_config(source: SourceSection, spec_dir: Path) -> tuple[Path, Origin]:
     tried: list[str] = []
     local = (spec_dir / source.model).expanduser()
     if (local / "config.json").is_file():
-        return local / "config.json", "local", tried
+        return local / "config.json", "local"
     tried.append(f"no config.json in local directory {local}")
     cached = _hf_cache_lookup(source.model, source.revision)
     if cached is not None:
-        return cached, "hf-cache", tried
+        return cached, "hf-cache"
     tried.append(f"{source.model!r} is not in the local Hugging Face cache")
     if source.config_card is not None:
         card = spec_dir / source.config_card
         if card.is_file():
-            return card, "card", tried
+            return card, "card"
         tried.append(f"config_card {card} does not exist")
     else:
         tried.append("no source.config_card given")
@@ -112,9 +112,7 @@ def introspect(config: dict[str, Any], origin: Origin, config_path: Path) -> Sou
     try:
         transformers_config = hf_config(config)
         shape = adapter.shape_of(transformers_config)
-        one_block = meta_model(adapter.config_for(config, _with_layers(shape, 1)))
-    except UserError:
-        raise
+        one_block = meta_model(adapter.config_for(config, replace(shape, layers=1)))
     except Exception as exc:
         raise UserError(f"{config_path}: transformers cannot build this config: {exc}",
                         title="bad source config") from None
@@ -151,14 +149,10 @@ def _describe(found: dict[str, tuple[int, ...]], known: dict[str, tuple[str, ...
     return axes
 
 
-def _with_layers(shape: Shape, layers: int) -> Shape:
-    return Shape(layers, shape.hidden, shape.heads, shape.kv_heads, shape.intermediate, shape.head_dim)
-
-
 def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
 def load_source(source: SourceSection, spec_dir: Path) -> SourceModel:
-    path, origin, _ = locate_config(source, spec_dir)
+    path, origin = locate_config(source, spec_dir)
     return introspect(read_config(path), origin, path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from shearc import __version__
 from shearc.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, Problem, UserError
@@ -31,17 +32,19 @@ def validate(specs: tuple[Path, ...]) -> None:
     """Check SPECS against the schema and their source models; list every error."""
     from shearc.compiler.compile import compile_spec
 
-    problems: list[Problem] = []
+    failed = 0
     for spec in specs:
         try:
             plan = compile_spec(spec)
         except UserError as exc:
-            problems.extend(exc.problems if any(p.file for p in exc.problems)
-                            else [Problem(f"{exc.title}: {p}", file=str(spec)) for p in exc.problems])
+            failed += 1
+            print(exc.render(), file=sys.stderr)
             continue
-        stdout.print(f"ok: {spec} ({plan.source.model_info.params:,} -> {plan.target.model_info.params:,} params)")
-    if problems:
-        raise UserError(problems, title=f"{len({p.file for p in problems})} of {len(specs)} specs invalid")
+        source, target = plan.source.model_info.params, plan.target.model_info.params
+        stdout.print(f"ok: {spec} ({source:,} -> {target:,} params)", markup=False)
+    if failed:
+        print(f"{failed} of {len(specs)} specs invalid", file=sys.stderr)
+        raise click.exceptions.Exit(EXIT_USER)
 
 
 @cli.command(name="compile")
@@ -56,10 +59,11 @@ def compile_command(spec: Path, output: Path) -> None:
     write_plan(plan, output)
     source, target = plan.source.model_info, plan.target.model_info
     stdout.print(f"compiled {plan.spec.name}: {source.params:,} -> {target.params:,} parameters "
-                 f"({plan.target.params_ratio:.1%} kept); stages: {', '.join(s.stage for s in plan.stages)}")
+                 f"({plan.target.params_ratio:.1%} kept); stages: {', '.join(s.stage for s in plan.stages)}",
+                 markup=False)
     for warning in plan.warnings:
-        stdout.print(f"[yellow]warning:[/yellow] {warning}")
-    stdout.print(f"wrote {output} (sha256 {plan.plan_sha256[:12]}); see `shearc explain {output}`")
+        stdout.print(Text("warning: ", style="yellow") + Text(warning))
+    stdout.print(f"wrote {output} (sha256 {plan.plan_sha256[:12]}); see `shearc explain {output}`", markup=False)
 
 
 @cli.command()

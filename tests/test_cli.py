@@ -44,3 +44,32 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
     assert "specs/drpruning_1.3b.yaml" in main_command and "shearc explain plan.json" in main_command
+
+
+def test_validate_reports_each_spec(models, capsys):
+    from .helpers import tiny_spec, write_spec
+
+    good = write_spec(models, tiny_spec("llama-mha"), "good.yaml")
+    bad = write_spec(models, tiny_spec("llama-mha", target={"heads": 99}), "bad.yaml")
+    assert main(["validate", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert f"ok: {good}" in captured.out
+    assert f"{bad}:" in captured.err and "target.heads" in captured.err and "1 of 2 specs invalid" in captured.err
+
+
+def test_user_text_is_printed_literally(models, capsys):
+    from .helpers import tiny_spec, write_spec
+
+    spec = tiny_spec("llama-mha", description="keeps [bold]brackets[/bold] as written")
+    assert main(["compile", str(write_spec(models, spec)), "-o", str(models / "plan.json")]) == 0
+    assert main(["explain", str(models / "plan.json")]) == 0
+    assert "keeps [bold]brackets[/bold] as written" in capsys.readouterr().out
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("shearc.compiler.compile.compile_spec", interrupted)
+    assert main(["compile", "whatever.yaml"]) == 130
+    assert "interrupted" in capsys.readouterr().err
