@@ -66,3 +66,23 @@ def write_spec(directory: Path, spec: dict | str, name: str = "spec.yaml") -> Pa
     path = directory / name
     path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def tiny_tokenizer(directory: Path, texts: list[str]):
+    """A word-level tokenizer over `texts`, saved and loaded like any Hugging Face tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]))
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>",
+                                      eos_token="</s>")
+    wrapped.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def write_jsonl(path: Path, texts: list[str], field: str = "text") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({field: t}) + "\n" for t in texts))
+    return path

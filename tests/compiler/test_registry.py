@@ -2,8 +2,9 @@ import typing
 
 import pytest
 
-from shearc.compiler.registry import MIXERS, PRUNE_METHODS, RECOVERIES, Registry
+from shearc.compiler.registry import MIXERS, PRUNE_METHODS, RECOVERIES
 from shearc.compiler.spec import Spec
+from shearc.registry import Registry
 
 
 def test_registering_a_name_twice_raises():

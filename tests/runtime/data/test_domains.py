@@ -1,0 +1,127 @@
+import logging
+
+import numpy as np
+import pytest
+
+from shearc.errors import UserError
+from shearc.runtime.data.domains import held_out, load_domains
+from shearc.runtime.data.sampler import MixtureSampler
+
+from ...helpers import tiny_tokenizer, write_jsonl
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+
+
+def _docs(count, length, offset=0):
+    return [" ".join(WORDS[(i + j + offset) % len(WORDS)] for j in range(length)) for i in range(count)]
+
+
+@pytest.fixture
+def tokenizer(tmp_path):
+    return tiny_tokenizer(tmp_path / "tok", [" ".join(WORDS)])
+
+
+def _data(*domains, eval_fraction=0.0):
+    return {"text_field": "text", "eval_fraction": eval_fraction, "domains": list(domains)}
+
+
+def test_packs_documents_with_bos_and_eos(tmp_path, tokenizer):
+    write_jsonl(tmp_path / "a" / "train.jsonl", _docs(10, 5))
+    write_jsonl(tmp_path / "a" / "eval.jsonl", _docs(2, 5))
+    (domain,) = load_domains(_data({"name": "a", "train": ["a/train.jsonl"], "eval": ["a/eval.jsonl"]}),
+                             base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "c")
+    # 10 documents of 5 words + BOS + EOS = 70 tokens -> 8 full sequences of 8
+    assert domain.train.shape == (8, 8)
+    stream = domain.train.reshape(-1)
+    assert stream[0] == tokenizer.bos_token_id and stream[6] == tokenizer.eos_token_id
+    assert tokenizer.decode(stream[1:6]) == _docs(1, 5)[0]
+    assert len(domain.eval) == 14
+
+
+def test_second_run_reads_the_cache(tmp_path, tokenizer, monkeypatch):
+    write_jsonl(tmp_path / "train.jsonl", _docs(20, 6))
+    data = _data({"name": "a", "train": ["*.jsonl"], "eval": []}, eval_fraction=0.2)
+    first = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=1, cache_dir=tmp_path / "c")
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr("shearc.runtime.data.domains.tokenize", no_tokenizing)
+    again = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=1, cache_dir=tmp_path / "c")
+    assert isinstance(again[0].train, np.memmap)
+    np.testing.assert_array_equal(first[0].train, again[0].train)
+    np.testing.assert_array_equal(first[0].eval, again[0].eval)
+    # another sequence length is another cache entry
+    monkeypatch.undo()
+    other = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=4, seed=1, cache_dir=tmp_path / "c")
+    assert other[0].train.shape[1] == 4
+
+
+def test_eval_fraction_is_deterministic_and_disjoint(tmp_path, tokenizer):
+    texts = [f"{WORDS[i % 8]} {WORDS[(i * 3) % 8]} {WORDS[(i * 5) % 8]}" for i in range(200)]
+    write_jsonl(tmp_path / "train.jsonl", texts)
+    held = [i for i in range(200) if held_out(i, 7, 0.1)]
+    assert 8 <= len(held) <= 35 and held == [i for i in range(200) if held_out(i, 7, 0.1)]
+    (domain,) = load_domains(_data({"name": "a", "train": ["train.jsonl"], "eval": []}, eval_fraction=0.1),
+                             base_dir=tmp_path, tokenizer=tokenizer, seq_len=5, seed=7, cache_dir=tmp_path / "c")
+    assert len(domain.eval) == 5 * len(held)  # BOS + 3 words + EOS per held-out document
+    assert domain.train.size == 5 * (200 - len(held))
+
+
+def test_empty_domains_are_clear_errors(tmp_path, tokenizer):
+    write_jsonl(tmp_path / "short.jsonl", ["alpha"])
+    (tmp_path / "empty.jsonl").write_text("")
+    write_jsonl(tmp_path / "ok.jsonl", _docs(10, 6))
+    data = _data(
+        {"name": "missing", "train": ["nothing/*.jsonl"], "eval": ["ok.jsonl"]},
+        {"name": "short", "train": ["short.jsonl"], "eval": ["ok.jsonl"]},
+        {"name": "no-eval", "train": ["ok.jsonl"], "eval": ["empty.jsonl"]},
+    )
+    with pytest.raises(UserError) as caught:
+        load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "c")
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert "no file matches" in problems["data.domains[0].train"]
+    assert "fewer than 8 training tokens" in problems["data.domains[1].train"]
+    assert "empty eval set" in problems["data.domains[2].eval"]
+
+
+def test_missing_text_field(tmp_path, tokenizer):
+    write_jsonl(tmp_path / "t.jsonl", _docs(3, 4), field="content")
+    with pytest.raises(UserError, match="no field 'text'"):
+        load_domains(_data({"name": "a", "train": ["t.jsonl"], "eval": ["t.jsonl"]}), base_dir=tmp_path,
+                     tokenizer=tokenizer, seq_len=4, seed=0, cache_dir=tmp_path / "c")
+
+
+def test_plain_text_and_parquet(tmp_path, tokenizer):
+    import datasets
+
+    (tmp_path / "a.txt").write_text("\n".join(_docs(6, 3)) + "\n")
+    datasets.Dataset.from_dict({"text": _docs(6, 3, offset=1)}).to_parquet(str(tmp_path / "b.parquet"))
+    domains = load_domains(_data({"name": "txt", "train": ["a.txt"], "eval": ["a.txt"]},
+                                 {"name": "pq", "train": ["b.parquet"], "eval": ["b.parquet"]}),
+                           base_dir=tmp_path, tokenizer=tokenizer, seq_len=5, seed=0, cache_dir=tmp_path / "c")
+    assert [d.train.shape for d in domains] == [(6, 5), (6, 5)]
+    assert tokenizer.decode(domains[1].train[0][1:4]) == _docs(1, 3, offset=1)[0]
+
+
+def test_exhausted_domain_starts_a_new_epoch(tmp_path, tokenizer, caplog):
+    write_jsonl(tmp_path / "small.jsonl", _docs(3, 6))  # 3 sequences of 8
+    write_jsonl(tmp_path / "big.jsonl", _docs(40, 6))
+    domains = load_domains(_data({"name": "small", "train": ["small.jsonl"], "eval": ["small.jsonl"]},
+                                 {"name": "big", "train": ["big.jsonl"], "eval": ["big.jsonl"]}),
+                           base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "c")
+    sampler = MixtureSampler(domains, seed=0)
+    seen = []
+    with caplog.at_level(logging.WARNING):
+        for _ in range(4):
+            batch = sampler.next_batch(np.array([1.0, 0.0]), 2)
+            seen.extend(map(tuple, batch.input_ids))
+    assert sampler.epochs[0] == 2 and "ran out of data" in caplog.text
+    assert set(seen) == {tuple(row) for row in domains[0].train}  # every sequence, each epoch reshuffled
+
+
+def test_malformed_file_is_named(tmp_path, tokenizer):
+    (tmp_path / "bad.jsonl").write_text('{"text": "alpha"\n')
+    with pytest.raises(UserError, match=r"bad\.jsonl: cannot read as json"):
+        load_domains(_data({"name": "a", "train": ["bad.jsonl"], "eval": ["bad.jsonl"]}), base_dir=tmp_path,
+                     tokenizer=tokenizer, seq_len=4, seed=0, cache_dir=tmp_path / "c")

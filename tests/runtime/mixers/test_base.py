@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+
+from shearc.compiler.compile import compile_spec
+from shearc.compiler.registry import MIXERS
+from shearc.runtime.metrics import MetricsLog
+from shearc.runtime.mixers import MIXER_IMPLEMENTATIONS, Observation, StageInfo, build_mixer, update_and_log
+
+from ...helpers import tiny_spec, write_spec
+
+
+def test_runtime_implements_exactly_the_compiler_mixers():
+    assert set(MIXER_IMPLEMENTATIONS.names()) == set(MIXERS.names())
+
+
+@pytest.fixture
+def plan(models):
+    def compiled(mixer, references=(2.0, 3.0)):
+        spec = tiny_spec("llama-mha", mixer=mixer)
+        for domain, reference in zip(spec["data"]["domains"], references, strict=True):
+            domain["reference_loss"] = reference
+        return json.loads(compile_spec(write_spec(models, spec), models / "plan.json").model_dump_json())
+    return compiled
+
+
+@pytest.mark.parametrize("method", ["constant", "dynamic-batch-loading", "drpruning"])
+def test_built_from_a_compiled_plan_logged_and_restored(plan, tmp_path, method):
+    mixer = build_mixer(plan({"method": method}))
+    assert mixer.names == ["a", "b"] and list(mixer.weights) == [0.5, 0.5]
+    mixer.start_stage(StageInfo("prune", total_steps=20, target_sparsity=0.5))
+    metrics = MetricsLog(tmp_path / "metrics.jsonl")
+    for step in (5, 10):
+        update_and_log(mixer, Observation(step, np.array([2.5, 3.0]), np.array([1e4, 1e4]) * step, 0.1), metrics)
+    records = metrics.read("mixer")
+    assert [r["step"] for r in records] == [5, 10]
+    assert records[-1]["weights"] == pytest.approx(list(mixer.weights))
+    assert records[-1]["losses"] == [2.5, 3.0] and records[-1]["method"] == method
+    if method != "constant":
+        assert records[-1]["reference_losses"] == [2.0, 3.0]
+        assert mixer.weights[0] > 0.5  # domain a is 0.5 above its reference, b is at it
+    restored = build_mixer(plan({"method": method}))
+    restored.load_state_dict(json.loads(json.dumps(mixer.state_dict())))
+    np.testing.assert_allclose(restored.weights, mixer.weights)
+
+
+def test_source_measured_references(plan):
+    mixer = build_mixer(plan({"method": "dynamic-batch-loading", "reference": "source"}, references=(None, None)))
+    mixer.start_stage(StageInfo("recover", total_steps=10))
+    with pytest.raises(RuntimeError, match="no reference losses"):
+        mixer.update(Observation(1, np.array([1.0, 1.0]), np.ones(2)))
+    mixer.set_reference(np.array([0.5, 1.0]))
+    mixer.update(Observation(1, np.array([1.0, 1.0]), np.ones(2)))
+    assert mixer.weights[0] > mixer.weights[1]
+
+
+def test_recovery_continues_from_the_pruned_weights_unless_restarted(plan):
+    mixer = build_mixer(plan({"method": "dynamic-batch-loading"}))
+    mixer.start_stage(StageInfo("prune", total_steps=10, target_sparsity=0.5))
+    mixer.update(Observation(5, np.array([3.0, 3.0]), np.ones(2)))
+    pruned = mixer.weights
+    mixer.start_stage(StageInfo("recover", total_steps=10))
+    np.testing.assert_allclose(mixer.weights, pruned)
+    mixer.start_stage(StageInfo("recover", total_steps=10), restart_weights=True)
+    np.testing.assert_allclose(mixer.weights, [0.5, 0.5])
+
+
+def test_metrics_from_other_ranks_write_nothing(tmp_path):
+    MetricsLog(None).write("mixer", step=1)
+    assert MetricsLog(None).read() == []
