@@ -85,6 +85,23 @@ class LlamaFamilyAdapter:
         "lm_head.weight": ("vocab", "hidden"),
     })
 
+    # Where each mask multiplies an activation. A mask on a module's output folds into all
+    # its parameters along the masked axis; a mask on its input folds into its weight's input
+    # axis. Block modules are relative to a layer; the others are model paths.
+    hidden_outputs: tuple[str, ...] = ("model.embed_tokens", "model.norm")  # the residual stream's writers
+    block_hidden_outputs: tuple[str, ...] = (
+        "input_layernorm", "post_attention_layernorm", "self_attn.o_proj", "mlp.down_proj",
+    )
+    layer_sites: tuple[str, ...] = ("self_attn.o_proj", "mlp.down_proj")  # outputs added to the residual
+    head_site: str = "self_attn.o_proj"  # its input holds the heads' contexts, head after head
+    intermediate_site: str = "mlp.down_proj"  # its input is the gated activation
+    # RMSNorms average over every hidden channel; with channels masked to 0 the result must
+    # average over the kept ones only (as the sliced model will), so their input is rescaled.
+    final_norm: str = "model.norm"
+    embedding: str = "model.embed_tokens.weight"
+    output_head: str = "lm_head.weight"  # the same tensor as `embedding` when tied
+    block_norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
+
     def shape_of(self, config: Any) -> Shape:
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads

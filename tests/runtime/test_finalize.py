@@ -1,0 +1,114 @@
+"""The sliced dense model computes what the masked model computes (fp32, max abs diff < 1e-4)."""
+
+import pytest
+import torch
+
+from shearc.compiler.adapters import ADAPTERS
+from shearc.compiler.source import hf_config
+from shearc.runtime.finalize import finalize_state, kept_units
+from shearc.runtime.masks.hard_concrete import Constants, deterministic_mask
+from shearc.runtime.masks.hooks import MaskHooks
+
+from ..helpers import TINY_CONFIGS
+
+
+def _model(config):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_config(config)).eval()
+    with torch.no_grad():  # random norms and biases, so folding them is tested too
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("bias"):
+                param.uniform_(0.5, 1.5)
+    return model
+
+
+def _masks(shape, kinds, generator, *, keep_groups=None, keep_heads_per_group=None, soft=True):
+    """Deterministic hard-concrete masks (exactly k per row, soft values) of the given kinds."""
+    constants = Constants()
+
+    def top(rows, n, keep):
+        values = deterministic_mask(torch.randn(rows, n, generator=generator) * 2, keep, constants, 0.8)
+        return values if soft else (values > 0).float()
+
+    masks = {}
+    if "layer" in kinds:
+        masks["layer"] = top(1, shape.layers, shape.layers - 1)[0]
+    if "hidden" in kinds:
+        masks["hidden"] = top(1, shape.hidden, shape.hidden // 2)[0]
+    if "intermediate" in kinds:
+        masks["intermediate"] = top(shape.layers, shape.intermediate, shape.intermediate // 2)
+    if "kv_group" in kinds:  # one value per KV group, repeated over its query heads
+        groups = top(shape.layers, shape.kv_heads, keep_groups)
+        masks["head"] = groups.repeat_interleave(shape.group_size, dim=1)
+    if "query_head" in kinds:  # thin the query heads inside every group, the same count in each
+        per_group = top(shape.layers * shape.kv_heads, shape.group_size, keep_heads_per_group)
+        masks["head"] = per_group.reshape(shape.layers, shape.heads)
+    return masks
+
+
+CASES = [
+    ("llama-mha", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 4}),
+    ("mistral-gqa", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
+    ("mistral-gqa", {"query_head", "intermediate"}, {"keep_heads_per_group": 2}),
+    ("qwen2-bias", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
+    ("llama-tied", {"hidden", "kv_group", "intermediate"}, {"keep_groups": 2}),
+    ("llama-tied", {"layer"}, {}),
+]
+
+
+@pytest.mark.parametrize(("name", "kinds", "keep"), CASES, ids=[f"{c[0]}-{'+'.join(sorted(c[1]))}" for c in CASES])
+@pytest.mark.parametrize("soft", [True, False], ids=["soft", "binary"])
+def test_sliced_model_matches_masked_model(name, kinds, keep, soft):
+    from transformers import AutoModelForCausalLM
+
+    config = TINY_CONFIGS[name]
+    adapter = ADAPTERS.get(config["architectures"][0])
+    shape = adapter.shape_of(hf_config(config))
+    model = _model(config)
+    masks = _masks(shape, kinds, torch.Generator().manual_seed(1), soft=soft, **keep)
+    ids = torch.randint(0, config["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(2))
+
+    hooks = MaskHooks(model, adapter)
+    hooks.values = masks
+    with torch.no_grad():
+        masked = model(input_ids=ids).logits
+    hooks.remove()
+
+    state, target = finalize_state(model.state_dict(), adapter, masks, shape,
+                                   tied=config["tie_word_embeddings"])
+    dense = AutoModelForCausalLM.from_config(hf_config(adapter.config_for(config, target))).eval()
+    dense.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        sliced = dense(input_ids=ids).logits
+    assert sum(p.numel() for p in dense.parameters()) < sum(p.numel() for p in model.parameters())
+    assert (sliced - masked).abs().max().item() < 1e-4
+
+
+def test_hooks_change_nothing_without_masks_and_remove_cleanly():
+    config = TINY_CONFIGS["qwen2-bias"]
+    adapter = ADAPTERS.get(config["architectures"][0])
+    model = _model(config)
+    ids = torch.randint(0, 512, (1, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        hooks = MaskHooks(model, adapter)
+        assert torch.equal(model(input_ids=ids).logits, plain)
+        hooks.values = {"hidden": torch.zeros(64)}
+        assert not torch.equal(model(input_ids=ids).logits, plain)
+        hooks.remove()
+        assert torch.equal(model(input_ids=ids).logits, plain)
+
+
+def test_uneven_masks_are_refused():
+    shape = ADAPTERS.get("LlamaForCausalLM").shape_of(hf_config(TINY_CONFIGS["llama-mha"]))
+    inter = torch.ones(shape.layers, shape.intermediate)
+    inter[0, :3] = 0
+    with pytest.raises(ValueError, match="different numbers of intermediate"):
+        kept_units({"intermediate": inter}, shape)
+    gqa = ADAPTERS.get("MistralForCausalLM").shape_of(hf_config(TINY_CONFIGS["mistral-gqa"]))
+    heads = torch.ones(gqa.layers, gqa.heads)
+    heads[:, 0] = 0  # group 0 keeps 3 heads, group 1 keeps 4
+    with pytest.raises(ValueError, match="same number"):
+        kept_units({"head": heads}, gqa)
