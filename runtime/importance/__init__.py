@@ -1,0 +1,1 @@
+"""Importance of coupled groups: Taylor (LLM-Pruner) and magnitude scores, and top-k selection."""

@@ -1,0 +1,96 @@
+"""Score-based pruning (taylor, magnitude): scores -> exact-shape binary masks, in one or several rounds.
+
+    prune: {method: taylor, estimator: element-first, aggregation: sum, iterations: 1}
+
+Each round scores the units still alive (with the masks so far applied through hooks)
+and keeps the top ones, moving the shape linearly from the source's to the target's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+import networkx as nx
+import torch
+
+from shearc.compiler.adapters import LlamaFamilyAdapter, Shape
+
+from ..masks.hooks import MaskHooks
+from .scores import SIGNED_ESTIMATORS, magnitude_element_scores, taylor_element_scores
+from .units import select_masks, unit_scores
+
+
+def accumulate_gradients(model: torch.nn.Module, samples: Iterable[torch.Tensor], *, second_order: bool
+                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """Mean gradient of the LM loss over samples, and the Fisher diagonal mean_j (dL_j/dW)^2.
+
+    Each sample is its own backward pass, so the Fisher term uses per-sample gradients.
+    """
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    grads = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()} if second_order else None
+    count = 0
+    for sample in samples:
+        model.zero_grad(set_to_none=True)
+        ids = sample.reshape(1, -1)
+        model(input_ids=ids, labels=ids).loss.backward()
+        for name, param in params.items():
+            if param.grad is None:
+                continue
+            grads[name] += param.grad.float()
+            if fisher is not None:
+                fisher[name] += param.grad.float() ** 2
+        count += 1
+    model.zero_grad(set_to_none=True)
+    if count == 0:
+        raise ValueError("no calibration samples")
+    for name in grads:
+        grads[name] /= count
+        if fisher is not None:
+            fisher[name] /= count
+    return grads, fisher
+
+
+def round_shape(source: Shape, target: Shape, done: int, rounds: int) -> Shape:
+    """The shape after `done` of `rounds` equal steps from source to target."""
+    def step(start: int, end: int) -> int:
+        return round(start - (start - end) * done / rounds)
+
+    kv_heads = step(source.kv_heads, target.kv_heads)
+    group = step(source.group_size, target.group_size)
+    return replace(target, layers=step(source.layers, target.layers), hidden=step(source.hidden, target.hidden),
+                   kv_heads=kv_heads, heads=kv_heads * group,
+                   intermediate=step(source.intermediate, target.intermediate))
+
+
+def element_scores(model: torch.nn.Module, params: dict[str, Any],
+                   calibration: Callable[[], Iterable[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    weights = dict(model.named_parameters())
+    if params["method"] == "magnitude":
+        return {name: magnitude_element_scores(w, params["norm"]) for name, w in weights.items()}
+    second = params["estimator"] in ("element-second", "mixed")
+    grads, fisher = accumulate_gradients(model, calibration(), second_order=second)
+    return {name: taylor_element_scores(w, grads[name], None if fisher is None else fisher[name],
+                                        params["estimator"]) for name, w in weights.items()}
+
+
+def score_and_select(model: torch.nn.Module, adapter: LlamaFamilyAdapter, graph: nx.DiGraph, source: Shape,
+                     target: Shape, params: dict[str, Any], calibration: Callable[[], Iterable[torch.Tensor]]
+                     ) -> dict[str, torch.Tensor]:
+    """Binary masks reaching `target` (taylor or magnitude, per the plan's prune parameters)."""
+    rounds = params.get("iterations", 1)
+    finish = "abs" if params.get("estimator") in SIGNED_ESTIMATORS else (
+        "sqrt" if params.get("norm") == "l2" else "sum")
+    masks: dict[str, torch.Tensor] = {}
+    hooks = MaskHooks(model, adapter)
+    try:
+        for done in range(1, rounds + 1):
+            hooks.values = masks
+            elements = element_scores(model, params, calibration)
+            scores = unit_scores(graph, elements, aggregation=params["aggregation"], finish=finish)
+            masks = select_masks(scores, source, round_shape(source, target, done, rounds), alive=masks)
+    finally:
+        hooks.remove()
+    return masks
