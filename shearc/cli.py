@@ -77,6 +77,17 @@ def explain(plan: Path) -> None:
 
 
 @cli.command()
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run directory; default: the plan's runtime.output_dir, relative to the plan.")
+def run(plan: Path, out: Path | None) -> None:
+    """Execute PLAN: verify it against the source model, prune, finalize and export a dense model."""
+    from shearc.runtime.run import run_plan
+
+    run_plan(plan, out)
+
+
+@cli.command()
 @click.option("--check", is_flag=True, help="Fail if the checked-in schemas differ from the models.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True,
               help="Folder of spec.schema.json and plan.schema.json.")

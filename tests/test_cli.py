@@ -12,6 +12,7 @@ PINNED = {
     "validate": {"specs"},
     "compile": {"spec", "output"},
     "explain": {"plan"},
+    "run": {"plan", "out"},
     "schema": {"check", "directory"},
 }
 

@@ -1,0 +1,104 @@
+"""`shearc run plan.json`: verify, load, then each stage of the plan in order.
+
+    RUN_DIR/model/         the dense model (save_pretrained, safetensors, tokenizer, plan, card)
+    RUN_DIR/metrics.jsonl  what happened, one JSON object per line
+    RUN_DIR/masks.safetensors, RUN_DIR/done.json
+
+A run directory that already holds a finished run of the same plan is not redone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from shearc.canonical import pretty_json, write_text_atomic
+from shearc.errors import Problem, UserError
+
+from . import stages as _stages  # noqa: F401  (registration)
+from .data import load_tokenizer
+from .metrics import MetricsLog
+from .stages.base import STAGES, RunContext
+from .stages.prune import PRUNE_IMPLEMENTATIONS
+from .verify import VerifiedPlan, verify
+
+
+def unsupported(plan: dict[str, Any]) -> list[str]:
+    """What in the plan this shearc cannot execute yet."""
+    missing = []
+    for stage in plan["stages"]:
+        if stage["stage"] not in STAGES:
+            method = stage.get("params", {}).get("method")
+            missing.append(f"stage {stage['stage']}" + (f" ({method})" if method else ""))
+        elif stage["stage"] == "prune" and stage["params"]["method"] not in PRUNE_IMPLEMENTATIONS:
+            missing.append(f"prune method {stage['params']['method']}")
+    return missing
+
+
+def _device(plan: dict[str, Any]) -> torch.device:
+    wanted = plan["runtime"]["device"]
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise UserError([Problem("the plan asks for CUDA, but no CUDA device is visible", "runtime.device")],
+                        title="device not available")
+    return torch.device("cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def _finished(run_dir: Path, plan: dict[str, Any]) -> bool:
+    marker = run_dir / "done.json"
+    if not marker.is_file():
+        return False
+    done = json.loads(marker.read_text(encoding="utf-8"))
+    if done["plan_sha256"] != plan["plan_sha256"]:
+        raise UserError([Problem(f"{run_dir} holds a finished run of another plan (sha256 {done['plan_sha256'][:12]}); "
+                                 "choose another --out", "runtime.output_dir")], title="run directory in use")
+    return (run_dir / "model" / "config.json").is_file()
+
+
+def load_source(verified: VerifiedPlan, device: torch.device) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    trust = verified.plan["source"]["trust_remote_code"]
+    model = AutoModelForCausalLM.from_pretrained(verified.model_dir, dtype=torch.float32, trust_remote_code=trust)
+    return model.to(device)
+
+
+def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None) -> Path:
+    console = console or Console(stderr=True, soft_wrap=True)
+    verified = verify(plan_path)
+    plan = verified.plan
+    missing = unsupported(plan)
+    if missing:
+        raise UserError([Problem(f"this shearc cannot run {item} yet", file=str(plan_path)) for item in missing],
+                        title="plan needs parts of the runtime that have not landed")
+    run_dir = Path(out) if out is not None else verified.plan_dir / plan["runtime"]["output_dir"]
+    if _finished(run_dir, plan):
+        console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(plan["runtime"]["seed"])
+    device = _device(plan)
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    console.print(f"loading {plan['source']['model']} from {verified.model_dir} on {device}", markup=False)
+    context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics,
+                         model=load_source(verified, device),
+                         tokenizer=load_tokenizer(plan["data"]["tokenizer"], verified.plan_dir,
+                                                  plan["source"]["trust_remote_code"]))
+    for stage_plan in plan["stages"]:
+        name = stage_plan["stage"]
+        started = time.perf_counter()
+        console.print(f"stage {name} ...", markup=False)
+        stage = STAGES.get(name)(stage_plan)
+        stage.setup(context)
+        stage.run(context)
+        stage.finalize(context)
+        seconds = time.perf_counter() - started
+        metrics.write("stage", stage=name, seconds=round(seconds, 3))
+        console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
+    write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan["plan_sha256"]}))
+    console.print(f"dense model in {run_dir / 'model'}", markup=False)
+    return run_dir

@@ -1,0 +1,67 @@
+"""What every stage shares: one small lifecycle, and the run's context.
+
+    stage = STAGES.get("prune")(stage_plan)
+    stage.setup(context); stage.run(context); stage.finalize(context)
+    stage.state_dict() / stage.load_state_dict(state)     # checkpoints (recovery and resume)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shearc.compiler.adapters import Shape
+from shearc.registry import Registry
+
+from ..metrics import MetricsLog
+from ..verify import VerifiedPlan
+
+
+@dataclass
+class RunContext:
+    verified: VerifiedPlan
+    run_dir: Path
+    device: torch.device
+    metrics: MetricsLog
+    model: torch.nn.Module  # the source model, masked while pruning
+    tokenizer: Any
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    dense_model: torch.nn.Module | None = None
+    target_shape: Shape | None = None
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return self.verified.plan
+
+    @property
+    def seed(self) -> int:
+        return self.plan["runtime"]["seed"]
+
+
+class Stage(ABC):
+    def __init__(self, stage_plan: dict[str, Any]) -> None:
+        self.stage_plan = stage_plan
+
+    # setup, finalize and load_state_dict are optional: most stages need none of them.
+    def setup(self, context: RunContext) -> None:  # noqa: B027
+        """Load what the stage needs (data, optimizer); no long work."""
+
+    @abstractmethod
+    def run(self, context: RunContext) -> None:
+        """The stage's work."""
+
+    def finalize(self, context: RunContext) -> None:  # noqa: B027
+        """Hand results to the next stage; release what is no longer needed."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027
+        """Restore from state_dict()."""
+
+
+STAGES: Registry[type[Stage]] = Registry("stage")

@@ -1,0 +1,131 @@
+"""The export stage: a dense model that stock transformers loads, checked before it is published.
+
+Written to a temporary directory beside RUN_DIR/model (save_pretrained with safetensors,
+the tokenizer, the plan and a model card), reloaded with AutoModelForCausalLM, checked,
+then renamed into place: a crash never leaves a `model/` that looks complete.
+
+Checks: no missing, unexpected or mismatched keys; every dimension and the parameter count
+as the plan says; the dense fp32 model's logits within 1e-4 of the masked model's on a fixed
+batch; and the saved weights equal to the dense model's cast to the export dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shearc.canonical import pretty_json
+
+from ..masks.hooks import MaskHooks
+from .base import STAGES, RunContext, Stage
+
+LOGITS_TOLERANCE = 1e-4
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class ExportCheckError(RuntimeError):
+    """The emitted model does not compute what the masked model computes: a bug (exit 1)."""
+
+
+def check_batch(plan: dict[str, Any], vocab: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(plan["runtime"]["seed"])
+    return torch.randint(0, vocab, (2, 32), generator=generator)
+
+
+def masked_logits(context: RunContext, ids: torch.Tensor) -> torch.Tensor:
+    model = context.model.float().eval()
+    hooks = MaskHooks(model, context.verified.source.adapter)
+    hooks.values = {kind: mask.float() for kind, mask in context.masks.items()}
+    try:
+        with torch.no_grad():
+            return model(input_ids=ids.to(context.device)).logits.float().cpu()
+    finally:
+        hooks.remove()
+
+
+def model_card(plan: dict[str, Any], checks: dict[str, Any]) -> str:
+    source, target = plan["source"]["model_info"], plan["target"]["model_info"]
+    stages = ", ".join(s["stage"] + (f" ({s['params']['method']})" if "method" in s.get("params", {}) else "")
+                       for s in plan["stages"])
+    rows = "\n".join(f"| {name} | {source['shape'][name]} | {target['shape'][name]} |" for name in source["shape"])
+    return f"""---
+library_name: transformers
+base_model: {plan['source']['model']}
+tags: [shearc, pruning]
+---
+
+# {plan['spec']['name']}
+
+{plan['spec']['description'] or 'Pruned with shearc.'}
+
+A dense {plan['source']['architecture']} pruned from `{plan['source']['model']}` by shearc
+{plan['shearc_version']} (plan sha256 `{plan['plan_sha256']}`, in `plan.json` beside this card).
+
+| | source | target |
+|---|---|---|
+{rows}
+| parameters | {source['params']:,} | {target['params']:,} |
+
+Stages: {stages}. Mixer: {plan['mixer']['method']}.
+
+Checks at export: strict reload, dimensions and parameter count as planned, logits within
+{LOGITS_TOLERANCE:g} of the masked model (max abs difference {checks['max_logit_difference']:.2e}, fp32).
+"""
+
+
+@STAGES.register("export")
+class ExportStage(Stage):
+    def run(self, context: RunContext) -> None:
+        plan, params = context.plan, self.stage_plan["params"]
+        dense = context.dense_model.float().eval()
+        ids = check_batch(plan, plan["source"]["fingerprint_fields"]["vocab_size"])
+        with torch.no_grad():
+            difference = (dense(input_ids=ids).logits.float() - masked_logits(context, ids)).abs().max().item()
+        if difference >= LOGITS_TOLERANCE:
+            raise ExportCheckError(f"the dense model's logits differ from the masked model's by {difference:.3e} "
+                                   f"(tolerance {LOGITS_TOLERANCE}); masks kept in {context.run_dir}")
+        final = context.run_dir / "model"
+        context.run_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".model.", dir=context.run_dir))
+        try:
+            exported = dense.to(_DTYPES[params["dtype"]])
+            exported.save_pretrained(staging, safe_serialization=True, max_shard_size=params["max_shard_size"])
+            context.tokenizer.save_pretrained(staging)
+            (staging / "plan.json").write_text(pretty_json(plan), encoding="utf-8")
+            checks = {"max_logit_difference": difference, **self._reload_and_check(staging, exported, context)}
+            (staging / "README.md").write_text(model_card(plan, checks), encoding="utf-8")
+            if final.exists():
+                shutil.rmtree(final)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        context.metrics.write("export", directory=str(final), **checks)
+
+    def _reload_and_check(self, directory: Path, exported: torch.nn.Module, context: RunContext) -> dict[str, Any]:
+        from transformers import AutoModelForCausalLM
+
+        plan = context.plan
+        reloaded, info = AutoModelForCausalLM.from_pretrained(directory, output_loading_info=True,
+                                                              dtype=_DTYPES[self.stage_plan["params"]["dtype"]])
+        problems = [f"{kind}: {keys}" for kind, keys in info.items() if keys]
+        config = json.loads((directory / "config.json").read_text())
+        shape = plan["target"]["model_info"]["shape"]
+        expected = {"num_hidden_layers": shape["layers"], "hidden_size": shape["hidden"],
+                    "num_attention_heads": shape["heads"], "num_key_value_heads": shape["kv_heads"],
+                    "intermediate_size": shape["intermediate"], "head_dim": shape["head_dim"]}
+        problems += [f"config {k} = {config.get(k)}, planned {v}" for k, v in expected.items() if config.get(k) != v]
+        params = sum(p.numel() for p in reloaded.parameters())
+        if params != plan["target"]["model_info"]["params"]:
+            problems.append(f"{params:,} parameters, planned {plan['target']['model_info']['params']:,}")
+        saved = exported.state_dict()
+        problems += [f"weight {k} differs from the checked model" for k, v in reloaded.state_dict().items()
+                     if not torch.equal(v, saved[k])]
+        if problems:
+            raise ExportCheckError("the exported model does not match the plan: " + "; ".join(problems))
+        return {"params": params}

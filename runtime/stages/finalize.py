@@ -1,0 +1,42 @@
+"""The finalize stage: fold the masks into the weights and slice to a dense model of the target config.
+
+The masks are saved first (run_dir/masks.safetensors), so a failed export keeps them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from safetensors.torch import save_file
+
+from shearc.compiler.adapters import Shape
+from shearc.compiler.source import hf_config
+
+from ..finalize import finalize_state
+from .base import STAGES, RunContext, Stage
+
+
+def save_masks(masks: dict[str, torch.Tensor], path: os.PathLike[str]) -> None:
+    tmp = f"{path}.tmp"
+    save_file({kind: mask.detach().float().cpu().contiguous() for kind, mask in masks.items()}, tmp)
+    os.replace(tmp, path)
+
+
+@STAGES.register("finalize")
+class FinalizeStage(Stage):
+    def run(self, context: RunContext) -> None:
+        from transformers import AutoModelForCausalLM
+
+        source, plan = context.verified.source, context.plan
+        save_masks(context.masks, context.run_dir / "masks.safetensors")
+        state = {k: v.detach().float() for k, v in context.model.state_dict().items()}
+        dense_state, reached = finalize_state(state, source.adapter, context.masks, source.shape, tied=source.tied)
+        expected = Shape(**self.stage_plan["target_shape"])
+        if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
+            raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
+        # Built for real (not on meta): non-persistent buffers such as rotary frequencies must exist.
+        dense = AutoModelForCausalLM.from_config(hf_config(plan["target"]["config"]))
+        dense.load_state_dict(dense_state, strict=True)
+        context.dense_model = dense.eval()
+        context.target_shape = reached
