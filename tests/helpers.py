@@ -86,3 +86,34 @@ def write_jsonl(path: Path, texts: list[str], field: str = "text") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({field: t}) + "\n" for t in texts))
     return path
+
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+
+
+def tiny_project(tmp_path: Path, name: str, spec_changes: dict, domains: dict[str, list[str]] | None = None) -> Path:
+    """A tiny model saved to a local directory, a tokenizer, data and a compiled plan.json; returns its path."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from shearc.compiler.compile import compile_spec, write_plan
+    from shearc.compiler.source import hf_config
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / name
+    AutoModelForCausalLM.from_config(hf_config(TINY_CONFIGS[name])).save_pretrained(model_dir)
+    # Its own directory: beside a Qwen2 config.json, AutoTokenizer would pick Qwen2's class for it.
+    tiny_tokenizer(tmp_path / "tokenizer", [" ".join(WORDS)])
+    domains = domains or {domain: [" ".join(WORDS[(i * offset + j) % 10] for j in range(20)) for i in range(30)]
+                          for domain, offset in (("a", 0), ("b", 3))}
+    for domain, texts in domains.items():
+        write_jsonl(tmp_path / "data" / f"{domain}.jsonl", texts)
+    spec = tiny_spec(name, **spec_changes)
+    spec["data"]["domains"] = [{"name": d, "weight": round(1 / len(domains), 6), "train": [f"data/{d}.jsonl"]}
+                               for d in domains]
+    spec["data"]["domains"][0]["weight"] += 1 - sum(d["weight"] for d in spec["data"]["domains"])
+    spec["eval"] = {"enabled": False}
+    spec["data"]["tokenizer"] = "tokenizer"
+    plan_path = tmp_path / "plan.json"
+    write_plan(compile_spec(write_spec(tmp_path, spec), plan_path), plan_path)
+    return plan_path

@@ -37,7 +37,8 @@ def norm_rescale(hidden: torch.Tensor | None) -> float:
 
 class MaskHooks:
     def __init__(self, model: torch.nn.Module, adapter: LlamaFamilyAdapter) -> None:
-        self.values: dict[str, torch.Tensor] = {}
+        self._values: dict[str, torch.Tensor] = {}
+        self._rescale = 1.0
         self._handles: list[Any] = []
         for name in adapter.hidden_outputs:
             self._on_output(model.get_submodule(name), None, scale_input=name == adapter.final_norm)
@@ -47,6 +48,16 @@ class MaskHooks:
                                 scale_input=name in adapter.block_norms)
             self._pre(block.get_submodule(adapter.head_site), self._head_input(layer))
             self._pre(block.get_submodule(adapter.intermediate_site), self._intermediate_input(layer))
+
+    @property
+    def values(self) -> dict[str, torch.Tensor]:
+        return self._values
+
+    @values.setter
+    def values(self, values: dict[str, torch.Tensor]) -> None:
+        """Set once per forward: the norm rescale is computed here, not in every norm's hook."""
+        self._values = values
+        self._rescale = norm_rescale(values.get("hidden"))
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -62,12 +73,12 @@ class MaskHooks:
     def _on_output(self, module: torch.nn.Module, layer: int | None, *, scale_input: bool) -> None:
         """Multiply the output by the hidden mask (and the layer's mask, for writers to the residual)."""
         if scale_input:
-            self._pre(module, lambda x: x * norm_rescale(self.values.get("hidden")))
+            self._pre(module, lambda x: x * self._rescale if self._rescale != 1.0 else x)
 
         def hook(_module: torch.nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
             hidden = self.values.get("hidden")
-            if scale_input:
-                output = output / norm_rescale(hidden)
+            if scale_input and self._rescale != 1.0:
+                output = output / self._rescale
             if hidden is not None:
                 output = output * hidden.to(output.dtype)
             if layer is not None and "layer" in self.values:

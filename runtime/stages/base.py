@@ -32,6 +32,7 @@ class RunContext:
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     dense_model: torch.nn.Module | None = None
     target_shape: Shape | None = None
+    mixer_state: dict[str, Any] | None = None  # where pruning left the mixer, for recovery
 
     @property
     def plan(self) -> dict[str, Any]:

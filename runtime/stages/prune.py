@@ -1,5 +1,6 @@
 """The prune stage: turn the plan's method into masks of the exact target shape.
 
+    prune: {method: hard-concrete}  # masks learned with the model and a Lagrangian (see hard_concrete.py)
     prune: {method: taylor}       # calibration windows from the mixture, scored once or in rounds
     prune: {method: magnitude}    # weights only
 """
@@ -19,10 +20,11 @@ from shearc.registry import Registry
 from ..data import MixtureSampler, load_domains
 from ..importance.prune import score_and_select
 from .base import STAGES, RunContext, Stage
+from .hard_concrete import learn_masks
 
-# The runtime's prune methods, under the compiler's names (hard-concrete joins with its training loop).
+# The runtime's prune methods, under the compiler's names.
 PRUNE_IMPLEMENTATIONS: Registry[str] = Registry("prune method implementation")
-for _name in ("taylor", "magnitude"):
+for _name in ("hard-concrete", "taylor", "magnitude"):
     PRUNE_IMPLEMENTATIONS.register(_name)(_name)
 
 
@@ -49,8 +51,11 @@ class PruneStage(Stage):
         source = context.verified.source
         target = Shape(**context.plan["target"]["model_info"]["shape"])
         context.model.train()
-        context.masks = score_and_select(context.model, source.adapter, build_graph(source), source.shape, target,
-                                         params, lambda: self.windows)
+        if params["method"] == "hard-concrete":
+            context.masks = learn_masks(context, self.stage_plan)
+        else:
+            context.masks = score_and_select(context.model, source.adapter, build_graph(source), source.shape,
+                                             target, params, lambda: self.windows)
         context.target_shape = target
         kept = {kind: int(torch.count_nonzero(mask)) for kind, mask in context.masks.items()}
         context.metrics.write("prune", method=params["method"], kept=kept)

@@ -1,0 +1,127 @@
+"""The learnable masks of hard-concrete pruning, and their Lagrangian size constraint.
+
+One log-alpha vector per kind the plan prunes (layer [L], hidden [d], head [L, K] with one
+value per KV group, intermediate [L, I]) and one pair of multipliers per kind. The
+constraint's target for a kind is its target count over its source count, ramped from 1
+over the warm-up. Samples and deterministic masks come out in the hooks' layout (head
+values repeated over each group's query heads).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shearc.compiler.adapters import Shape
+
+from .hard_concrete import (
+    LOG_ALPHA_RANGE,
+    Constants,
+    deterministic_mask,
+    init_log_alpha,
+    keep_probability,
+    lagrangian,
+    sample,
+    target_fraction,
+)
+
+_KIND_OF_UNIT = {"layer": "layer", "hidden": "hidden", "kv_group": "head", "intermediate": "intermediate"}
+
+
+def counts(shape: Shape) -> dict[str, tuple[int, int]]:
+    """mask kind -> (rows, units per row)."""
+    return {"layer": (1, shape.layers), "hidden": (1, shape.hidden), "head": (shape.layers, shape.kv_heads),
+            "intermediate": (shape.layers, shape.intermediate)}
+
+
+class L0Masks(nn.Module):
+    def __init__(self, source: Shape, target: Shape, pruned_units: list[str], params: dict,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.source, self.target = source, target
+        self.constants = Constants.from_plan(params)
+        self.soft_scale = params["soft_mask_scale"]
+        self.kinds = [_KIND_OF_UNIT[unit] for unit in pruned_units]
+        rows = counts(source)
+        kept = counts(target)
+        self.log_alpha = nn.ParameterDict({
+            kind: nn.Parameter(init_log_alpha(rows[kind], params["init_log_alpha_mean"],
+                                              params["init_log_alpha_std"], generator))
+            for kind in self.kinds})
+        self.lambda_1 = nn.ParameterDict({kind: nn.Parameter(torch.zeros(())) for kind in self.kinds})
+        self.lambda_2 = nn.ParameterDict({kind: nn.Parameter(torch.zeros(())) for kind in self.kinds})
+        self.final_fraction = {kind: kept[kind][1] / rows[kind][1] for kind in self.kinds}
+        self.keep = {kind: kept[kind][1] for kind in self.kinds}
+
+    def _layout(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Hooks' layout: 1-row kinds flattened, KV-group values repeated over their query heads."""
+        out = {}
+        for kind, value in values.items():
+            if kind == "head":
+                out[kind] = value.repeat_interleave(self.source.group_size, dim=-1)
+            else:
+                out[kind] = value[0] if kind in ("layer", "hidden") else value
+        return out
+
+    def sample(self, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return self._layout({k: sample(a, self.constants, generator) for k, a in self.log_alpha.items()})
+
+    def expected_fractions(self) -> dict[str, torch.Tensor]:
+        """Per kind, the expected kept fraction (per-row expectations averaged)."""
+        return {k: keep_probability(a, self.constants).mean() for k, a in self.log_alpha.items()}
+
+    def targets(self, step: int, warmup_steps: int) -> dict[str, float]:
+        return {k: target_fraction(step, warmup_steps, self.final_fraction[k]) for k in self.kinds}
+
+    def lagrangian(self, step: int, warmup_steps: int) -> torch.Tensor:
+        expected, targets = self.expected_fractions(), self.targets(step, warmup_steps)
+        terms = [lagrangian(expected[k], targets[k], self.lambda_1[k], self.lambda_2[k]) for k in self.kinds]
+        return torch.stack(terms).sum() if terms else torch.zeros(())
+
+    def deterministic(self, keep: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+        """Exact masks: `keep` units per row (default: the target's), with their soft values."""
+        keep = keep or self.keep
+        with torch.no_grad():
+            return self._layout({k: deterministic_mask(a, keep[k], self.constants, self.soft_scale)
+                                 for k, a in self.log_alpha.items()})
+
+    def expected_keep(self) -> dict[str, int]:
+        """Units per row the masks would keep now: the rounded expectation, never below the target."""
+        with torch.no_grad():
+            fractions = self.expected_fractions()
+            rows = counts(self.source)
+            return {k: min(rows[k][1], max(self.keep[k], round(float(fractions[k]) * rows[k][1])))
+                    for k in self.kinds}
+
+    def expected_params(self, vocab: int, tied: bool) -> torch.Tensor:
+        """Expected parameter count (biases aside): per layer E[layer] * E[d'] * (head_dim *
+        (2 E[heads] + 2 E[kv heads]) + 3 E[intermediate] + 2), plus embeddings and the final norm.
+        Under GQA the k/v projections count kv heads, not query heads (the reference counts 4 x heads)."""
+        probabilities = {k: keep_probability(a, self.constants) for k, a in self.log_alpha.items()}
+        shape = self.source
+        hidden = probabilities["hidden"].sum() if "hidden" in probabilities else torch.tensor(float(shape.hidden))
+        layer = probabilities["layer"][0] if "layer" in probabilities else torch.ones(shape.layers)
+        kv = probabilities["head"].sum(-1) if "head" in probabilities else torch.full((shape.layers,),
+                                                                                      float(shape.kv_heads))
+        inter = probabilities["intermediate"].sum(-1) if "intermediate" in probabilities else torch.full(
+            (shape.layers,), float(shape.intermediate))
+        per_layer = hidden * (shape.head_dim * (2 * kv * shape.group_size + 2 * kv) + 3 * inter + 2)
+        return (layer * per_layer).sum() + vocab * hidden * (1 if tied else 2) + hidden
+
+    def expected_sparsity(self, vocab: int, tied: bool, source_params: int) -> float:
+        """DRPruning's s: the expected fraction of the source's parameters removed."""
+        with torch.no_grad():
+            return max(0.0, 1.0 - float(self.expected_params(vocab, tied)) / source_params)
+
+    def clamp_(self) -> None:
+        """Keep log-alphas in the reference's range after each step."""
+        with torch.no_grad():
+            for value in self.log_alpha.values():
+                value.clamp_(*LOG_ALPHA_RANGE)
+
+    def ascend_multipliers_(self) -> None:
+        """Flip the multipliers' gradients so the optimizer's descent is an ascent on them."""
+        for group in (self.lambda_1, self.lambda_2):
+            for value in group.values():
+                if value.grad is not None:
+                    value.grad.neg_()

@@ -1,0 +1,114 @@
+"""Hard-concrete mask learning (Sheared-LLaMA) for the prune stage.
+
+    prune: {method: hard-concrete, steps: 3200, mask_lr: 1.0, lagrangian_lr: 1.0}
+
+The source model's weights train with the masks (lr), the log-alphas with mask_lr, and
+the Lagrange multipliers ascend with lagrangian_lr, in one AdamW. The mixer picks each
+batch's domains and is updated from per-domain eval losses measured with deterministic
+masks at the currently expected size. At the end: exactly the target's units per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from shearc.compiler.adapters import Shape
+
+from ..data import MixtureSampler, domain_eval_losses, load_domains
+from ..masks.hooks import MaskHooks
+from ..masks.l0 import L0Masks
+from ..mixers import build_mixer
+from ..train.loop import Schedule, train, world
+from .base import RunContext
+
+
+class HardConcreteTask:
+    def __init__(self, l0: L0Masks, hooks: MaskHooks, params: dict[str, Any], source_params: int, vocab: int,
+                 tied: bool, generator: torch.Generator) -> None:
+        self.l0, self.hooks, self.params = l0, hooks, params
+        self.source_params, self.vocab, self.tied = source_params, vocab, tied
+        self.generator = generator
+        self.warmup = round(params["target_warmup_fraction"] * params["steps"])
+        self.target_sparsity = 1.0 - l0_target_params(l0, vocab, tied) / source_params
+
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int) -> torch.Tensor:
+        self.hooks.values = self.l0.sample(self.generator)
+        return model(input_ids=input_ids, labels=input_ids).loss
+
+    def extra_loss(self, step: int) -> torch.Tensor:
+        return self.l0.lagrangian(step, self.warmup)
+
+    def before_optimizer_step(self) -> None:
+        self.l0.ascend_multipliers_()
+
+    def after_optimizer_step(self) -> None:
+        self.l0.clamp_()
+
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        self.hooks.values = self.l0.deterministic(self.l0.expected_keep())
+        yield
+
+    def sparsity(self) -> float:
+        return self.l0.expected_sparsity(self.vocab, self.tied, self.source_params)
+
+    def log_terms(self, step: int) -> dict[str, Any]:
+        with torch.no_grad():
+            expected = {k: float(v) for k, v in self.l0.expected_fractions().items()}
+            return {"expected_fraction": expected, "target_fraction": self.l0.targets(step, self.warmup),
+                    "expected_params": float(self.l0.expected_params(self.vocab, self.tied)),
+                    "lambda_1": {k: float(v) for k, v in self.l0.lambda_1.items()},
+                    "lambda_2": {k: float(v) for k, v in self.l0.lambda_2.items()}}
+
+
+def l0_target_params(l0: L0Masks, vocab: int, tied: bool) -> float:
+    """The expected-size formula at the target shape (same biases-aside counting as the masks)."""
+    t = l0.target
+    per_layer = t.hidden * (t.head_dim * (2 * t.heads + 2 * t.kv_heads) + 3 * t.intermediate + 2)
+    return t.layers * per_layer + vocab * t.hidden * (1 if tied else 2) + t.hidden
+
+
+def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, torch.Tensor]:
+    plan, params = context.plan, stage_plan["params"]
+    source = context.verified.source
+    target = Shape(**plan["target"]["model_info"]["shape"])
+    schedule = Schedule.from_plan(params, plan)
+    rank, world_size = world()
+    domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
+                           seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
+    sampler = MixtureSampler(domains, seed=context.seed, rank=rank, world_size=world_size)
+    mixer = build_mixer(plan)
+    if plan["mixer"].get("reference") == "source":
+        losses = domain_eval_losses(context.model, domains, seq_len=params["seq_len"],
+                                    max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
+                                    device=context.device)
+        mixer.set_reference(losses)
+        context.metrics.write("reference", source="source model", domains=mixer.names, losses=losses)
+    generator = torch.Generator().manual_seed(context.seed)
+    l0 = L0Masks(source.shape, target, [u["kind"] for u in stage_plan["pruned_units"]], params, generator)
+    l0.to(context.device)
+    hooks = MaskHooks(context.model, source.adapter)
+    betas, decay = tuple(plan["schedule"]["betas"]), plan["schedule"]["weight_decay"]
+    optimizer = torch.optim.AdamW([
+        {"params": list(context.model.parameters()), "lr": params["lr"], "weight_decay": decay},
+        {"params": list(l0.log_alpha.parameters()), "lr": params["mask_lr"], "weight_decay": 0.0},
+        {"params": [*l0.lambda_1.parameters(), *l0.lambda_2.parameters()], "lr": params["lagrangian_lr"],
+         "weight_decay": 0.0},
+    ], betas=betas)
+    task = HardConcreteTask(l0, hooks, params, int(plan["source"]["model_info"]["params"]), source.vocab,
+                            source.tied, torch.Generator(device=context.device).manual_seed(context.seed + 1))
+    try:
+        train(stage="prune", model=context.model, optimizer=optimizer, schedule=schedule, sampler=sampler,
+              mixer=mixer, eval_domains=domains, task=task, metrics=context.metrics, device=context.device)
+    finally:
+        hooks.remove()
+    masks = l0.deterministic()
+    context.metrics.write("masks", kept={k: int(torch.count_nonzero(v)) for k, v in masks.items()},
+                          final_weights=np.asarray(mixer.weights))
+    context.mixer_state = mixer.state_dict()
+    return masks

@@ -1,0 +1,145 @@
+"""The training loop, shared by every stage that trains.
+
+    for step in range(steps):
+        set the learning rate (linear warm-up, then cosine/linear/constant decay to a floor)
+        draw the global batch by the mixer's weights; forward and backward each micro-batch
+        add the task's extra loss (e.g. the Lagrangian) once; clip; step
+        every eval interval: per-domain eval loss, mixer update
+        log to metrics.jsonl; show progress
+
+A `Task` adds what a stage needs around the plain LM loss (masks, constraints).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..data import DomainData, MixtureSampler, domain_eval_losses
+from ..metrics import MetricsLog
+from ..mixers import Mixer, Observation, StageInfo, update_and_log
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int
+    global_batch: int
+    seq_len: int
+    lr: float
+    warmup_steps: int
+    eval_interval: int
+    micro_batch: int
+    lr_decay: str
+    min_lr_ratio: float
+    grad_clip: float
+    eval_sequences: int
+
+    @classmethod
+    def from_plan(cls, stage_params: dict[str, Any], plan: dict[str, Any]) -> Schedule:
+        schedule = plan["schedule"]
+        evaluate = next((s["params"] for s in plan["stages"] if s["stage"] == "evaluate"), None)
+        return cls(stage_params["steps"], stage_params["global_batch"], stage_params["seq_len"], stage_params["lr"],
+                   stage_params["warmup_steps"], stage_params["eval_interval"], schedule["micro_batch"],
+                   schedule["lr_decay"], schedule["min_lr_ratio"], schedule["grad_clip"],
+                   evaluate["sequences_per_domain"] if evaluate else 16)
+
+
+def lr_scale(step: int, schedule: Schedule) -> float:
+    """Multiplier of every group's peak learning rate at `step` (0-based)."""
+    if step < schedule.warmup_steps:
+        return (step + 1) / schedule.warmup_steps
+    if schedule.lr_decay == "constant":
+        return 1.0
+    done = (step - schedule.warmup_steps) / max(1, schedule.steps - schedule.warmup_steps - 1)
+    done = min(1.0, done)
+    shape = 0.5 * (1 + math.cos(math.pi * done)) if schedule.lr_decay == "cosine" else 1 - done
+    return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * shape
+
+
+class Task(Protocol):
+    target_sparsity: float | None
+
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int) -> torch.Tensor: ...
+    def extra_loss(self, step: int) -> torch.Tensor | None: ...
+    def before_optimizer_step(self) -> None: ...
+    def after_optimizer_step(self) -> None: ...
+    def evaluation(self) -> Any: ...  # a context manager for the per-domain eval
+    def sparsity(self) -> float | None: ...
+    def log_terms(self, step: int) -> dict[str, Any]: ...
+
+
+def world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
+          sampler: MixtureSampler, mixer: Mixer, eval_domains: list[DomainData], task: Task, metrics: MetricsLog,
+          device: torch.device) -> None:
+    _, world_size = world()
+    per_step = schedule.micro_batch * world_size
+    if schedule.global_batch % per_step:
+        raise ValueError(f"global batch {schedule.global_batch} does not split into micro-batches of "
+                         f"{schedule.micro_batch} on {world_size} processes")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    peaks = [group["lr"] for group in optimizer.param_groups]
+    mixer.start_stage(StageInfo(stage, schedule.steps, task.target_sparsity))
+    model.train()
+    started, tokens = time.perf_counter(), 0
+    with _progress(stage, schedule.steps) as advance:
+        for step in range(schedule.steps):
+            scale = lr_scale(step, schedule)
+            for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+                group["lr"] = peak * scale
+            batch = sampler.next_batch(mixer.weights, schedule.global_batch)
+            ids = torch.as_tensor(batch.input_ids, device=device)
+            optimizer.zero_grad(set_to_none=True)
+            lm = 0.0
+            for micro in ids.split(schedule.micro_batch):
+                with autocast:
+                    loss = task.lm_loss(model, micro, step) * len(micro) / len(ids)
+                loss.backward()
+                lm += loss.item()
+            extra = task.extra_loss(step)
+            if extra is not None:
+                extra.backward()
+            task.before_optimizer_step()
+            norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                                  schedule.grad_clip)
+            optimizer.step()
+            task.after_optimizer_step()
+            tokens += ids.numel() * world_size
+            elapsed = time.perf_counter() - started
+            metrics.write("train", stage=stage, step=step + 1, loss=lm, lr_scale=scale, grad_norm=float(norm),
+                          tokens_per_second=tokens / elapsed, **task.log_terms(step))
+            if (step + 1) % schedule.eval_interval == 0 or step + 1 == schedule.steps:
+                with task.evaluation():
+                    losses = domain_eval_losses(model, eval_domains, seq_len=schedule.seq_len,
+                                                max_sequences=schedule.eval_sequences,
+                                                batch_size=schedule.micro_batch, device=device)
+                model.train()
+                update_and_log(mixer, Observation(step + 1, losses, sampler.tokens.astype(float),
+                                                  task.sparsity()), metrics)
+            advance(f"loss {lm:.3f}  {tokens / elapsed:,.0f} tok/s  weights "
+                    + " ".join(f"{w:.2f}" for w in mixer.weights))
+
+
+@contextmanager
+def _progress(stage: str, steps: int) -> Iterator[Any]:
+    with Progress(TextColumn(f"{stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), disable=not sys.stderr.isatty(), transient=False) as progress:
+        task = progress.add_task("", total=steps)
+
+        def advance(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        yield advance
