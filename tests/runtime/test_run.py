@@ -11,22 +11,22 @@ from ..helpers import tiny_project
 
 HARD_CONCRETE = {"method": "hard-concrete", "steps": 12, "global_batch": 4, "seq_len": 16, "warmup_steps": 2,
                  "eval_interval": 4}
-
-CASES = {
-    "taylor-gqa": ("mistral-gqa", {"target": {"heads": 4, "kv_heads": 1, "intermediate": 96, "hidden": 32,
-                                              "layers": 3},
-                                   "prune": {"method": "taylor", "granularities": ["layer", "head", "hidden",
-                                                                                   "intermediate"],
-                                             "calibration_samples": 4, "calibration_seq_len": 16}}),
-    "magnitude-qwen2": ("qwen2-bias", {"target": {"heads": 2, "intermediate": 64}, "export": {"dtype": "float32"}}),
-    "hard-concrete-mha": ("llama-mha", {"target": {"layers": 3, "hidden": 32, "heads": 4, "intermediate": 96},
-                                        "prune": HARD_CONCRETE}),
-    "hard-concrete-gqa": ("mistral-gqa", {"target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1,
-                                                     "intermediate": 96}, "prune": HARD_CONCRETE}),
-    "hard-concrete-qwen2": ("qwen2-bias", {"target": {"layers": 2, "hidden": 32, "heads": 2, "kv_heads": 1,
-                                                      "intermediate": 80}, "prune": HARD_CONCRETE,
-                                           "schedule": {"micro_batch": 2}}),
+EVERY_GRANULARITY = ["layer", "head", "intermediate", "hidden"]
+METHODS = {
+    "hard-concrete": HARD_CONCRETE,
+    "taylor": {"method": "taylor", "granularities": EVERY_GRANULARITY, "calibration_samples": 4,
+               "calibration_seq_len": 16, "iterations": 2},
+    "magnitude": {"method": "magnitude", "granularities": EVERY_GRANULARITY},
 }
+# Every granularity shrinks; GQA models lose KV groups (hard-concrete prunes whole groups).
+TARGETS = {
+    "llama-mha": {"layers": 3, "hidden": 32, "heads": 4, "intermediate": 96},
+    "mistral-gqa": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
+    "qwen2-bias": {"layers": 2, "hidden": 32, "heads": 2, "kv_heads": 1, "intermediate": 80},
+}
+CASES = {f"{method}-{model}": (model, {"target": target, "prune": METHODS[method], "schedule": {"micro_batch": 2},
+                                       "export": {"dtype": "float32" if model == "qwen2-bias" else "bfloat16"}})
+         for method in METHODS for model, target in TARGETS.items()}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from shearc.compiler.adapters import Shape
+from shearc.compiler.shape import count_params
+from shearc.compiler.source import introspect
+from shearc.compiler.spec import HardConcretePrune
+from shearc.runtime.masks.l0 import L0Masks
+
+from ...helpers import TINY_CONFIGS
+
+PARAMS = HardConcretePrune(method="hard-concrete").model_dump()
+UNITS = ["layer", "hidden", "kv_group", "intermediate"]
+
+
+def _masks(name, target):
+    source = introspect(TINY_CONFIGS[name], "local", None)
+    return source, L0Masks(source.shape, target, UNITS, PARAMS, torch.Generator().manual_seed(0))
+
+
+def _saturate(l0, keep_rows):
+    """Log-alphas far apart: the first `keep` units of each row are surely kept, the rest surely dropped."""
+    with torch.no_grad():
+        for kind, value in l0.log_alpha.items():
+            value.fill_(-50.0)
+            value[..., : keep_rows[kind]] = 50.0
+
+
+@pytest.mark.parametrize("name", ["llama-mha", "mistral-gqa", "llama-tied"])
+def test_expected_params_is_the_real_count_at_both_ends(name):
+    source = introspect(TINY_CONFIGS[name], "local", None)
+    shape = source.shape
+    target = Shape(shape.layers - 1, 32, shape.heads // 2, shape.kv_heads // 2, shape.intermediate // 2, shape.head_dim)
+    _, l0 = _masks(name, target)
+    _saturate(l0, {"layer": shape.layers, "hidden": shape.hidden, "head": shape.kv_heads,
+                   "intermediate": shape.intermediate})
+    assert float(l0.expected_params(source.vocab, source.tied).detach()) == pytest.approx(count_params(source, shape))
+    _saturate(l0, {"layer": target.layers, "hidden": target.hidden, "head": target.kv_heads,
+                   "intermediate": target.intermediate})
+    # GQA's k/v projections count kv heads: the count is exact, not 4 x heads
+    assert float(l0.expected_params(source.vocab, source.tied).detach()) == pytest.approx(count_params(source, target))
+    assert l0.expected_sparsity(source.vocab, source.tied, count_params(source, shape)) == pytest.approx(
+        1 - count_params(source, target) / count_params(source, shape))
+
+
+def test_samples_and_deterministic_masks_use_the_hooks_layout():
+    source, l0 = _masks("mistral-gqa", Shape(3, 32, 4, 1, 96, 8))
+    shape = source.shape
+    sample = l0.sample(torch.Generator().manual_seed(0))
+    assert sample["head"].shape == (shape.layers, shape.heads)  # one value per query head
+    assert torch.equal(sample["head"][:, 0], sample["head"][:, 3])  # repeated over a KV group
+    assert sample["layer"].shape == (shape.layers,) and sample["hidden"].shape == (shape.hidden,)
+    final = l0.deterministic()
+    assert int(torch.count_nonzero(final["layer"])) == 3 and int(torch.count_nonzero(final["hidden"])) == 32
+    assert ((final["head"] > 0).sum(1) == 4).all() and ((final["intermediate"] > 0).sum(1) == 96).all()
+
+
+def test_constraint_targets_and_multipliers():
+    _, l0 = _masks("llama-mha", Shape(3, 32, 4, 4, 88, 8))
+    assert l0.final_fraction == {"layer": 0.75, "hidden": 0.5, "head": 0.5, "intermediate": 0.5}
+    assert l0.targets(0, 10)["hidden"] == 1.0 and l0.targets(10, 10)["hidden"] == 0.5
+    with torch.no_grad():
+        l0.lambda_1["hidden"].fill_(2.0)
+    gap = float(l0.expected_fractions()["hidden"]) - 0.75
+    assert float(l0.lagrangian(5, 10)) == pytest.approx(2.0 * gap, rel=1e-5)
+    with torch.no_grad():
+        for value in l0.log_alpha.values():
+            value.fill_(9.0)
+    l0.clamp_()
+    assert max(float(v.max()) for v in l0.log_alpha.values()) == pytest.approx(math.log(1e2))
