@@ -1,11 +1,16 @@
 """The finalize stage: fold the masks into the weights and slice to a dense model of the target config.
 
-The masks are saved first (run_dir/masks.safetensors), so a failed export keeps them.
+The masked checkpoint is saved first, so a failed export keeps it: the masks
+(RUN_DIR/masks.safetensors) and, when pruning trained the weights (hard-concrete),
+the masked model itself (RUN_DIR/masked/, save_pretrained format).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
@@ -23,6 +28,18 @@ def save_masks(masks: dict[str, torch.Tensor], path: os.PathLike[str]) -> None:
     os.replace(tmp, path)
 
 
+def save_masked_model(model: torch.nn.Module, directory: Path) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".masked.", dir=directory.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 @STAGES.register("finalize")
 class FinalizeStage(Stage):
     def run(self, context: RunContext) -> None:
@@ -30,6 +47,9 @@ class FinalizeStage(Stage):
 
         source, plan = context.verified.source, context.plan
         save_masks(context.masks, context.run_dir / "masks.safetensors")
+        prune = next(s for s in plan["stages"] if s["stage"] == "prune")
+        if prune["params"]["method"] == "hard-concrete":  # the weights trained with the masks
+            save_masked_model(context.model, context.run_dir / "masked")
         state = {k: v.detach().float() for k, v in context.model.state_dict().items()}
         dense_state, reached = finalize_state(state, source.adapter, context.masks, source.shape, tied=source.tied)
         expected = Shape(**self.stage_plan["target_shape"])

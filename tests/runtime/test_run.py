@@ -46,6 +46,9 @@ def test_run_emits_a_dense_model_that_transformers_loads(tmp_path, capsys, case)
     assert "tags: [shearc, pruning]" in (model_dir / "README.md").read_text()
     (export,) = MetricsLog(tmp_path / "runs" / "tiny" / "metrics.jsonl").read("export")
     assert export["max_logit_difference"] < 1e-4
+    # the masked checkpoint stays: masks, and the trained weights when pruning trained them
+    assert (tmp_path / "runs" / "tiny" / "masks.safetensors").is_file()
+    assert (tmp_path / "runs" / "tiny" / "masked" / "config.json").is_file() == case.startswith("hard-concrete")
     # a finished run is not redone
     assert main(["run", str(plan_path)]) == 0
     assert "already holds this finished run" in capsys.readouterr().err
