@@ -37,6 +37,8 @@ def unsupported(plan: dict[str, Any]) -> list[str]:
             missing.append(f"stage {stage['stage']}" + (f" ({method})" if method else ""))
         elif stage["stage"] == "prune" and stage["params"]["method"] not in PRUNE_IMPLEMENTATIONS:
             missing.append(f"prune method {stage['params']['method']}")
+        elif stage["stage"] == "evaluate" and stage["params"]["lm_eval_tasks"]:
+            missing.append("lm-eval tasks (eval.lm_eval_tasks)")
     return missing
 
 

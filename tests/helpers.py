@@ -108,11 +108,10 @@ def tiny_project(tmp_path: Path, name: str, spec_changes: dict, domains: dict[st
                           for domain, offset in (("a", 0), ("b", 3))}
     for domain, texts in domains.items():
         write_jsonl(tmp_path / "data" / f"{domain}.jsonl", texts)
-    spec = tiny_spec(name, **spec_changes)
+    spec = tiny_spec(name, **{"eval": {"enabled": False}, **spec_changes})  # evaluation only where asked
     spec["data"]["domains"] = [{"name": d, "weight": round(1 / len(domains), 6), "train": [f"data/{d}.jsonl"]}
                                for d in domains]
     spec["data"]["domains"][0]["weight"] += 1 - sum(d["weight"] for d in spec["data"]["domains"])
-    spec["eval"] = {"enabled": False}
     spec["data"]["tokenizer"] = "tokenizer"
     plan_path = tmp_path / "plan.json"
     write_plan(compile_spec(write_spec(tmp_path, spec), plan_path), plan_path)

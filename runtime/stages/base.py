@@ -33,6 +33,8 @@ class RunContext:
     dense_model: torch.nn.Module | None = None
     target_shape: Shape | None = None
     mixer_state: dict[str, Any] | None = None  # where pruning left the mixer, for recovery
+    checks: dict[str, Any] = field(default_factory=dict)  # what finalize verified, for the model card
+    report: dict[str, Any] | None = None  # the evaluate stage's results
 
     @property
     def plan(self) -> dict[str, Any]:

@@ -19,7 +19,30 @@ from shearc.compiler.adapters import Shape
 from shearc.compiler.source import hf_config
 
 from ..finalize import finalize_state
+from ..masks.hooks import MaskHooks
 from .base import STAGES, RunContext, Stage
+
+LOGITS_TOLERANCE = 1e-4
+
+
+class FinalizeCheckError(RuntimeError):
+    """The sliced model does not compute what the masked model computes: a bug (exit 1)."""
+
+
+def check_batch(plan: dict, vocab: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(plan["runtime"]["seed"])
+    return torch.randint(0, vocab, (2, 32), generator=generator)
+
+
+def masked_logits(context: RunContext, ids: torch.Tensor) -> torch.Tensor:
+    model = context.model.float().eval()
+    hooks = MaskHooks(model, context.verified.source.adapter)
+    hooks.values = {kind: mask.float() for kind, mask in context.masks.items()}
+    try:
+        with torch.no_grad():
+            return model(input_ids=ids.to(context.device)).logits.float().cpu()
+    finally:
+        hooks.remove()
 
 
 def save_masks(masks: dict[str, torch.Tensor], path: os.PathLike[str]) -> None:
@@ -58,5 +81,13 @@ class FinalizeStage(Stage):
         # Built for real (not on meta): non-persistent buffers such as rotary frequencies must exist.
         dense = AutoModelForCausalLM.from_config(hf_config(plan["target"]["config"]))
         dense.load_state_dict(dense_state, strict=True)
-        context.dense_model = dense.eval()
+        ids = check_batch(plan, source.vocab)
+        with torch.no_grad():
+            difference = (dense.eval()(input_ids=ids).logits.float() - masked_logits(context, ids)).abs().max().item()
+        context.metrics.write("finalize", max_logit_difference=difference)
+        if difference >= LOGITS_TOLERANCE:
+            raise FinalizeCheckError(f"the dense model's logits differ from the masked model's by {difference:.3e} "
+                                     f"(tolerance {LOGITS_TOLERANCE}); the masked checkpoint is in {context.run_dir}")
+        context.dense_model = dense.to(context.device)
         context.target_shape = reached
+        context.checks["max_logit_difference"] = difference

@@ -84,7 +84,7 @@ def world() -> tuple[int, int]:
 
 def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
           sampler: MixtureSampler, mixer: Mixer, eval_domains: list[DomainData], task: Task, metrics: MetricsLog,
-          device: torch.device) -> None:
+          device: torch.device, restart_mixer: bool = False) -> None:
     _, world_size = world()
     per_step = schedule.micro_batch * world_size
     if schedule.global_batch % per_step:
@@ -92,7 +92,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                          f"{schedule.micro_batch} on {world_size} processes")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     peaks = [group["lr"] for group in optimizer.param_groups]
-    mixer.start_stage(StageInfo(stage, schedule.steps, task.target_sparsity))
+    mixer.start_stage(StageInfo(stage, schedule.steps, task.target_sparsity), restart_weights=restart_mixer)
     model.train()
     started, tokens = time.perf_counter(), 0
     with _progress(stage, schedule.steps) as advance:

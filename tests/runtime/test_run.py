@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from shearc.cli import main
 from shearc.runtime.metrics import MetricsLog
@@ -67,21 +68,37 @@ def test_a_plan_for_another_model_is_refused_before_any_work(tmp_path, capsys):
 
 
 def test_parts_not_yet_landed_are_refused_clearly(tmp_path, capsys):
-    plan_path = tiny_project(tmp_path, "llama-mha", {"recovery": {"method": "full", "steps": 10, "global_batch": 4,
-                                                              "seq_len": 16, "warmup_steps": 1, "eval_interval": 5}})
+    plan_path = tiny_project(tmp_path, "llama-mha", {"eval": {"lm_eval_tasks": ["piqa"]}})
     assert main(["run", str(plan_path)]) == 2
-    assert "cannot run stage recover (full) yet" in capsys.readouterr().err
+    assert "cannot run lm-eval tasks (eval.lm_eval_tasks) yet" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_failed_export_check_leaves_no_model_but_keeps_the_masks(tmp_path, monkeypatch):
-    from shearc.runtime.stages import export
+def test_a_failed_check_leaves_no_model_but_keeps_the_masked_checkpoint(tmp_path, monkeypatch):
+    from shearc.runtime.stages import finalize
 
     plan_path = tiny_project(tmp_path, "qwen2-bias", {})
-    monkeypatch.setattr(export, "LOGITS_TOLERANCE", 0.0)  # nothing can pass
-    with pytest.raises(export.ExportCheckError, match="logits differ"):
+    monkeypatch.setattr(finalize, "LOGITS_TOLERANCE", 0.0)  # nothing can pass
+    with pytest.raises(finalize.FinalizeCheckError, match="logits differ"):
         main(["run", str(plan_path)])
     run_dir = tmp_path / "runs" / "tiny"
     assert not (run_dir / "model").exists() and not (run_dir / "done.json").exists()
     assert (run_dir / "masks.safetensors").is_file()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".model.")]
+
+
+def test_a_bad_export_is_never_published(tmp_path, monkeypatch):
+    from shearc.runtime.stages import export
+
+    plan_path = tiny_project(tmp_path, "llama-mha", {})
+    monkeypatch.setattr(export, "_DTYPES", {**export._DTYPES, "bfloat16": torch.float16})  # saved != checked
+    original = export.ExportStage._reload_and_check
+
+    def reload_in_bfloat16(self, directory, exported, context):
+        return original(self, directory, exported.to(torch.bfloat16), context)
+
+    monkeypatch.setattr(export.ExportStage, "_reload_and_check", reload_in_bfloat16)
+    with pytest.raises(export.ExportCheckError, match="differs from the checked model"):
+        main(["run", str(plan_path)])
+    run_dir = tmp_path / "runs" / "tiny"
+    assert not (run_dir / "model").exists() and not [p for p in run_dir.iterdir() if p.name.startswith(".model.")]

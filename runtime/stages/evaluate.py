@@ -1,0 +1,71 @@
+"""The evaluate stage: source and result side by side, per domain, written to RUN_DIR/report.json.
+
+    eval: {sequences_per_domain: 64, latency_batch: 1}
+
+Per-domain eval loss and perplexity, parameter count, forward latency (median of 5 after a
+warm-up) and tokens per second, for the source as loaded from disk and for the result.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from shearc.canonical import pretty_json, write_text_atomic
+
+from ..data import domain_eval_losses, load_domains
+from .base import STAGES, RunContext, Stage
+
+LATENCY_RUNS = 5
+
+
+def forward_latency_ms(model: torch.nn.Module, ids: torch.Tensor) -> float:
+    times = []
+    with torch.no_grad():
+        for run in range(LATENCY_RUNS + 1):
+            started = time.perf_counter()
+            model(input_ids=ids)
+            if ids.device.type == "cuda":
+                torch.cuda.synchronize()
+            if run:  # the first is a warm-up
+                times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def measure(model: torch.nn.Module, domains: list, params: dict[str, Any], ids: torch.Tensor, batch_size: int,
+            device: torch.device) -> dict[str, Any]:
+    model = model.float().to(device).eval()
+    losses = domain_eval_losses(model, domains, seq_len=params["seq_len"],
+                                max_sequences=params["sequences_per_domain"], batch_size=batch_size, device=device)
+    latency = forward_latency_ms(model, ids)
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "domains": [{"loss": float(loss), "perplexity": math.exp(float(loss))} for loss in losses],
+            "latency_ms": latency, "tokens_per_second": ids.numel() / (latency / 1000)}
+
+
+@STAGES.register("evaluate")
+class EvaluateStage(Stage):
+    def run(self, context: RunContext) -> None:
+        from transformers import AutoModelForCausalLM
+
+        plan, params = context.plan, self.stage_plan["params"]
+        domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
+                               seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
+        generator = torch.Generator().manual_seed(context.seed)
+        ids = torch.randint(0, context.verified.source.vocab, (params["latency_batch"], params["seq_len"]),
+                            generator=generator).to(context.device)
+        batch = plan["schedule"]["micro_batch"]
+        # The source as it is on disk: pruning may have trained the in-memory copy.
+        source = AutoModelForCausalLM.from_pretrained(context.verified.model_dir, dtype=torch.float32)
+        report = {"domains": [d.name for d in domains], "seq_len": params["seq_len"],
+                  "latency_batch": params["latency_batch"],
+                  "source": measure(source, domains, params, ids, batch, context.device),
+                  "result": measure(context.dense_model, domains, params, ids, batch, context.device)}
+        del source
+        write_text_atomic(context.run_dir / "report.json", pretty_json(report))
+        context.report = report
+        context.metrics.write("evaluate", **report)

@@ -1,0 +1,82 @@
+"""The recover stage: train the dense model again, fully or through LoRA adapters merged at the end.
+
+    recovery: {method: full}                               # continued pretraining of every weight
+    recovery: {method: lora, rank: 8, alpha: 16}           # peft adapters, merged before export
+
+The mixer continues from the proportions pruning ended with (mixer_start: pruned) or starts
+over (initial). The emitted model has no adapters and the target's shape.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from ..data import MixtureSampler, load_domains
+from ..mixers import build_mixer
+from ..train.loop import Schedule, train, world
+from .base import STAGES, RunContext, Stage
+
+
+class LanguageModelling:
+    """The plain LM objective: nothing around the loss."""
+
+    target_sparsity = None
+
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int) -> torch.Tensor:
+        return model(input_ids=input_ids, labels=input_ids).loss
+
+    def extra_loss(self, step: int) -> None:
+        return None
+
+    def before_optimizer_step(self) -> None:
+        pass
+
+    def after_optimizer_step(self) -> None:
+        pass
+
+    def evaluation(self) -> Any:
+        return nullcontext()
+
+    def sparsity(self) -> None:
+        return None
+
+    def log_terms(self, step: int) -> dict[str, Any]:
+        return {}
+
+
+def with_lora(model: torch.nn.Module, params: dict[str, Any]) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=params["rank"], lora_alpha=params["alpha"], lora_dropout=params["dropout"],
+                        target_modules=list(params["target_modules"]), task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+@STAGES.register("recover")
+class RecoverStage(Stage):
+    def run(self, context: RunContext) -> None:
+        plan, params = context.plan, self.stage_plan["params"]
+        schedule = Schedule.from_plan(params, plan)
+        rank, world_size = world()
+        domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
+                               seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
+        sampler = MixtureSampler(domains, seed=context.seed + 1, rank=rank, world_size=world_size)
+        mixer = build_mixer(plan)
+        restart = params["mixer_start"] == "initial" or context.mixer_state is None
+        if not restart:
+            mixer.load_state_dict(context.mixer_state)
+        model = context.dense_model.float().to(context.device)
+        lora = params["method"] == "lora"
+        if lora:
+            model = with_lora(model, params)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=params["lr"], betas=tuple(plan["schedule"]["betas"]),
+                                      weight_decay=plan["schedule"]["weight_decay"])
+        train(stage="recover", model=model, optimizer=optimizer, schedule=schedule, sampler=sampler, mixer=mixer,
+              eval_domains=domains, task=LanguageModelling(), metrics=context.metrics, device=context.device,
+              restart_mixer=restart)
+        context.dense_model = (model.merge_and_unload() if lora else model).eval()
+        context.mixer_state = mixer.state_dict()
