@@ -2,9 +2,11 @@
 
     RUN_DIR/model/         the dense model (save_pretrained, safetensors, tokenizer, plan, card)
     RUN_DIR/metrics.jsonl  what happened, one JSON object per line
+    RUN_DIR/checkpoints/   the last few checkpoints (runtime.checkpoint_interval, and on SIGTERM/SIGINT)
     RUN_DIR/masks.safetensors, RUN_DIR/done.json
 
-A run directory that already holds a finished run of the same plan is not redone.
+Running the plan again on the same directory resumes from the newest checkpoint; a finished
+run is not redone; a checkpoint of another plan is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from .data import load_tokenizer
 from .metrics import MetricsLog
 from .stages.base import STAGES, RunContext
 from .stages.prune import PRUNE_IMPLEMENTATIONS
+from .train.checkpoint import Checkpoint, Checkpoints
+from .train.stop import stop_on_signals
 from .verify import VerifiedPlan, verify
 
 
@@ -69,6 +73,28 @@ def load_source(verified: VerifiedPlan, device: torch.device) -> torch.nn.Module
     return model.to(device)
 
 
+def restore(context: RunContext, checkpoint: Checkpoint) -> None:
+    """Put back what the stages before `checkpoint` (and a stage it completes) produced."""
+    from transformers import AutoModelForCausalLM
+
+    from shearc.compiler.source import hf_config
+
+    context.checks = dict(checkpoint.meta["checks"])
+    stage = checkpoint.meta["stage"]
+    if stage == "recover":  # pruning and finalize are behind: the dense model of the target config
+        context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.plan["target"]["config"]))
+        context.dense_model.to(context.device)
+    if not checkpoint.complete:  # the stage itself reloads its weights and the loop's state
+        return
+    trainer = checkpoint.trainer_state()
+    context.mixer_state = trainer["mixer"]
+    if stage == "prune":
+        checkpoint.load_model(context.model)
+        context.masks = trainer["masks"]
+    else:
+        checkpoint.load_model(context.dense_model)
+
+
 def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None) -> Path:
     console = console or Console(stderr=True, soft_wrap=True)
     verified = verify(plan_path)
@@ -82,25 +108,42 @@ def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Cons
         console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = Checkpoints(run_dir / "checkpoints", plan["plan_sha256"], plan["runtime"]["keep_checkpoints"])
+    resume = checkpoints.latest()
     torch.manual_seed(plan["runtime"]["seed"])
+    if plan["runtime"]["deterministic"]:
+        torch.use_deterministic_algorithms(True)
     device = _device(plan)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     console.print(f"loading {plan['source']['model']} from {verified.model_dir} on {device}", markup=False)
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics,
                          model=load_source(verified, device),
                          tokenizer=load_tokenizer(plan["data"]["tokenizer"], verified.plan_dir,
-                                                  plan["source"]["trust_remote_code"]))
-    for stage_plan in plan["stages"]:
-        name = stage_plan["stage"]
-        started = time.perf_counter()
-        console.print(f"stage {name} ...", markup=False)
-        stage = STAGES.get(name)(stage_plan)
-        stage.setup(context)
-        stage.run(context)
-        stage.finalize(context)
-        seconds = time.perf_counter() - started
-        metrics.write("stage", stage=name, seconds=round(seconds, 3))
-        console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
+                                                  plan["source"]["trust_remote_code"]),
+                         checkpoints=checkpoints)
+    first = 0
+    if resume is not None:
+        restore(context, resume)
+        first = resume.stage_index + (1 if resume.complete else 0)
+        console.print(f"resuming from {resume.path.name} ({resume.meta['stage']}, step {resume.step}"
+                      f"{', complete' if resume.complete else ''})", markup=False)
+        metrics.write("resume", checkpoint=resume.path.name, stage=resume.meta["stage"], step=resume.step)
+    with stop_on_signals():
+        for index, stage_plan in enumerate(plan["stages"]):
+            if index < first:
+                continue
+            name = stage_plan["stage"]
+            context.stage_index = index
+            context.resume = resume if resume is not None and index == resume.stage_index else None
+            started = time.perf_counter()
+            console.print(f"stage {name} ...", markup=False)
+            stage = STAGES.get(name)(stage_plan)
+            stage.setup(context)
+            stage.run(context)
+            stage.finalize(context)
+            seconds = time.perf_counter() - started
+            metrics.write("stage", stage=name, seconds=round(seconds, 3))
+            console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
     write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan["plan_sha256"]}))
     console.print(f"dense model in {run_dir / 'model'}", markup=False)
     return run_dir

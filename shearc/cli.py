@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from shearc import __version__
-from shearc.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, Problem, UserError
+from shearc.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, Interrupted, Problem, UserError
 
 # Piped output is not wrapped at 80 columns: plans have wide tables.
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -30,6 +30,10 @@ class Problem:
         return " ".join(p for p in parts if p)
 
 
+class Interrupted(Exception):
+    """The run stopped on request (SIGTERM/SIGINT) after saving a checkpoint: exit code 130."""
+
+
 class UserError(Exception):
     """The user's input is wrong; carries every problem found, not just the first."""
 

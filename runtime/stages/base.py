@@ -18,6 +18,8 @@ from shearc.compiler.adapters import Shape
 from shearc.registry import Registry
 
 from ..metrics import MetricsLog
+from ..train.checkpoint import Checkpoint, Checkpoints
+from ..train.loop import Saving
 from ..verify import VerifiedPlan
 
 
@@ -35,6 +37,20 @@ class RunContext:
     mixer_state: dict[str, Any] | None = None  # where pruning left the mixer, for recovery
     checks: dict[str, Any] = field(default_factory=dict)  # what finalize verified, for the model card
     report: dict[str, Any] | None = None  # the evaluate stage's results
+    checkpoints: Checkpoints | None = None
+    stage_index: int = 0  # of the stage now running
+    resume: Checkpoint | None = None  # an unfinished checkpoint of the stage now running
+
+    def saving(self) -> Saving | None:
+        if self.checkpoints is None:
+            return None
+        return Saving(self.checkpoints, self.stage_index, self.plan["runtime"]["checkpoint_interval"], self.checks)
+
+    def save_complete(self, stage: str, step: int, model: torch.nn.Module, trainer: dict[str, Any]) -> None:
+        """The checkpoint that ends a training stage, with what the later stages need."""
+        if self.checkpoints is not None:
+            self.checkpoints.save(stage=stage, stage_index=self.stage_index, step=step, complete=True, model=model,
+                                  trainer=trainer, checks=self.checks)
 
     @property
     def plan(self) -> dict[str, Any]:

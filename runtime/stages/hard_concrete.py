@@ -57,6 +57,13 @@ class HardConcreteTask:
     def sparsity(self) -> float:
         return self.l0.expected_sparsity(self.vocab, self.tied, self.source_params)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"l0": self.l0.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.l0.load_state_dict(state["l0"])
+        self.generator.set_state(state["generator"])
+
     def log_terms(self, step: int) -> dict[str, Any]:
         with torch.no_grad():
             expected = {k: float(v) for k, v in self.l0.expected_fractions().items()}
@@ -83,7 +90,9 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
                            seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
     sampler = MixtureSampler(domains, seed=context.seed, rank=rank, world_size=world_size)
     mixer = build_mixer(plan)
-    if plan["mixer"].get("reference") == "source":
+    if context.resume is not None:  # trained weights back; the loop restores the rest
+        context.resume.load_model(context.model)
+    elif plan["mixer"].get("reference") == "source":
         losses = domain_eval_losses(context.model, domains, seq_len=params["seq_len"],
                                     max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
                                     device=context.device)
@@ -104,11 +113,13 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
                             source.tied, torch.Generator(device=context.device).manual_seed(context.seed + 1))
     try:
         train(stage="prune", model=context.model, optimizer=optimizer, schedule=schedule, sampler=sampler,
-              mixer=mixer, eval_domains=domains, task=task, metrics=context.metrics, device=context.device)
+              mixer=mixer, eval_domains=domains, task=task, metrics=context.metrics, device=context.device,
+              saving=context.saving(), resume=context.resume)
     finally:
         hooks.remove()
     masks = l0.deterministic()
     context.metrics.write("masks", kept={k: int(torch.count_nonzero(v)) for k, v in masks.items()},
                           final_weights=np.asarray(mixer.weights))
     context.mixer_state = mixer.state_dict()
+    context.save_complete("prune", schedule.steps, context.model, {"masks": masks, "mixer": context.mixer_state})
     return masks

@@ -46,6 +46,12 @@ class LanguageModelling:
     def log_terms(self, step: int) -> dict[str, Any]:
         return {}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
 
 def with_lora(model: torch.nn.Module, params: dict[str, Any]) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
@@ -72,11 +78,14 @@ class RecoverStage(Stage):
         lora = params["method"] == "lora"
         if lora:
             model = with_lora(model, params)
+        if context.resume is not None:  # the (adapted) weights back; the loop restores the rest
+            context.resume.load_model(model)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=params["lr"], betas=tuple(plan["schedule"]["betas"]),
                                       weight_decay=plan["schedule"]["weight_decay"])
         train(stage="recover", model=model, optimizer=optimizer, schedule=schedule, sampler=sampler, mixer=mixer,
               eval_domains=domains, task=LanguageModelling(), metrics=context.metrics, device=context.device,
-              restart_mixer=restart)
+              restart_mixer=restart, saving=context.saving(), resume=context.resume)
         context.dense_model = (model.merge_and_unload() if lora else model).eval()
         context.mixer_state = mixer.state_dict()
+        context.save_complete("recover", schedule.steps, context.dense_model, {"mixer": context.mixer_state})

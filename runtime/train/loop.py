@@ -5,6 +5,7 @@
         draw the global batch by the mixer's weights; forward and backward each micro-batch
         add the task's extra loss (e.g. the Lagrangian) once; clip; step
         every eval interval: per-domain eval loss, mixer update
+        every checkpoint interval, or when asked to stop (SIGTERM/SIGINT): checkpoint
         log to metrics.jsonl; show progress
 
 A `Task` adds what a stage needs around the plain LM loss (masks, constraints).
@@ -23,9 +24,23 @@ from typing import Any, Protocol
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from shearc.errors import Interrupted
+
 from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..metrics import MetricsLog
 from ..mixers import Mixer, Observation, StageInfo, update_and_log
+from .checkpoint import Checkpoint, Checkpoints, rng_state, set_rng_state
+from .stop import stop_requested
+
+
+@dataclass(frozen=True)
+class Saving:
+    """Where and how often a stage's loop checkpoints."""
+
+    checkpoints: Checkpoints
+    stage_index: int
+    interval: int
+    checks: dict[str, Any]  # carried along, for the model card of a resumed run
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,8 @@ class Task(Protocol):
     def evaluation(self) -> Any: ...  # a context manager for the per-domain eval
     def sparsity(self) -> float | None: ...
     def log_terms(self, step: int) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def world() -> tuple[int, int]:
@@ -84,7 +101,8 @@ def world() -> tuple[int, int]:
 
 def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
           sampler: MixtureSampler, mixer: Mixer, eval_domains: list[DomainData], task: Task, metrics: MetricsLog,
-          device: torch.device, restart_mixer: bool = False) -> None:
+          device: torch.device, restart_mixer: bool = False, saving: Saving | None = None,
+          resume: Checkpoint | None = None) -> None:
     _, world_size = world()
     per_step = schedule.micro_batch * world_size
     if schedule.global_batch % per_step:
@@ -93,10 +111,27 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     peaks = [group["lr"] for group in optimizer.param_groups]
     mixer.start_stage(StageInfo(stage, schedule.steps, task.target_sparsity), restart_weights=restart_mixer)
+    first = 0
+    if resume is not None:  # the caller restored the weights; the rest of the loop's state is here
+        state = resume.trainer_state()
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        mixer.load_state_dict(state["mixer"])
+        task.load_state_dict(state["task"])
+        set_rng_state(state["rng"])
+        first = resume.step
     model.train()
     started, tokens = time.perf_counter(), 0
-    with _progress(stage, schedule.steps) as advance:
-        for step in range(schedule.steps):
+
+    def checkpoint(step: int) -> None:
+        saving.checkpoints.save(stage=stage, stage_index=saving.stage_index, step=step, complete=False, model=model,
+                                trainer={"optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
+                                         "mixer": mixer.state_dict(), "task": task.state_dict(), "rng": rng_state()},
+                                checks=saving.checks)
+        metrics.write("checkpoint", stage=stage, step=step)
+
+    with _progress(stage, schedule.steps, first) as advance:
+        for step in range(first, schedule.steps):
             scale = lr_scale(step, schedule)
             for group, peak in zip(optimizer.param_groups, peaks, strict=True):
                 group["lr"] = peak * scale
@@ -131,13 +166,18 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                                                   task.sparsity()), metrics)
             advance(f"loss {lm:.3f}  {tokens / elapsed:,.0f} tok/s  weights "
                     + " ".join(f"{w:.2f}" for w in mixer.weights))
+            done = step + 1
+            if saving is not None and done < schedule.steps and (done % saving.interval == 0 or stop_requested()):
+                checkpoint(done)
+            if stop_requested():
+                raise Interrupted(f"stopped after step {done} of {stage}; run the plan again to resume")
 
 
 @contextmanager
-def _progress(stage: str, steps: int) -> Iterator[Any]:
+def _progress(stage: str, steps: int, done: int) -> Iterator[Any]:
     with Progress(TextColumn(f"{stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.description}"), disable=not sys.stderr.isatty(), transient=False) as progress:
-        task = progress.add_task("", total=steps)
+        task = progress.add_task("", total=steps, completed=done)
 
         def advance(description: str) -> None:
             progress.update(task, advance=1, description=description)

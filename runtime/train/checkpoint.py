@@ -1,0 +1,107 @@
+"""Checkpoints of a run: written atomically, tagged with the plan's hash, the last N kept.
+
+    RUN_DIR/checkpoints/01-prune-00000500/
+        meta.json           plan hash, stage, step, complete, checks
+        model.safetensors   the model being trained (safetensors' save_model: tied weights once)
+        trainer.pt          optimizer, masks and multipliers, mixer, data position, RNG states
+
+A checkpoint marked complete ends its stage and carries what later stages need (the
+masks, the mixer's proportions). Running the plan again resumes from the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from shearc.errors import Problem, UserError
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def stage_index(self) -> int:
+        return self.meta["stage_index"]
+
+    @property
+    def step(self) -> int:
+        return self.meta["step"]
+
+    @property
+    def complete(self) -> bool:
+        return self.meta["complete"]
+
+    def load_model(self, model: torch.nn.Module) -> None:
+        missing, unexpected = load_model(model, self.path / "model.safetensors", strict=True)
+        if missing or unexpected:  # strict=True raises first; kept as a guard
+            raise RuntimeError(f"checkpoint {self.path} does not fit the model: {missing} {unexpected}")
+
+    def trainer_state(self) -> dict[str, Any]:
+        return torch.load(self.path / "trainer.pt", weights_only=True)
+
+
+class Checkpoints:
+    def __init__(self, directory: Path, plan_sha256: str, keep: int) -> None:
+        self.directory, self.plan_sha256, self.keep = directory, plan_sha256, keep
+
+    def all(self) -> list[Checkpoint]:
+        found = []
+        for meta_path in sorted(self.directory.glob("[!.]*/meta.json")):  # .name.* are unfinished writes
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            found.append(Checkpoint(meta_path.parent, meta))
+        return sorted(found, key=lambda c: (c.stage_index, c.step))
+
+    def latest(self) -> Checkpoint | None:
+        """The newest checkpoint; one of another plan is refused rather than used."""
+        checkpoints = self.all()
+        foreign = [c for c in checkpoints if c.meta["plan_sha256"] != self.plan_sha256]
+        if foreign:
+            raise UserError([Problem(f"{c.path} was written by another plan (sha256 {c.meta['plan_sha256'][:12]}); "
+                                     "resume with that plan, or choose another run directory", "runtime.output_dir")
+                             for c in foreign[:3]], title="checkpoint of another plan")
+        return checkpoints[-1] if checkpoints else None
+
+    def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module,
+             trainer: dict[str, Any], checks: dict[str, Any] | None = None) -> Checkpoint:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{stage_index:02d}-{stage}-{step:08d}"
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.directory))
+        meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
+                "complete": complete, "checks": checks or {}}
+        try:
+            save_model(model, str(staging / "model.safetensors"))
+            torch.save(trainer, staging / "trainer.pt")
+            (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")  # last: marks it whole
+            final = self.directory / name
+            if final.exists():
+                shutil.rmtree(final)
+            staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        for old in self.all()[: -self.keep]:
+            shutil.rmtree(old.path, ignore_errors=True)
+        return Checkpoint(final, meta)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
