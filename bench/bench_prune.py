@@ -51,8 +51,7 @@ def step_overhead(repeats: int, batch: torch.Tensor) -> tuple[float, float, floa
     units = ["layer", "hidden", "kv_group", "intermediate"]
     l0 = L0Masks(source.shape, TARGET, units, params, torch.Generator().manual_seed(0))
     hooks = MaskHooks(masked, source.adapter)
-    task = HardConcreteTask(l0, hooks, params, sum(p.numel() for p in plain.parameters()), source.vocab, False,
-                            torch.Generator().manual_seed(1))
+    task = HardConcreteTask(l0, hooks, params, sum(p.numel() for p in plain.parameters()), source.vocab, False, 1)
     plain_optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
     masked_optimizer = torch.optim.AdamW([
         {"params": list(masked.parameters()), "lr": 1e-4},
@@ -68,7 +67,7 @@ def step_overhead(repeats: int, batch: torch.Tensor) -> tuple[float, float, floa
 
     def masked_step(step: int) -> None:
         masked_optimizer.zero_grad(set_to_none=True)
-        task.lm_loss(masked, batch, step).backward()
+        task.lm_loss(masked, batch, step, 0).backward()
         task.extra_loss(step).backward()
         task.before_optimizer_step()
         torch.nn.utils.clip_grad_norm_([p for g in masked_optimizer.param_groups for p in g["params"]], 1.0)

@@ -22,6 +22,7 @@ from rich.console import Console
 from shearc.canonical import pretty_json, write_text_atomic
 from shearc.errors import Problem, UserError
 
+from . import distributed
 from . import stages as _stages  # noqa: F401  (registration)
 from .data import load_tokenizer
 from .metrics import MetricsLog
@@ -35,6 +36,8 @@ from .verify import VerifiedPlan, verify
 def unsupported(plan: dict[str, Any]) -> list[str]:
     """What in the plan this shearc cannot execute yet."""
     missing = []
+    if distributed.world_size() > 1 and plan["runtime"]["strategy"] == "fsdp2":
+        missing.append("strategy fsdp2 (use ddp, or one process)")
     for stage in plan["stages"]:
         if stage["stage"] not in STAGES:
             method = stage.get("params", {}).get("method")
@@ -51,7 +54,9 @@ def _device(plan: dict[str, Any]) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
         raise UserError([Problem("the plan asks for CUDA, but no CUDA device is visible", "runtime.device")],
                         title="device not available")
-    return torch.device("cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu")
+    if wanted != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())  # torchrun's LOCAL_RANK, set by initialize()
+    return torch.device("cpu")
 
 
 def _finished(run_dir: Path, plan: dict[str, Any]) -> bool:
@@ -96,7 +101,8 @@ def restore(context: RunContext, checkpoint: Checkpoint) -> None:
 
 
 def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None) -> Path:
-    console = console or Console(stderr=True, soft_wrap=True)
+    distributed.initialize()
+    console = console or Console(stderr=True, soft_wrap=True, quiet=not distributed.is_main())
     verified = verify(plan_path)
     plan = verified.plan
     missing = unsupported(plan)
@@ -114,7 +120,7 @@ def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Cons
     if plan["runtime"]["deterministic"]:
         torch.use_deterministic_algorithms(True)
     device = _device(plan)
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    metrics = MetricsLog(run_dir / "metrics.jsonl" if distributed.is_main() else None)
     console.print(f"loading {plan['source']['model']} from {verified.model_dir} on {device}", markup=False)
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics,
                          model=load_source(verified, device),
@@ -144,6 +150,8 @@ def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Cons
             seconds = time.perf_counter() - started
             metrics.write("stage", stage=name, seconds=round(seconds, 3))
             console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
-    write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan["plan_sha256"]}))
+    distributed.barrier()
+    if distributed.is_main():
+        write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan["plan_sha256"]}))
     console.print(f"dense model in {run_dir / 'model'}", markup=False)
     return run_dir

@@ -1,8 +1,9 @@
 """Which sequences make up each batch: domains drawn by the mixer's weights.
 
 Every rank draws the same global batch from (seed, step), so all ranks agree on
-each domain's position, and each rank reads only its own rows: disjoint data with
-no communication. A domain that runs out starts a new, reshuffled epoch with a
+each domain's position, and each rank reads only its own contiguous block of rows:
+disjoint data with no communication, and a rank's micro-batches are exactly those a
+single process would make of the same block. A domain that runs out starts a new, reshuffled epoch with a
 warning; the run goes on.
 """
 
@@ -62,7 +63,8 @@ class MixtureSampler:
         rng = np.random.default_rng([self.seed, self.step, 1])
         chosen = rng.choice(len(self.domains), size=global_batch, p=weights)
         rows = [(domain, self._take(domain)) for domain in chosen]
-        mine = rows[self.rank::self.world_size]
+        share = global_batch // self.world_size
+        mine = rows[self.rank * share:(self.rank + 1) * share]
         np.add.at(self.tokens, chosen, self.domains[0].seq_len)
         self.step += 1
         input_ids = np.stack([self.domains[d].train[i] for d, i in mine]).astype(np.int64)

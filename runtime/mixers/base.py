@@ -59,6 +59,10 @@ class Mixer(ABC):
     def weights(self) -> np.ndarray:
         return self._weights.copy()
 
+    def adopt(self, weights: np.ndarray) -> None:
+        """Take weights decided elsewhere (rank 0's, under torch.distributed)."""
+        self._weights = np.asarray(weights, dtype=np.float64)
+
     def set_reference(self, losses: np.ndarray) -> None:
         """Reference losses measured on the source model (`reference: source`)."""
         self.references = np.asarray(losses, dtype=np.float64)

@@ -18,6 +18,7 @@ import torch
 from shearc.canonical import pretty_json, write_text_atomic
 
 from ..data import domain_eval_losses, load_domains
+from ..distributed import is_main
 from .base import STAGES, RunContext, Stage
 
 LATENCY_RUNS = 5
@@ -66,6 +67,7 @@ class EvaluateStage(Stage):
                   "source": measure(source, domains, params, ids, batch, context.device),
                   "result": measure(context.dense_model, domains, params, ids, batch, context.device)}
         del source
-        write_text_atomic(context.run_dir / "report.json", pretty_json(report))
+        if is_main():
+            write_text_atomic(context.run_dir / "report.json", pretty_json(report))
         context.report = report
         context.metrics.write("evaluate", **report)

@@ -21,6 +21,7 @@ import torch
 
 from shearc.canonical import pretty_json
 
+from ..distributed import is_main
 from .base import STAGES, RunContext, Stage
 from .finalize import LOGITS_TOLERANCE
 
@@ -83,6 +84,8 @@ result {report['result']['latency_ms']:.1f} ms ({report['result']['tokens_per_se
 @STAGES.register("export")
 class ExportStage(Stage):
     def run(self, context: RunContext) -> None:
+        if not is_main():  # one writer
+            return
         plan, params = context.plan, self.stage_plan["params"]
         dense = context.dense_model.float().cpu().eval()
         final = context.run_dir / "model"

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from shearc.compiler.adapters import Shape
 from shearc.compiler.source import hf_config
 
+from ..distributed import is_main
 from ..finalize import finalize_state
 from ..masks.hooks import MaskHooks
 from .base import STAGES, RunContext, Stage
@@ -69,10 +70,11 @@ class FinalizeStage(Stage):
         from transformers import AutoModelForCausalLM
 
         source, plan = context.verified.source, context.plan
-        save_masks(context.masks, context.run_dir / "masks.safetensors")
-        prune = next(s for s in plan["stages"] if s["stage"] == "prune")
-        if prune["params"]["method"] == "hard-concrete":  # the weights trained with the masks
-            save_masked_model(context.model, context.run_dir / "masked")
+        if is_main():
+            save_masks(context.masks, context.run_dir / "masks.safetensors")
+            prune = next(s for s in plan["stages"] if s["stage"] == "prune")
+            if prune["params"]["method"] == "hard-concrete":  # the weights trained with the masks
+                save_masked_model(context.model, context.run_dir / "masked")
         state = {k: v.detach().float() for k, v in context.model.state_dict().items()}
         dense_state, reached = finalize_state(state, source.adapter, context.masks, source.shape, tied=source.tied)
         expected = Shape(**self.stage_plan["target_shape"])

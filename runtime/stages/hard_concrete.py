@@ -29,15 +29,20 @@ from .base import RunContext
 
 class HardConcreteTask:
     def __init__(self, l0: L0Masks, hooks: MaskHooks, params: dict[str, Any], source_params: int, vocab: int,
-                 tied: bool, generator: torch.Generator) -> None:
+                 tied: bool, seed: int) -> None:
         self.l0, self.hooks, self.params = l0, hooks, params
         self.source_params, self.vocab, self.tied = source_params, vocab, tied
-        self.generator = generator
+        self.seed = seed
         self.warmup = round(params["target_warmup_fraction"] * params["steps"])
         self.target_sparsity = 1.0 - l0_target_params(l0, vocab, tied) / source_params
 
-    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int) -> torch.Tensor:
-        self.hooks.values = self.l0.sample(self.generator)
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+        """One mask sample per micro-batch, drawn from (seed, step, micro): the same on any number of ranks,
+        and nothing to checkpoint."""
+        device = next(iter(self.l0.log_alpha.values())).device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(np.random.SeedSequence([self.seed, step, micro]).generate_state(1)[0]))
+        self.hooks.values = self.l0.sample(generator)
         return model(input_ids=input_ids, labels=input_ids).loss
 
     def extra_loss(self, step: int) -> torch.Tensor:
@@ -58,11 +63,10 @@ class HardConcreteTask:
         return self.l0.expected_sparsity(self.vocab, self.tied, self.source_params)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"l0": self.l0.state_dict(), "generator": self.generator.get_state()}
+        return {"l0": self.l0.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.l0.load_state_dict(state["l0"])
-        self.generator.set_state(state["generator"])
 
     def log_terms(self, step: int) -> dict[str, Any]:
         with torch.no_grad():
@@ -110,7 +114,7 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
          "weight_decay": 0.0},
     ], betas=betas)
     task = HardConcreteTask(l0, hooks, params, int(plan["source"]["model_info"]["params"]), source.vocab,
-                            source.tied, torch.Generator(device=context.device).manual_seed(context.seed + 1))
+                            source.tied, context.seed + 1)
     try:
         train(stage="prune", model=context.model, optimizer=optimizer, schedule=schedule, sampler=sampler,
               mixer=mixer, eval_domains=domains, task=task, metrics=context.metrics, device=context.device,

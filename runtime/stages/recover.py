@@ -25,7 +25,7 @@ class LanguageModelling:
 
     target_sparsity = None
 
-    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int) -> torch.Tensor:
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
         return model(input_ids=input_ids, labels=input_ids).loss
 
     def extra_loss(self, step: int) -> None:

@@ -23,6 +23,8 @@ from safetensors.torch import load_model, save_model
 
 from shearc.errors import Problem, UserError
 
+from ..distributed import is_main
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -72,7 +74,10 @@ class Checkpoints:
         return checkpoints[-1] if checkpoints else None
 
     def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module,
-             trainer: dict[str, Any], checks: dict[str, Any] | None = None) -> Checkpoint:
+             trainer: dict[str, Any], checks: dict[str, Any] | None = None) -> Checkpoint | None:
+        """Rank 0 writes (under DDP every rank holds the same state); the others return None."""
+        if not is_main():
+            return None
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{stage_index:02d}-{stage}-{step:08d}"
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.directory))

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shearc.errors import Interrupted
 
+from .. import distributed
 from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..metrics import MetricsLog
 from ..mixers import Mixer, Observation, StageInfo, update_and_log
@@ -82,7 +83,8 @@ def lr_scale(step: int, schedule: Schedule) -> float:
 class Task(Protocol):
     target_sparsity: float | None
 
-    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int) -> torch.Tensor: ...
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+        """`micro` numbers the micro-batch within the global batch, the same for any number of ranks."""
     def extra_loss(self, step: int) -> torch.Tensor | None: ...
     def before_optimizer_step(self) -> None: ...
     def after_optimizer_step(self) -> None: ...
@@ -94,9 +96,7 @@ class Task(Protocol):
 
 
 def world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return distributed.rank(), distributed.world_size()
 
 
 def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
@@ -122,6 +122,9 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
         first = resume.step
     model.train()
     started, tokens = time.perf_counter(), 0
+    replicated = distributed.wrap(model, device)  # DDP averages the model's gradients
+    model_params = {id(p) for p in model.parameters()}
+    outside = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in model_params]
 
     def checkpoint(step: int) -> None:
         saving.checkpoints.save(stage=stage, stage_index=saving.stage_index, step=step, complete=False, model=model,
@@ -139,14 +142,17 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             ids = torch.as_tensor(batch.input_ids, device=device)
             optimizer.zero_grad(set_to_none=True)
             lm = 0.0
-            for micro in ids.split(schedule.micro_batch):
+            micro_batches = ids.split(schedule.micro_batch)
+            for index, micro in enumerate(micro_batches):
                 with autocast:
-                    loss = task.lm_loss(model, micro, step) * len(micro) / len(ids)
+                    number = distributed.rank() * len(micro_batches) + index
+                    loss = task.lm_loss(replicated, micro, step, number) * len(micro) / len(ids)
                 loss.backward()
                 lm += loss.item()
             extra = task.extra_loss(step)
             if extra is not None:
                 extra.backward()
+            distributed.average_gradients(outside)  # masks and multipliers: DDP does not see them
             task.before_optimizer_step()
             norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                   schedule.grad_clip)
@@ -164,6 +170,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                 model.train()
                 update_and_log(mixer, Observation(step + 1, losses, sampler.tokens.astype(float),
                                                   task.sparsity()), metrics)
+                mixer.adopt(distributed.from_main(mixer.weights))  # one decision for every rank
             advance(f"loss {lm:.3f}  {tokens / elapsed:,.0f} tok/s  weights "
                     + " ".join(f"{w:.2f}" for w in mixer.weights))
             done = step + 1
