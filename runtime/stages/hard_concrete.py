@@ -23,7 +23,7 @@ from ..data import MixtureSampler, domain_eval_losses, load_domains
 from ..masks.hooks import MaskHooks
 from ..masks.l0 import L0Masks
 from ..mixers import build_mixer
-from ..train.loop import Schedule, train, world
+from ..train.loop import Schedule, adamw, prepare, train, world
 from .base import RunContext
 
 
@@ -106,13 +106,13 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
     l0 = L0Masks(source.shape, target, [u["kind"] for u in stage_plan["pruned_units"]], params, generator)
     l0.to(context.device)
     hooks = MaskHooks(context.model, source.adapter)
-    betas, decay = tuple(plan["schedule"]["betas"]), plan["schedule"]["weight_decay"]
-    optimizer = torch.optim.AdamW([
-        {"params": list(context.model.parameters()), "lr": params["lr"], "weight_decay": decay},
+    prepare(context.model, plan)
+    optimizer = adamw([
+        {"params": list(context.model.parameters()), "lr": params["lr"]},
         {"params": list(l0.log_alpha.parameters()), "lr": params["mask_lr"], "weight_decay": 0.0},
         {"params": [*l0.lambda_1.parameters(), *l0.lambda_2.parameters()], "lr": params["lagrangian_lr"],
          "weight_decay": 0.0},
-    ], betas=betas)
+    ], plan, context.device)
     task = HardConcreteTask(l0, hooks, params, int(plan["source"]["model_info"]["params"]), source.vocab,
                             source.tied, context.seed + 1)
     try:

@@ -16,7 +16,7 @@ import torch
 
 from ..data import MixtureSampler, load_domains
 from ..mixers import build_mixer
-from ..train.loop import Schedule, train, world
+from ..train.loop import Schedule, adamw, prepare, train, world
 from .base import STAGES, RunContext, Stage
 
 
@@ -81,8 +81,8 @@ class RecoverStage(Stage):
         if context.resume is not None:  # the (adapted) weights back; the loop restores the rest
             context.resume.load_model(model)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=params["lr"], betas=tuple(plan["schedule"]["betas"]),
-                                      weight_decay=plan["schedule"]["weight_decay"])
+        prepare(model, plan)
+        optimizer = adamw(trainable, plan, context.device, lr=params["lr"])
         train(stage="recover", model=model, optimizer=optimizer, schedule=schedule, sampler=sampler, mixer=mixer,
               eval_domains=domains, task=LanguageModelling(), metrics=context.metrics, device=context.device,
               restart_mixer=restart, saving=context.saving(), resume=context.resume)

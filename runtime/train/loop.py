@@ -95,6 +95,20 @@ class Task(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def adamw(groups: list[dict[str, Any]] | list[torch.nn.Parameter], plan: dict[str, Any], device: torch.device,
+          **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW with the plan's betas and weight decay; the fused kernel on CUDA."""
+    schedule = plan["schedule"]
+    return torch.optim.AdamW(groups, betas=tuple(schedule["betas"]), weight_decay=schedule["weight_decay"],
+                             fused=device.type == "cuda", **kwargs)
+
+
+def prepare(model: torch.nn.Module, plan: dict[str, Any]) -> None:
+    """Activation checkpointing when the plan asks (recompute in backward, to save memory)."""
+    if plan["schedule"]["activation_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def world() -> tuple[int, int]:
     return distributed.rank(), distributed.world_size()
 

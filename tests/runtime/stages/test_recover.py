@@ -36,3 +36,21 @@ def test_recovery_trains_the_pruned_model_and_the_report_compares_it(tmp_path, m
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert not any("lora" in name for name, _ in model.named_parameters())
     assert "## Per-domain evaluation" in (model_dir / "README.md").read_text()
+
+
+def test_activation_checkpointing_gives_the_same_model(tmp_path):
+    from safetensors.torch import load_file
+
+    models = {}
+    for checkpointing in (False, True):
+        root = tmp_path / str(checkpointing)
+        plan_path = tiny_project(root, "qwen2-bias", {
+            "target": {"heads": 2, "kv_heads": 1, "intermediate": 80},
+            "prune": {"method": "hard-concrete", "steps": 6, "global_batch": 4, "seq_len": 16, "warmup_steps": 1,
+                      "eval_interval": 3},
+            "recovery": {"method": "full", **RECOVERY, "steps": 6, "eval_interval": 3},
+            "schedule": {"activation_checkpointing": checkpointing}, "export": {"dtype": "float32"}})
+        assert main(["run", str(plan_path)]) == 0
+        models[checkpointing] = load_file(root / "runs" / "tiny" / "model" / "model.safetensors")
+    for name, tensor in models[False].items():
+        assert (models[True][name] - tensor).abs().max() < 1e-5, name
