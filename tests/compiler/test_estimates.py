@@ -58,3 +58,82 @@ def test_lora_parameters(llama7b):
 
 def test_mask_count(llama7b):
     assert est.mask_units(llama7b, {"layer", "hidden"}) == 32 + 2 + 4096 + 2
+
+
+# --- the estimate against what a training step really holds ----------------------------------
+
+MEASURED_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 4000,
+                   "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": False}
+
+
+def _measure_step(model, extra_params, ids, before_forward=lambda: None):
+    """Bytes of weights, gradients, AdamW states, and the activations alive when backward starts:
+    those autograd saved, plus the output logits the caller still holds (by storage, each once)."""
+    import torch
+
+    optimizer = torch.optim.AdamW([*model.parameters(), *extra_params])
+    saved = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    before_forward()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model(input_ids=ids, labels=ids)
+    pack(output.logits)
+    output.loss.backward()
+    optimizer.step()
+    params = list(model.parameters())
+    return {
+        "weights": sum(p.numel() * p.element_size() for p in params),
+        "grads": sum(p.grad.numel() * p.grad.element_size() for p in params),
+        "optimizer": sum(v.numel() * v.element_size() for p in params for v in optimizer.state[p].values()
+                         if v.dim() > 0),
+        "activations": sum(saved.values()),
+        "masks": sum(3 * p.numel() * p.element_size() for p in extra_params),  # log-alphas + 2 AdamW moments
+    }
+
+
+@pytest.mark.parametrize("stage", ["recover", "prune"])
+def test_memory_estimate_within_a_quarter_of_a_measured_step(tmp_path, stage):
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from shearc.compiler.adapters import Shape
+    from shearc.compiler.compile import compile_spec
+    from shearc.compiler.source import hf_config
+    from shearc.runtime.masks.hooks import MaskHooks
+    from shearc.runtime.masks.l0 import L0Masks
+
+    from ..helpers import write_spec
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps(MEASURED_CONFIG))
+    training = {"steps": 10, "global_batch": 8, "seq_len": 128, "warmup_steps": 1, "eval_interval": 5}
+    spec = tiny_spec("model", target={"heads": 2, "kv_heads": 1, "intermediate": 344, "hidden": 128, "layers": 3},
+                     prune={"method": "hard-concrete", **training}, recovery={"method": "full", **training},
+                     runtime={"device": "cpu"})
+    plan = compile_spec(write_spec(tmp_path, spec), tmp_path / "plan.json")
+    estimate = next(s for s in plan.stages if s.stage == stage).estimate.memory_bytes
+    ids = torch.randint(0, 4000, (4, 128), generator=torch.Generator().manual_seed(0))  # micro-batch 4 x 128
+    torch.manual_seed(0)
+    if stage == "recover":
+        measured = _measure_step(AutoModelForCausalLM.from_config(hf_config(plan.target.config)), [], ids)
+    else:
+        from shearc.compiler.source import introspect
+
+        source = introspect(MEASURED_CONFIG, "local", None)
+        model = AutoModelForCausalLM.from_config(hf_config(MEASURED_CONFIG))
+        target = Shape(**plan.target.model_info.shape.model_dump())
+        l0 = L0Masks(source.shape, target, [u.kind for u in plan.target.pruned_units],
+                     next(s for s in plan.stages if s.stage == "prune").params.model_dump())
+        hooks = MaskHooks(model, source.adapter)
+        measured = _measure_step(model, list(l0.parameters()), ids, lambda: setattr(hooks, "values", l0.sample()))
+    for part in ("weights", "grads", "optimizer"):
+        assert getattr(estimate, part) == measured[part], part
+    assert estimate.activations == pytest.approx(measured["activations"], rel=0.25)
+    assert estimate.total == pytest.approx(sum(measured.values()), rel=0.25)
