@@ -40,3 +40,18 @@ def _umask():
 def test_user_error_lists_every_problem():
     error = UserError([Problem("bad", "a.b", "f.yaml", 3, 4), Problem("worse")], title="invalid spec")
     assert error.render().splitlines() == ["invalid spec (2 problems):", "  f.yaml:3:4: a.b: bad", "  worse"]
+
+
+def test_atomic_directory_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from shearc.canonical import atomic_directory
+
+    final = tmp_path / "model"
+    with atomic_directory(final) as staging:
+        (staging / "a.txt").write_text("one")
+        assert not final.exists()
+    assert (final / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_directory(final) as staging:
+        (staging / "a.txt").write_text("two")
+        raise RuntimeError("crash mid-write")
+    assert (final / "a.txt").read_text() == "one"  # the old one stands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

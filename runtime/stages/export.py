@@ -12,14 +12,12 @@ the sliced model computes what the masked model computed is checked by finalize.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from shearc.canonical import pretty_json
+from shearc.canonical import atomic_directory, pretty_json
 
 from ..distributed import is_main
 from .base import STAGES, RunContext, Stage
@@ -89,21 +87,13 @@ class ExportStage(Stage):
         plan, params = context.plan, self.stage_plan["params"]
         dense = context.dense_model.float().cpu().eval()
         final = context.run_dir / "model"
-        context.run_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".model.", dir=context.run_dir))
-        try:
+        with atomic_directory(final) as staging:
             exported = dense.to(_DTYPES[params["dtype"]])
             exported.save_pretrained(staging, safe_serialization=True, max_shard_size=params["max_shard_size"])
             context.tokenizer.save_pretrained(staging)
             (staging / "plan.json").write_text(pretty_json(plan), encoding="utf-8")
             checks = {**context.checks, **self._reload_and_check(staging, exported, context)}
             (staging / "README.md").write_text(model_card(plan, checks, context.report), encoding="utf-8")
-            if final.exists():
-                shutil.rmtree(final)
-            staging.rename(final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         context.metrics.write("export", directory=str(final), **checks)
 
     def _reload_and_check(self, directory: Path, exported: torch.nn.Module, context: RunContext) -> dict[str, Any]:

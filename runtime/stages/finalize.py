@@ -8,13 +8,12 @@ the masked model itself (RUN_DIR/masked/, save_pretrained format).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from shearc.canonical import atomic_directory
 from shearc.compiler.adapters import Shape
 from shearc.compiler.source import hf_config
 
@@ -53,15 +52,8 @@ def save_masks(masks: dict[str, torch.Tensor], path: os.PathLike[str]) -> None:
 
 
 def save_masked_model(model: torch.nn.Module, directory: Path) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=".masked.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as staging:
         model.save_pretrained(staging, safe_serialization=True)
-        if directory.exists():
-            shutil.rmtree(directory)
-        staging.rename(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 @STAGES.register("finalize")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
+from shearc.canonical import atomic_directory
 from shearc.errors import Problem, UserError
 
 from ..distributed import is_main
@@ -78,22 +78,13 @@ class Checkpoints:
         """Rank 0 writes (under DDP every rank holds the same state); the others return None."""
         if not is_main():
             return None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{stage_index:02d}-{stage}-{step:08d}"
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.directory))
+        final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
         meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
                 "complete": complete, "checks": checks or {}}
-        try:
+        with atomic_directory(final) as staging:
             save_model(model, str(staging / "model.safetensors"))
             torch.save(trainer, staging / "trainer.pt")
-            (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")  # last: marks it whole
-            final = self.directory / name
-            if final.exists():
-                shutil.rmtree(final)
-            staging.rename(final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         for old in self.all()[: -self.keep]:
             shutil.rmtree(old.path, ignore_errors=True)
         return Checkpoint(final, meta)
