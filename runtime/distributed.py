@@ -26,6 +26,11 @@ def initialize() -> tuple[int, int]:
     return rank(), world_size()
 
 
+def shutdown() -> None:
+    if active():
+        dist.destroy_process_group()
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 

@@ -101,7 +101,18 @@ def restore(context: RunContext, checkpoint: Checkpoint) -> None:
 
 
 def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None) -> Path:
+    joined = not distributed.active()
     distributed.initialize()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _run(plan_path, out, console)
+    finally:  # leave the process as it was: callers may run other work after a plan
+        torch.use_deterministic_algorithms(deterministic)
+        if joined:
+            distributed.shutdown()
+
+
+def _run(plan_path: str | Path, out: str | Path | None, console: Console | None) -> Path:
     console = console or Console(stderr=True, soft_wrap=True, quiet=not distributed.is_main())
     verified = verify(plan_path)
     plan = verified.plan
