@@ -145,23 +145,26 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None)
         console.print(f"resuming from {resume.path.name} ({resume.meta['stage']}, step {resume.step}"
                       f"{', complete' if resume.complete else ''})", markup=False)
         metrics.write("resume", checkpoint=resume.path.name, stage=resume.meta["stage"], step=resume.step)
-    with stop_on_signals():
-        for index, stage_plan in enumerate(plan["stages"]):
-            if index < first:
-                continue
-            name = stage_plan["stage"]
-            context.stage_index = index
-            context.resume = resume if resume is not None and index == resume.stage_index else None
-            started = time.perf_counter()
-            console.print(f"stage {name} ...", markup=False)
-            stage = STAGES.get(name)(stage_plan)
-            stage.setup(context)
-            stage.run(context)
-            stage.finalize(context)
-            seconds = time.perf_counter() - started
-            metrics.write("stage", stage=name, seconds=round(seconds, 3))
-            console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
-    distributed.barrier()
+    try:
+        with stop_on_signals():
+            for index, stage_plan in enumerate(plan["stages"]):
+                if index < first:
+                    continue
+                name = stage_plan["stage"]
+                context.stage_index = index
+                context.resume = resume if resume is not None and index == resume.stage_index else None
+                started = time.perf_counter()
+                console.print(f"stage {name} ...", markup=False)
+                stage = STAGES.get(name)(stage_plan)
+                stage.setup(context)
+                stage.run(context)
+                stage.finalize(context)
+                seconds = time.perf_counter() - started
+                metrics.write("stage", stage=name, seconds=round(seconds, 3))
+                console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
+        distributed.barrier()
+    finally:  # an interrupted run keeps its TensorBoard scalars too
+        metrics.close()
     if distributed.is_main():
         write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan["plan_sha256"]}))
     console.print(f"dense model in {run_dir / 'model'}", markup=False)

@@ -69,3 +69,17 @@ def test_recovery_continues_from_the_pruned_weights_unless_restarted(plan):
 def test_metrics_from_other_ranks_write_nothing(tmp_path):
     MetricsLog(None).write("mixer", step=1)
     assert MetricsLog(None).read() == []
+
+
+def test_tensorboard_mirrors_training_and_mixer_records(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    metrics = MetricsLog(tmp_path / "metrics.jsonl")
+    assert metrics.tensorboard is not None  # installed with the dev extra
+    metrics.write("train", stage="prune", step=3, loss=2.5, lr_scale=1.0, grad_norm=0.7, tokens_per_second=100.0)
+    metrics.write("mixer", stage="prune", step=3, domains=["a", "b"], weights=[0.25, 0.75], losses=[2.0, 3.0])
+    metrics.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("prune/loss")[0].value == 2.5 and events.Scalars("prune/loss")[0].step == 3
+    assert events.Scalars("prune/weight/b")[0].value == 0.75
