@@ -2,5 +2,6 @@
 
 The runtime reads only the plan, never the spec, and never re-applies a default. run.py
 verifies the plan and runs its stages (stages/: prune, finalize, recover, evaluate, export)
-on the shared training loop (train/), with checkpoints and resume, one process or DDP.
+on the shared training loop (train/), with checkpoints and resume, in one process or under
+torchrun (DDP or FSDP2).
 """

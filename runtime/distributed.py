@@ -1,14 +1,17 @@
 """torch.distributed for `torchrun ... -m shearc.cli run plan.json`: one process per device.
 
-Data parallel (DDP): every rank holds the model, reads its own rows of each global batch,
-and averages gradients; parameters outside the model (hard-concrete masks and multipliers)
-are averaged here. The mixer's decision is rank 0's, broadcast; only rank 0 writes files.
+Data parallel (runtime.strategy: ddp): every rank holds the model, reads its own rows of each
+global batch, and averages gradients. Sharded (fsdp2): each decoder block and the root are
+`fully_shard`-ed, so parameters, gradients and optimizer states are split over ranks; full
+weights are gathered when a stage ends or a checkpoint is written. Either way, parameters
+outside the model (hard-concrete masks and multipliers) are replicated and averaged here,
+the mixer's decision is rank 0's, broadcast, and only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -71,10 +74,81 @@ def from_main(values: np.ndarray) -> np.ndarray:
     return tensor.numpy()
 
 
-def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DDP around `model` when more than one process runs; the model itself otherwise."""
+def wrap(model: torch.nn.Module, device: torch.device, strategy: str = "ddp",
+         blocks: Iterable[torch.nn.Module] = ()) -> torch.nn.Module:
+    """The module to run forward through: DDP around `model`, or `model` itself sharded in place
+    (FSDP2, block by block), when more than one process runs; `model` unchanged otherwise."""
     if not active():
+        return model
+    if strategy == "fsdp2":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in blocks:
+            fully_shard(block)
+        fully_shard(model)
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def is_sharded(tensor: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor, gathered from every rank if it is sharded (a collective then)."""
+    return tensor.full_tensor() if is_sharded(tensor) else tensor
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Unsharded weights on every rank (a collective under FSDP2; a plain state_dict otherwise)."""
+    return {name: full(value).detach() for name, value in model.state_dict().items()}
+
+
+def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip by the global norm over sharded and replicated gradients together."""
+    from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+
+    groups = [[p for p in params if p.grad is not None and is_sharded(p.grad) == sharded] for sharded in (True, False)]
+    norms = [full(get_total_norm([p.grad for p in group])).float().cpu() for group in groups if group]
+    total = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+    for group in groups:
+        if group:
+            clip_grads_with_norm_(group, max_norm, total.to(group[0].grad.device))
+    return total
+
+
+def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state with sharded tensors gathered whole (a collective under FSDP2)."""
+    state = optimizer.state_dict()
+    state["state"] = {index: {k: full(v) if torch.is_tensor(v) else v for k, v in entry.items()}
+                      for index, entry in state["state"].items()}
+    return state
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a whole optimizer state, each rank keeping its shard of sharded parameters' states."""
+    from torch.distributed.tensor import distribute_tensor
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    converted = {}
+    for index, entry in state["state"].items():
+        param = params[int(index)]
+        converted[index] = {
+            key: distribute_tensor(value.to(param.device), param.device_mesh, param.placements)
+            if is_sharded(param) and torch.is_tensor(value) and value.dim() > 0 else value
+            for key, value in entry.items()}
+    optimizer.load_state_dict({**state, "state": converted})
+
+
+def unsharded(model: torch.nn.Module, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """`model` itself, or, if FSDP2 sharded it, a fresh `build()` holding its gathered weights."""
+    if not any(is_sharded(p) for p in model.parameters()):
+        return model
+    weights = full_state_dict(model)
+    whole = build()
+    whole.load_state_dict(weights, strict=True)
+    return whole

@@ -36,8 +36,6 @@ from .verify import VerifiedPlan, verify
 def unsupported(plan: dict[str, Any]) -> list[str]:
     """What in the plan this shearc cannot execute yet."""
     missing = []
-    if distributed.world_size() > 1 and plan["runtime"]["strategy"] == "fsdp2":
-        missing.append("strategy fsdp2 (use ddp, or one process)")
     for stage in plan["stages"]:
         if stage["stage"] not in STAGES:
             method = stage.get("params", {}).get("method")

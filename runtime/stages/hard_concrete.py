@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import AutoModelForCausalLM
 
 from shearc.compiler.adapters import Shape
+from shearc.compiler.source import hf_config
 
+from .. import distributed
 from ..data import MixtureSampler, domain_eval_losses, load_domains
 from ..masks.hooks import MaskHooks
 from ..masks.l0 import L0Masks
@@ -107,6 +110,8 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
     l0.to(context.device)
     hooks = MaskHooks(context.model, source.adapter)
     prepare(context.model, plan)
+    replicated = distributed.wrap(context.model, context.device, plan["runtime"]["strategy"],
+                                  context.model.get_submodule(source.adapter.layer_prefix))
     optimizer = adamw([
         {"params": list(context.model.parameters()), "lr": params["lr"]},
         {"params": list(l0.log_alpha.parameters()), "lr": params["mask_lr"], "weight_decay": 0.0},
@@ -118,9 +123,11 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
     try:
         train(stage="prune", model=context.model, optimizer=optimizer, schedule=schedule, sampler=sampler,
               mixer=mixer, eval_domains=domains, task=task, metrics=context.metrics, device=context.device,
-              saving=context.saving(), resume=context.resume)
+              saving=context.saving(), resume=context.resume, replicated=replicated)
     finally:
         hooks.remove()
+    context.model = distributed.unsharded(context.model, lambda: AutoModelForCausalLM.from_config(
+        hf_config(source.config)).to(context.device))
     masks = l0.deterministic()
     context.metrics.write("masks", kept={k: int(torch.count_nonzero(v)) for k, v in masks.items()},
                           final_weights=np.asarray(mixer.weights))

@@ -13,7 +13,11 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM
 
+from shearc.compiler.source import hf_config
+
+from .. import distributed
 from ..data import MixtureSampler, load_domains
 from ..mixers import build_mixer
 from ..train.loop import Schedule, adamw, prepare, train, world
@@ -80,12 +84,21 @@ class RecoverStage(Stage):
             model = with_lora(model, params)
         if context.resume is not None:  # the (adapted) weights back; the loop restores the rest
             context.resume.load_model(model)
-        trainable = [p for p in model.parameters() if p.requires_grad]
         prepare(model, plan)
+        dense = model.base_model.model if lora else model  # peft keeps the transformers model inside
+        blocks = dense.get_submodule(context.verified.source.adapter.layer_prefix)
+        replicated = distributed.wrap(model, context.device, plan["runtime"]["strategy"], blocks)
+        trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = adamw(trainable, plan, context.device, lr=params["lr"])
         train(stage="recover", model=model, optimizer=optimizer, schedule=schedule, sampler=sampler, mixer=mixer,
               eval_domains=domains, task=LanguageModelling(), metrics=context.metrics, device=context.device,
-              restart_mixer=restart, saving=context.saving(), resume=context.resume)
+              restart_mixer=restart, saving=context.saving(), resume=context.resume, replicated=replicated)
+
+        def fresh() -> torch.nn.Module:
+            dense = AutoModelForCausalLM.from_config(hf_config(plan["target"]["config"])).to(context.device)
+            return with_lora(dense, params) if lora else dense
+
+        model = distributed.unsharded(model, fresh)
         context.dense_model = (model.merge_and_unload() if lora else model).eval()
         context.mixer_state = mixer.state_dict()
         context.save_complete("recover", schedule.steps, context.dense_model, {"mixer": context.mixer_state})

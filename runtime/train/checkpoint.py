@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 from shearc.canonical import atomic_directory
 from shearc.errors import Problem, UserError
@@ -74,15 +74,21 @@ class Checkpoints:
         return checkpoints[-1] if checkpoints else None
 
     def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module,
-             trainer: dict[str, Any], checks: dict[str, Any] | None = None) -> Checkpoint | None:
-        """Rank 0 writes (under DDP every rank holds the same state); the others return None."""
+             trainer: dict[str, Any], checks: dict[str, Any] | None = None,
+             weights: dict[str, torch.Tensor] | None = None) -> Checkpoint | None:
+        """Rank 0 writes; the others return None. `weights` replaces the model's own tensors when
+        they are sharded (gathered whole by the caller, on every rank)."""
         if not is_main():
             return None
         final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
         meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
                 "complete": complete, "checks": checks or {}}
         with atomic_directory(final) as staging:
-            save_model(model, str(staging / "model.safetensors"))
+            if weights is None:
+                save_model(model, str(staging / "model.safetensors"))
+            else:
+                whole = {k: v.contiguous() for k, v in _unshared(weights).items()}
+                save_file(whole, str(staging / "model.safetensors"))
             torch.save(trainer, staging / "trainer.pt")
             (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         for old in self.all()[: -self.keep]:
@@ -101,3 +107,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unshared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One name per storage (tied weights once), as save_model writes them."""
+    seen, out = set(), {}
+    for name, tensor in weights.items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            out[name] = tensor
+    return out

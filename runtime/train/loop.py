@@ -116,7 +116,8 @@ def world() -> tuple[int, int]:
 def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
           sampler: MixtureSampler, mixer: Mixer, eval_domains: list[DomainData], task: Task, metrics: MetricsLog,
           device: torch.device, restart_mixer: bool = False, saving: Saving | None = None,
-          resume: Checkpoint | None = None) -> None:
+          resume: Checkpoint | None = None, replicated: torch.nn.Module | None = None) -> None:
+    """`replicated` is what forward runs through (distributed.wrap's result, made before the optimizer)."""
     _, world_size = world()
     per_step = schedule.micro_batch * world_size
     if schedule.global_batch % per_step:
@@ -128,7 +129,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     first = 0
     if resume is not None:  # the caller restored the weights; the rest of the loop's state is here
         state = resume.trainer_state()
-        optimizer.load_state_dict(state["optimizer"])
+        distributed.load_optimizer_state(optimizer, state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         mixer.load_state_dict(state["mixer"])
         task.load_state_dict(state["task"])
@@ -136,15 +137,19 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
         first = resume.step
     model.train()
     started, tokens = time.perf_counter(), 0
-    replicated = distributed.wrap(model, device)  # DDP averages the model's gradients
+    replicated = replicated if replicated is not None else model
+    sharded = any(distributed.is_sharded(p) for p in model.parameters())
     model_params = {id(p) for p in model.parameters()}
     outside = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in model_params]
 
     def checkpoint(step: int) -> None:
+        # Under FSDP2 every rank gathers (collectives); rank 0 writes the whole state.
+        weights = distributed.full_state_dict(model) if sharded else None
         saving.checkpoints.save(stage=stage, stage_index=saving.stage_index, step=step, complete=False, model=model,
-                                trainer={"optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-                                         "mixer": mixer.state_dict(), "task": task.state_dict(), "rng": rng_state()},
-                                checks=saving.checks)
+                                trainer={"optimizer": distributed.full_optimizer_state(optimizer),
+                                         "sampler": sampler.state_dict(), "mixer": mixer.state_dict(),
+                                         "task": task.state_dict(), "rng": rng_state()},
+                                checks=saving.checks, weights=weights)
         metrics.write("checkpoint", stage=stage, step=step)
 
     with _progress(stage, schedule.steps, first) as advance:
@@ -168,8 +173,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                 extra.backward()
             distributed.average_gradients(outside)  # masks and multipliers: DDP does not see them
             task.before_optimizer_step()
-            norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                                  schedule.grad_clip)
+            norm = distributed.clip_gradients([p for g in optimizer.param_groups for p in g["params"]],
+                                              schedule.grad_clip)
             optimizer.step()
             task.after_optimizer_step()
             tokens += ids.numel() * world_size
