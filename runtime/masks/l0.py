@@ -34,6 +34,16 @@ def counts(shape: Shape) -> dict[str, tuple[int, int]]:
             "intermediate": (shape.layers, shape.intermediate)}
 
 
+def parameter_count(layer: torch.Tensor, hidden: torch.Tensor, kv_heads: torch.Tensor, intermediate: torch.Tensor,
+                    shape: Shape, vocab: int, tied: bool) -> torch.Tensor:
+    """Parameters (biases aside) from per-layer keep values and (expected) widths: per layer
+    layer * d' * (head_dim * (2 heads + 2 kv heads) + 3 intermediate + 2), plus embeddings and the
+    final norm. Heads are kv heads x the source's group size: under GQA the k/v projections count kv
+    heads, not query heads (the reference counts 4 x heads)."""
+    per_layer = hidden * (shape.head_dim * (2 * kv_heads * shape.group_size + 2 * kv_heads) + 3 * intermediate + 2)
+    return (layer * per_layer).sum() + vocab * hidden * (1 if tied else 2) + hidden
+
+
 class L0Masks(nn.Module):
     def __init__(self, source: Shape, target: Shape, pruned_units: list[str], params: dict,
                  generator: torch.Generator | None = None) -> None:
@@ -94,9 +104,7 @@ class L0Masks(nn.Module):
                     for k in self.kinds}
 
     def expected_params(self, vocab: int, tied: bool) -> torch.Tensor:
-        """Expected parameter count (biases aside): per layer E[layer] * E[d'] * (head_dim *
-        (2 E[heads] + 2 E[kv heads]) + 3 E[intermediate] + 2), plus embeddings and the final norm.
-        Under GQA the k/v projections count kv heads, not query heads (the reference counts 4 x heads)."""
+        """Expected parameter count under the masks' keep probabilities (see `parameter_count`)."""
         probabilities = {k: keep_probability(a, self.constants) for k, a in self.log_alpha.items()}
         shape = self.source
         hidden = probabilities["hidden"].sum() if "hidden" in probabilities else torch.tensor(float(shape.hidden))
@@ -105,8 +113,15 @@ class L0Masks(nn.Module):
                                                                                       float(shape.kv_heads))
         inter = probabilities["intermediate"].sum(-1) if "intermediate" in probabilities else torch.full(
             (shape.layers,), float(shape.intermediate))
-        per_layer = hidden * (shape.head_dim * (2 * kv * shape.group_size + 2 * kv) + 3 * inter + 2)
-        return (layer * per_layer).sum() + vocab * hidden * (1 if tied else 2) + hidden
+        return parameter_count(layer, hidden, kv, inter, shape, vocab, tied)
+
+    def target_params(self, vocab: int, tied: bool) -> float:
+        """The same count at the target shape, where every kept unit is kept for sure."""
+        t = self.target
+        layers = torch.ones(t.layers)
+        count = parameter_count(layers, torch.tensor(float(t.hidden)), layers * t.kv_heads, layers * t.intermediate,
+                                self.source, vocab, tied)
+        return float(count)
 
     def expected_sparsity(self, vocab: int, tied: bool, source_params: int) -> float:
         """DRPruning's s: the expected fraction of the source's parameters removed."""

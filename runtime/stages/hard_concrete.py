@@ -26,7 +26,7 @@ from ..data import MixtureSampler, domain_eval_losses, load_domains
 from ..masks.hooks import MaskHooks
 from ..masks.l0 import L0Masks
 from ..mixers import build_mixer
-from ..train.loop import Schedule, adamw, prepare, train, world
+from ..train.loop import Schedule, adamw, prepare, train
 from .base import RunContext
 
 
@@ -37,7 +37,7 @@ class HardConcreteTask:
         self.source_params, self.vocab, self.tied = source_params, vocab, tied
         self.seed = seed
         self.warmup = round(params["target_warmup_fraction"] * params["steps"])
-        self.target_sparsity = 1.0 - l0_target_params(l0, vocab, tied) / source_params
+        self.target_sparsity = 1.0 - l0.target_params(vocab, tied) / source_params
 
     def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
         """One mask sample per micro-batch, drawn from (seed, step, micro): the same on any number of ranks,
@@ -80,22 +80,14 @@ class HardConcreteTask:
                     "lambda_2": {k: float(v) for k, v in self.l0.lambda_2.items()}}
 
 
-def l0_target_params(l0: L0Masks, vocab: int, tied: bool) -> float:
-    """The expected-size formula at the target shape (same biases-aside counting as the masks)."""
-    t = l0.target
-    per_layer = t.hidden * (t.head_dim * (2 * t.heads + 2 * t.kv_heads) + 3 * t.intermediate + 2)
-    return t.layers * per_layer + vocab * t.hidden * (1 if tied else 2) + t.hidden
-
-
 def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, torch.Tensor]:
     plan, params = context.plan, stage_plan["params"]
     source = context.verified.source
     target = Shape(**plan["target"]["model_info"]["shape"])
     schedule = Schedule.from_plan(params, plan)
-    rank, world_size = world()
     domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
                            seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
-    sampler = MixtureSampler(domains, seed=context.seed, rank=rank, world_size=world_size)
+    sampler = MixtureSampler(domains, seed=context.seed, rank=distributed.rank(), world_size=distributed.world_size())
     mixer = build_mixer(plan)
     if context.resume is not None:  # trained weights back; the loop restores the rest
         context.resume.load_model(context.model)

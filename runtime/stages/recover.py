@@ -20,7 +20,7 @@ from shearc.compiler.source import hf_config
 from .. import distributed
 from ..data import MixtureSampler, load_domains
 from ..mixers import build_mixer
-from ..train.loop import Schedule, adamw, prepare, train, world
+from ..train.loop import Schedule, adamw, prepare, train
 from .base import STAGES, RunContext, Stage
 
 
@@ -70,10 +70,10 @@ class RecoverStage(Stage):
     def run(self, context: RunContext) -> None:
         plan, params = context.plan, self.stage_plan["params"]
         schedule = Schedule.from_plan(params, plan)
-        rank, world_size = world()
         domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
                                seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
-        sampler = MixtureSampler(domains, seed=context.seed + 1, rank=rank, world_size=world_size)
+        sampler = MixtureSampler(domains, seed=context.seed + 1, rank=distributed.rank(),
+                                 world_size=distributed.world_size())
         mixer = build_mixer(plan)
         restart = params["mixer_start"] == "initial" or context.mixer_state is None
         if not restart:

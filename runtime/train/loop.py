@@ -109,16 +109,12 @@ def prepare(model: torch.nn.Module, plan: dict[str, Any]) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def world() -> tuple[int, int]:
-    return distributed.rank(), distributed.world_size()
-
-
 def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
           sampler: MixtureSampler, mixer: Mixer, eval_domains: list[DomainData], task: Task, metrics: MetricsLog,
           device: torch.device, restart_mixer: bool = False, saving: Saving | None = None,
           resume: Checkpoint | None = None, replicated: torch.nn.Module | None = None) -> None:
     """`replicated` is what forward runs through (distributed.wrap's result, made before the optimizer)."""
-    _, world_size = world()
+    world_size = distributed.world_size()
     per_step = schedule.micro_batch * world_size
     if schedule.global_batch % per_step:
         raise ValueError(f"global batch {schedule.global_batch} does not split into micro-batches of "

@@ -41,6 +41,7 @@ def test_expected_params_is_the_real_count_at_both_ends(name):
                    "intermediate": target.intermediate})
     # GQA's k/v projections count kv heads: the count is exact, not 4 x heads
     assert float(l0.expected_params(source.vocab, source.tied).detach()) == pytest.approx(count_params(source, target))
+    assert l0.target_params(source.vocab, source.tied) == pytest.approx(count_params(source, target))
     assert l0.expected_sparsity(source.vocab, source.tied, count_params(source, shape)) == pytest.approx(
         1 - count_params(source, target) / count_params(source, shape))
 
