@@ -17,9 +17,11 @@ import torch
 from shearc.compiler.adapters import Shape
 from shearc.registry import Registry
 
+from ..data import DomainData, domain_eval_losses
 from ..metrics import MetricsLog
+from ..mixers import Mixer
 from ..train.checkpoint import Checkpoint, Checkpoints
-from ..train.loop import Saving
+from ..train.loop import Saving, Schedule
 from ..verify import VerifiedPlan
 
 
@@ -59,6 +61,25 @@ class RunContext:
     @property
     def seed(self) -> int:
         return self.plan["runtime"]["seed"]
+
+
+def reference_from_source(context: RunContext, mixer: Mixer, domains: list[DomainData], schedule: Schedule,
+                          source: torch.nn.Module | None = None) -> None:
+    """`mixer.reference: source`: the source model's per-domain eval losses become the mixer's reference.
+
+    Measured once, when a stage starts a mixer that has none (a resumed stage restores them from its
+    checkpoint). `source`, when given, is the unmodified source in memory; else it is loaded from disk."""
+    if context.plan["mixer"].get("reference") != "source" or mixer.references is not None:
+        return
+    if source is None:
+        from transformers import AutoModelForCausalLM
+
+        source = AutoModelForCausalLM.from_pretrained(context.verified.model_dir, dtype=torch.float32)
+        source.to(context.device)
+    losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len, max_sequences=schedule.eval_sequences,
+                                batch_size=schedule.micro_batch, device=context.device)
+    mixer.set_reference(losses)
+    context.metrics.write("reference", source="source model", domains=mixer.names, losses=losses)
 
 
 class Stage(ABC):

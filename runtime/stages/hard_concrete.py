@@ -22,12 +22,12 @@ from shearc.compiler.adapters import Shape
 from shearc.compiler.source import hf_config
 
 from .. import distributed
-from ..data import MixtureSampler, domain_eval_losses, load_domains
+from ..data import MixtureSampler, load_domains
 from ..masks.hooks import MaskHooks
 from ..masks.l0 import L0Masks
 from ..mixers import build_mixer
 from ..train.loop import Schedule, adamw, prepare, train
-from .base import RunContext
+from .base import RunContext, reference_from_source
 
 
 class HardConcreteTask:
@@ -91,12 +91,8 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
     mixer = build_mixer(plan)
     if context.resume is not None:  # trained weights back; the loop restores the rest
         context.resume.load_model(context.model)
-    elif plan["mixer"].get("reference") == "source":
-        losses = domain_eval_losses(context.model, domains, seq_len=params["seq_len"],
-                                    max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
-                                    device=context.device)
-        mixer.set_reference(losses)
-        context.metrics.write("reference", source="source model", domains=mixer.names, losses=losses)
+    else:
+        reference_from_source(context, mixer, domains, schedule, source=context.model)
     generator = torch.Generator().manual_seed(context.seed)
     l0 = L0Masks(source.shape, target, [u["kind"] for u in stage_plan["pruned_units"]], params, generator)
     l0.to(context.device)

@@ -21,7 +21,7 @@ from .. import distributed
 from ..data import MixtureSampler, load_domains
 from ..mixers import build_mixer
 from ..train.loop import Schedule, adamw, prepare, train
-from .base import STAGES, RunContext, Stage
+from .base import STAGES, RunContext, Stage, reference_from_source
 
 
 class LanguageModelling:
@@ -78,6 +78,8 @@ class RecoverStage(Stage):
         restart = params["mixer_start"] == "initial" or context.mixer_state is None
         if not restart:
             mixer.load_state_dict(context.mixer_state)
+        if context.resume is None:  # a resumed stage has its mixer's references in the checkpoint
+            reference_from_source(context, mixer, domains, schedule)
         model = context.dense_model.float().to(context.device)
         lora = params["method"] == "lora"
         if lora:

@@ -54,3 +54,16 @@ def test_activation_checkpointing_gives_the_same_model(tmp_path):
         models[checkpointing] = load_file(root / "runs" / "tiny" / "model" / "model.safetensors")
     for name, tensor in models[False].items():
         assert (models[True][name] - tensor).abs().max() < 1e-5, name
+
+
+def test_a_mixer_referenced_to_the_source_works_after_one_shot_pruning(tmp_path):
+    """Taylor pruning trains nothing, so recovery measures the source's losses for the mixer itself."""
+    plan_path = tiny_project(tmp_path, "mistral-gqa", {
+        "target": {"heads": 4, "kv_heads": 1, "intermediate": 96}, "prune": {"method": "taylor"},
+        "mixer": {"method": "dynamic-batch-loading", "reference": "source"},
+        "recovery": {"method": "full", **RECOVERY, "steps": 6, "eval_interval": 3}})
+    assert main(["run", str(plan_path)]) == 0
+    metrics = MetricsLog(tmp_path / "runs" / "tiny" / "metrics.jsonl")
+    [reference] = metrics.read("reference")
+    updates = metrics.read("mixer")
+    assert len(updates) == 2 and all(u["reference_losses"] == reference["losses"] for u in updates)
