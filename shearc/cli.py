@@ -88,6 +88,40 @@ def run(plan: Path, out: Path | None) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the PNG plots; default RUN_DIR/report.")
+def report(run_dir: Path, out: Path | None) -> None:
+    """Print RUN_DIR's tables (size, speed, per-domain loss before/after, mixture) and write PNG plots."""
+    from shearc.report.plots import write_plots
+    from shearc.report.records import read_run
+    from shearc.report.tables import print_tables
+
+    record = read_run(run_dir)
+    print_tables(record, stdout)
+    for path in write_plots(record, out or run_dir / "report"):
+        stdout.print(f"wrote {path}", markup=False)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--train-documents", type=click.IntRange(min=1), default=8000, show_default=True,
+              help="Training documents per domain.")
+@click.option("--eval-documents", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Eval documents per domain.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def corpus(out: Path, train_documents: int, eval_documents: int, seed: int) -> None:
+    """Generate the embedded multi-domain corpus into OUT/<domain>/{train,eval}.jsonl."""
+    from shearc.corpus.writer import write_corpus
+
+    manifest = write_corpus(out, train_documents=train_documents, eval_documents=eval_documents, seed=seed)
+    for domain, splits in manifest["domains"].items():
+        stdout.print(f"{domain:>10}: {splits['train']['documents']:,} train / {splits['eval']['documents']:,} eval "
+                     f"documents, {splits['train']['characters']:,} train characters", markup=False)
+    stdout.print(f"wrote {out}", markup=False)
+
+
+@cli.command()
 @click.option("--check", is_flag=True, help="Fail if the checked-in schemas differ from the models.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True,
               help="Folder of spec.schema.json and plan.schema.json.")

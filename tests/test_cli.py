@@ -14,6 +14,8 @@ PINNED = {
     "explain": {"plan"},
     "run": {"plan", "out"},
     "schema": {"check", "directory"},
+    "corpus": {"out", "train_documents", "eval_documents", "seed"},
+    "report": {"run_dir", "out"},
 }
 
 
@@ -41,10 +43,12 @@ def test_ci_runs_exactly_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     commands = re.findall(r"```bash\n(.+?)\n```", readme)
     test_command = next(c for c in commands if "pytest" in c)
-    main_command = next(c for c in commands if "shearc compile" in c)
+    main_command = next(c for c in commands if "shearc run" in c)
     ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
-    assert "specs/drpruning_1.3b.yaml" in main_command and "shearc explain plan.json" in main_command
+    for step in ("shearc corpus specs/tiny/data", "shearc compile specs/tiny_drpruning.yaml -o plan.json",
+                 "shearc run plan.json", "shearc report runs/tiny-drpruning"):
+        assert step in main_command
 
 
 def test_validate_reports_each_spec(models, capsys):

@@ -1,0 +1,97 @@
+"""The report's PNG plots, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from shearc.canonical import write_bytes_atomic
+
+from .records import RunRecord
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def _mark_stages(axes, record: RunRecord) -> None:
+    for stage, offset in record.stage_offsets.items():
+        axes.axvline(offset, color="grey", linestyle=":", linewidth=1)
+        axes.annotate(stage, (offset, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                      textcoords="offset points", color="grey", fontsize=8)
+
+
+def _per_domain_lines(record: RunRecord, field: str, ylabel: str, title: str, path: Path) -> Path | None:
+    updates = record.series("mixer")
+    if not updates:
+        return None
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.subplots()
+    steps = [record.global_step(u) for u in updates]
+    values = np.array([u[field] for u in updates])
+    for index, name in enumerate(updates[0]["domains"]):
+        axes.plot(steps, values[:, index], marker=".", label=name)
+    _mark_stages(axes, record)
+    axes.set(xlabel="step (all training stages)", ylabel=ylabel, title=title)
+    axes.legend(fontsize=8, ncols=2)
+    return _save(figure, path)
+
+
+def domain_weights(record: RunRecord, out: Path) -> Path | None:
+    return _per_domain_lines(record, "weights", "sampling weight",
+                             f"domain weights over steps ({record.plan['mixer']['method']})",
+                             out / "domain_weights.png")
+
+
+def eval_loss(record: RunRecord, out: Path) -> Path | None:
+    return _per_domain_lines(record, "losses", "eval loss (nats/token)", "per-domain eval loss over steps",
+                             out / "eval_loss.png")
+
+
+def pruning_size(record: RunRecord, out: Path) -> Path | None:
+    steps = [r for r in record.series("train") if "expected_params" in r]
+    if not steps:
+        return None
+    figure = Figure(figsize=(11, 4.5))
+    size, fractions = figure.subplots(1, 2)
+    x = [r["step"] for r in steps]
+    size.plot(x, [r["expected_params"] for r in steps], label="expected (masks)")
+    size.axhline(record.plan["target"]["model_info"]["params"], color="black", linestyle="--", label="target")
+    size.axhline(record.plan["source"]["model_info"]["params"], color="grey", linestyle=":", label="source")
+    size.set(xlabel="pruning step", ylabel="parameters", title="expected versus target size")
+    size.legend(fontsize=8)
+    for kind in steps[0]["expected_fraction"]:
+        line, = fractions.plot(x, [r["expected_fraction"][kind] for r in steps], label=f"{kind} expected")
+        fractions.plot(x, [r["target_fraction"][kind] for r in steps], linestyle="--", color=line.get_color(),
+                       label=f"{kind} target")
+    fractions.set(xlabel="pruning step", ylabel="fraction kept", title="per unit kind")
+    fractions.legend(fontsize=7, ncols=2)
+    return _save(figure, out / "pruning_size.png")
+
+
+def perplexity(record: RunRecord, out: Path) -> Path | None:
+    if record.report is None:
+        return None
+    names = record.report["domains"]
+    before = [d["perplexity"] for d in record.report["source"]["domains"]]
+    after = [d["perplexity"] for d in record.report["result"]["domains"]]
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.subplots()
+    positions = np.arange(len(names))
+    axes.bar(positions - 0.2, before, width=0.4, label=f"source ({record.report['source']['params']:,} params)")
+    axes.bar(positions + 0.2, after, width=0.4, label=f"result ({record.report['result']['params']:,} params)")
+    axes.set_xticks(positions, names)
+    axes.set(ylabel="perplexity", title="per-domain perplexity before and after")
+    axes.legend(fontsize=8)
+    return _save(figure, out / "perplexity.png")
+
+
+def write_plots(record: RunRecord, out: Path) -> list[Path]:
+    drawn = (domain_weights(record, out), eval_loss(record, out), pruning_size(record, out), perplexity(record, out))
+    return [path for path in drawn if path is not None]

@@ -1,0 +1,84 @@
+"""The report's tables, printed with rich."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .records import RunRecord
+
+
+def size_and_speed(report: dict) -> Table:
+    source, result = report["source"], report["result"]
+    table = Table(title=f"size and speed (forward of {report['latency_batch']} x {report['seq_len']} tokens)")
+    for column in ("", "source", "result", "result / source"):
+        table.add_column(column, justify="right" if column else "left")
+    table.add_row("parameters", f"{source['params']:,}", f"{result['params']:,}",
+                  f"{result['params'] / source['params']:.3f}")
+    table.add_row("latency (ms)", f"{source['latency_ms']:.2f}", f"{result['latency_ms']:.2f}",
+                  f"{result['latency_ms'] / source['latency_ms']:.3f}")
+    table.add_row("tokens / s", f"{source['tokens_per_second']:,.0f}", f"{result['tokens_per_second']:,.0f}",
+                  f"{result['tokens_per_second'] / source['tokens_per_second']:.3f}")
+    return table
+
+
+def per_domain(report: dict) -> Table:
+    table = Table(title="per-domain eval loss (nats/token) and perplexity, before and after")
+    for column in ("domain", "loss before", "loss after", "change", "ppl before", "ppl after"):
+        table.add_column(column, justify="left" if column == "domain" else "right")
+    rows = list(zip(report["domains"], report["source"]["domains"], report["result"]["domains"], strict=True))
+    for name, before, after in rows:
+        table.add_row(name, f"{before['loss']:.4f}", f"{after['loss']:.4f}", f"{after['loss'] - before['loss']:+.4f}",
+                      f"{before['perplexity']:.3f}", f"{after['perplexity']:.3f}")
+    name, before, after = max(rows, key=lambda row: row[2]["loss"] - row[1]["loss"])
+    change = after["loss"] - before["loss"]
+    table.caption = (f"{'largest rise' if change > 0 else 'every domain improved; least'}: {name} ({change:+.4f}); "
+                     f"highest loss after: {max(rows, key=lambda row: row[2]['loss'])[0]}")
+    return table
+
+
+def mixture(record: RunRecord) -> Table | None:
+    updates = record.series("mixer")
+    if not updates:
+        return None
+    names = updates[0]["domains"]
+    table = Table(title=f"domain weights ({record.plan['mixer']['method']}): start of each stage and end of the run")
+    table.add_column("domain")
+    initial = [d["weight"] for d in record.plan["data"]["domains"]]
+    columns = [("initial", initial)]
+    for stage in record.training_stages():
+        stage_updates = [u for u in updates if u["stage"] == stage]
+        if stage_updates:
+            columns.append((f"end of {stage}", stage_updates[-1]["weights"]))
+    for title, _ in columns:
+        table.add_column(title, justify="right")
+    for index, name in enumerate(names):
+        table.add_row(name, *(f"{weights[index]:.3f}" for _, weights in columns))
+    return table
+
+
+def pruning(record: RunRecord) -> Table | None:
+    steps = [r for r in record.series("train") if "expected_params" in r]
+    if not steps:
+        return None
+    last = steps[-1]
+    table = Table(title=f"hard-concrete masks at step {last['step']}: expected versus target")
+    for column in ("unit", "expected fraction", "target fraction"):
+        table.add_column(column, justify="left" if column == "unit" else "right")
+    for kind, expected in last["expected_fraction"].items():
+        table.add_row(kind, f"{expected:.4f}", f"{last['target_fraction'][kind]:.4f}")
+    table.caption = (f"expected parameters {last['expected_params']:,.0f}; target "
+                     f"{record.plan['target']['model_info']['params']:,}")
+    return table
+
+
+def print_tables(record: RunRecord, console: Console) -> None:
+    if record.report is None:
+        console.print("no report.json: the evaluate stage has not run (eval.enabled false, or the run stopped "
+                      "before it)", markup=False)
+    else:
+        console.print(size_and_speed(record.report))
+        console.print(per_domain(record.report))
+    for table in (mixture(record), pruning(record)):
+        if table is not None:
+            console.print(table)
