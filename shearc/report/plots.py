@@ -39,7 +39,7 @@ def _per_domain_lines(record: RunRecord, field: str, ylabel: str, title: str, pa
         axes.plot(steps, values[:, index], marker=".", label=name)
     _mark_stages(axes, record)
     axes.set(xlabel="step (all training stages)", ylabel=ylabel, title=title)
-    axes.legend(fontsize=8, ncols=2)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: lines fill the axes
     return _save(figure, path)
 
 
