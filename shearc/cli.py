@@ -97,9 +97,12 @@ def report(run_dir: Path, out: Path | None) -> None:
     from shearc.report.records import read_run
     from shearc.report.tables import print_tables
 
+    out = out or run_dir / "report"
+    if out.exists() and not out.is_dir():
+        raise UserError([Problem("exists and is not a folder", file=str(out))], title="cannot write the plots")
     record = read_run(run_dir)
     print_tables(record, stdout)
-    for path in write_plots(record, out or run_dir / "report"):
+    for path in write_plots(record, out):
         stdout.print(f"wrote {path}", markup=False)
 
 

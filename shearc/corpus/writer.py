@@ -26,7 +26,7 @@ def write_corpus(out: Path, *, train_documents: int = 8000, eval_documents: int 
     """Write OUT/<domain>/{train,eval}.jsonl and OUT/corpus.json, all at once; returns the manifest.
 
     OUT is replaced only if it is empty or an earlier corpus (it has corpus.json): never a user's folder."""
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
         raise UserError([Problem(f"{out} exists and is not a shearc corpus (no {MANIFEST}); choose another folder",
                                  file=str(out))], title="will not overwrite")
     manifest: dict = {"seed": seed, "domains": {}}

@@ -40,3 +40,5 @@ def test_a_folder_that_is_not_a_corpus_is_left_alone(tmp_path, capsys):
     assert main(["corpus", str(tmp_path)]) == 2
     assert "not a shearc corpus" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert main(["corpus", str(tmp_path / "notes.txt")]) == 2  # a file, not a folder
+    assert (tmp_path / "notes.txt").read_text() == "mine"

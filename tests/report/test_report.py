@@ -50,6 +50,12 @@ def test_a_stopped_run_is_reported_as_far_as_it_got(run_dir, tmp_path, capsys):
                                                                       "pruning_size.png"]
 
 
+def test_plots_into_a_file_exit_2(run_dir, tmp_path, capsys):
+    (tmp_path / "taken").write_text("mine")
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "taken")]) == 2
+    assert "not a folder" in capsys.readouterr().err and (tmp_path / "taken").read_text() == "mine"
+
+
 def test_what_is_not_a_run_directory_exits_2_naming_what_is_missing(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such run directory" in capsys.readouterr().err
