@@ -123,10 +123,10 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None)
         console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = Checkpoints(run_dir / "checkpoints", plan["plan_sha256"], plan["runtime"]["keep_checkpoints"])
+    resume = checkpoints.latest()  # refuses another plan's checkpoints before anything is written here
     if distributed.is_main():  # beside metrics.jsonl, so `shearc report` can read a run that stopped early
         write_text_atomic(run_dir / "plan.json", pretty_json(plan))
-    checkpoints = Checkpoints(run_dir / "checkpoints", plan["plan_sha256"], plan["runtime"]["keep_checkpoints"])
-    resume = checkpoints.latest()
     torch.manual_seed(plan["runtime"]["seed"])
     if plan["runtime"]["deterministic"]:
         torch.use_deterministic_algorithms(True)
