@@ -1,8 +1,5 @@
 """Under torch.distributed (gloo, 2 CPU processes) the per-domain losses are all-reduced."""
 
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -27,9 +24,9 @@ def _domains():
             DomainData("b", np.zeros((1, 8), int), rng.integers(0, 40, size=21))]
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+def _worker(rank: int, out: str) -> None:
+    # A file rendezvous: no TCP port to pick, so nothing another process can take between pick and bind.
+    torch.distributed.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=2)
     try:
         losses = domain_eval_losses(_model(), _domains(), seq_len=8, max_sequences=10, batch_size=2)
         np.save(f"{out}/rank{rank}.npy", losses)
@@ -37,15 +34,9 @@ def _worker(rank: int, port: int, out: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_two_ranks_agree_with_one(tmp_path):
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(str(tmp_path),), nprocs=2, start_method="spawn")
     single = domain_eval_losses(_model(), _domains(), seq_len=8, max_sequences=10, batch_size=2)
     for rank in range(2):
         np.testing.assert_allclose(np.load(tmp_path / f"rank{rank}.npy"), single, rtol=1e-6)
