@@ -22,7 +22,7 @@ from shearc.compiler.source import hf_config
 from shearc.runtime.data import MixtureSampler, load_domains
 from shearc.runtime.metrics import MetricsLog
 from shearc.runtime.mixers import build_mixer
-from shearc.runtime.stages.evaluate import measure
+from shearc.runtime.stages.evaluate import compare
 from shearc.runtime.stages.recover import LanguageModelling
 from shearc.runtime.train.loop import Schedule, adamw, train
 
@@ -99,13 +99,8 @@ def train_at_shape(spec: dict, kind: str, work: Path) -> dict:
     seconds = time.perf_counter() - started
     eval_domains = load_domains(plan["data"], base_dir=work, tokenizer=tokenizer, seq_len=evaluate["seq_len"],
                                 seed=plan["runtime"]["seed"], cache_dir=work / "cache")
-    ids = torch.randint(0, tokenizer.vocab_size, (evaluate["latency_batch"], evaluate["seq_len"]),
-                        generator=torch.Generator().manual_seed(plan["runtime"]["seed"]))
     source = AutoModelForCausalLM.from_pretrained(plan_source(plan, work), dtype=torch.float32)
-    batch = plan["schedule"]["micro_batch"]
-    report = {"domains": [d.name for d in eval_domains], "seq_len": evaluate["seq_len"],
-              "latency_batch": evaluate["latency_batch"],
-              "source": measure(source, eval_domains, evaluate, ids, batch, device),
-              "result": measure(model, eval_domains, evaluate, ids, batch, device)}
+    report = compare(source, model, eval_domains, evaluate, vocab=source.config.vocab_size,
+                     seed=plan["runtime"]["seed"], batch_size=plan["schedule"]["micro_batch"], device=device)
     return {"report": report, "seconds": seconds, "train_tokens": recover["steps"] * recover["global_batch"]
             * recover["seq_len"]}

@@ -33,6 +33,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from baselines import compiled_plan, mha_copy, train_at_shape  # noqa: E402 (bench/ is not a package)
+
 BASE_SPEC = REPO / "specs" / "tiny_drpruning.yaml"
 MIXERS = {"constant": {"method": "constant"},
           "dynamic-batch-loading": {"method": "dynamic-batch-loading", "reference": "source"},
@@ -66,18 +68,13 @@ def shearc_variants(spec: dict) -> dict[str, dict]:
     return variants
 
 
-def run_spec(name: str, spec: dict, work: Path) -> dict:
+def run_spec(spec: dict, work: Path) -> dict:
     """Compile and run in a fresh process (its own threads and memory); the run's report and wall time."""
-    work.mkdir(parents=True, exist_ok=True)
-    spec = {**spec, "name": name.replace(" + ", "-").replace(" ", "-"), "runtime": {"output_dir": "run"}}
-    (work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    shearc = str(Path(sys.executable).parent / "shearc")
-    subprocess.run([shearc, "compile", str(work / "spec.yaml"), "-o", str(work / "plan.json")], check=True,
+    plan = compiled_plan({**spec, "runtime": {"output_dir": "run"}}, work)
+    subprocess.run([str(Path(sys.executable).parent / "shearc"), "run", str(work / "plan.json")], check=True,
                    stdout=subprocess.DEVNULL)
-    subprocess.run([shearc, "run", str(work / "plan.json")], check=True, stdout=subprocess.DEVNULL)
     records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     seconds = sum(r["seconds"] for r in records if r["event"] == "stage")
-    plan = json.loads((work / "plan.json").read_text())
     report = json.loads((work / "run" / "report.json").read_text())
     trained = [s["params"] for s in plan["stages"] if "steps" in s.get("params", {})]
     return {"report": report, "seconds": seconds,
@@ -91,7 +88,6 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="4 steps per stage: check the script, not the methods")
     args = parser.parse_args()
     args.out = args.out.resolve()  # specs written under it name their sources by absolute path
-    from baselines import mha_copy, train_at_shape
 
     spec = base_spec()
     if args.smoke:
@@ -113,7 +109,7 @@ def main() -> None:
         results_path.write_text(json.dumps(results, indent=1))
 
     for name, variant in shearc_variants(spec).items():
-        record(name, lambda name=name, variant=variant: run_spec(name, variant, args.out / slug(name)))
+        record(name, lambda name=name, variant=variant: run_spec(variant, args.out / slug(name)))
     one_shot_budget = {"recovery": {**spec["recovery"], "steps": total_steps(spec)}}  # all tokens in recovery
     record("random-init + constant",
            lambda: train_at_shape({**spec, **one_shot_budget}, "random", args.out / "random-init"))
@@ -122,7 +118,7 @@ def main() -> None:
         mha_copy(Path(spec["source"]["model"]), mha_dir)
     mha_spec = {**spec, "source": {"model": str(mha_dir)}, "target": {"hidden": 192, "heads": 4, "intermediate": 384},
                 "prune": ONE_SHOT["taylor"], "mixer": MIXERS["constant"], **one_shot_budget}
-    record("MHA: taylor + constant", lambda: run_spec("mha-taylor", mha_spec, args.out / "mha-taylor"))
+    record("MHA: taylor + constant", lambda: run_spec(mha_spec, args.out / "mha-taylor"))
     record("MHA: torch-pruning taylor + constant",
            lambda: train_at_shape(mha_spec, "torch-pruning", args.out / "mha-torch-pruning"))
     print(table(results))

@@ -48,6 +48,17 @@ def measure(model: torch.nn.Module, domains: list, params: dict[str, Any], ids: 
             "latency_ms": latency, "tokens_per_second": ids.numel() / (latency / 1000)}
 
 
+def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, params: dict[str, Any], *, vocab: int,
+            seed: int, batch_size: int, device: torch.device) -> dict[str, Any]:
+    """The report: source and result measured on the same eval sequences and the same latency batch."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (params["latency_batch"], params["seq_len"]), generator=generator).to(device)
+    return {"domains": [d.name for d in domains], "seq_len": params["seq_len"],
+            "latency_batch": params["latency_batch"],
+            "source": measure(source, domains, params, ids, batch_size, device),
+            "result": measure(result, domains, params, ids, batch_size, device)}
+
+
 @STAGES.register("evaluate")
 class EvaluateStage(Stage):
     def run(self, context: RunContext) -> None:
@@ -56,16 +67,10 @@ class EvaluateStage(Stage):
         plan, params = context.plan, self.stage_plan["params"]
         domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
                                seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
-        generator = torch.Generator().manual_seed(context.seed)
-        ids = torch.randint(0, context.verified.source.vocab, (params["latency_batch"], params["seq_len"]),
-                            generator=generator).to(context.device)
-        batch = plan["schedule"]["micro_batch"]
         # The source as it is on disk: pruning may have trained the in-memory copy.
         source = AutoModelForCausalLM.from_pretrained(context.verified.model_dir, dtype=torch.float32)
-        report = {"domains": [d.name for d in domains], "seq_len": params["seq_len"],
-                  "latency_batch": params["latency_batch"],
-                  "source": measure(source, domains, params, ids, batch, context.device),
-                  "result": measure(context.dense_model, domains, params, ids, batch, context.device)}
+        report = compare(source, context.dense_model, domains, params, vocab=context.verified.source.vocab,
+                         seed=context.seed, batch_size=plan["schedule"]["micro_batch"], device=context.device)
         del source
         if is_main():
             write_text_atomic(context.run_dir / "report.json", pretty_json(report))
