@@ -70,7 +70,8 @@ class DRPruningMixer(Mixer):
         params, stage = self.params, self.stage
         losses = np.asarray(observation.losses, dtype=np.float64)
         progress = observation.step / stage.total_steps
-        self.history.append([*observation.tokens, observation.sparsity or 0.0, *losses])
+        row = np.concatenate([observation.tokens, [observation.sparsity or 0.0], losses]).astype(np.float64)
+        self.history.append(row.tolist())  # plain floats: checkpoints hold no numpy values
         fits = self._refit(progress, observation) if params["fit_reference"] else {}
         for index, fit in fits.items():
             if fit is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ class Checkpoints:
         they are sharded (gathered whole by the caller, on every rank)."""
         if not is_main():
             return None
+        require_plain(trainer)
         final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
         meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
                 "complete": complete, "checks": checks or {}}
@@ -94,6 +96,31 @@ class Checkpoints:
         for old in self.all()[: -self.keep]:
             shutil.rmtree(old.path, ignore_errors=True)
         return Checkpoint(final, meta)
+
+
+def require_plain(state: Any) -> None:
+    """Refuse, before anything is written, trainer state that `torch.load(weights_only=True)` would
+    not read back: only tensors and plain Python values, so a resume never depends on which numpy
+    (or other library) version wrote the checkpoint."""
+    found = _not_plain(state, "trainer")
+    if found:
+        raise TypeError("checkpoint state must hold only tensors and plain Python values (int, float, bool, str, "
+                        "None, and lists, tuples and dicts of them); found " + "; ".join(found[:5]))
+
+
+_PLAIN_SCALARS = (bool, int, float, str, type(None))  # exactly these types: numpy.float64 is a float subclass
+
+
+def _not_plain(value: Any, where: str) -> list[str]:
+    if isinstance(value, torch.Tensor) or type(value) in _PLAIN_SCALARS:
+        return []
+    if type(value) in (list, tuple):
+        return [found for i, item in enumerate(value) for found in _not_plain(item, f"{where}[{i}]")]
+    if type(value) in (dict, OrderedDict):
+        bad_keys = [f"{where} key {key!r} is {type(key).__module__}.{type(key).__qualname__}"
+                    for key in value if type(key) not in (str, int)]
+        return bad_keys + [found for key, item in value.items() for found in _not_plain(item, f"{where}[{key!r}]")]
+    return [f"{where} is {type(value).__module__}.{type(value).__qualname__}"]
 
 
 def rng_state() -> dict[str, Any]:

@@ -2,11 +2,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from shearc.compiler.compile import compile_spec
 from shearc.compiler.registry import MIXERS
 from shearc.runtime.metrics import MetricsLog
 from shearc.runtime.mixers import MIXER_IMPLEMENTATIONS, Observation, StageInfo, build_mixer, update_and_log
+from shearc.runtime.train.checkpoint import require_plain
 
 from ...helpers import tiny_spec, write_spec
 
@@ -40,9 +42,33 @@ def test_built_from_a_compiled_plan_logged_and_restored(plan, tmp_path, method):
     if method != "constant":
         assert records[-1]["reference_losses"] == [2.0, 3.0]
         assert mixer.weights[0] > 0.5  # domain a is 0.5 above its reference, b is at it
-    restored = build_mixer(plan({"method": method}))
-    restored.load_state_dict(json.loads(json.dumps(mixer.state_dict())))
-    np.testing.assert_allclose(restored.weights, mixer.weights)
+
+
+@pytest.mark.parametrize("method", ["constant", "dynamic-batch-loading", "drpruning"])
+def test_state_reloads_with_weights_only_and_continues_exactly(plan, tmp_path, method):
+    """A checkpoint's mixer state holds plain values only (no numpy scalars): torch.load(weights_only=True)
+    reads it back whatever numpy wrote it, and the restored mixer decides the next update as the original."""
+    params = {"method": method, **({"fit_min_points": 3, "fit_min_progress": 0.0} if method == "drpruning" else {})}
+    mixer = build_mixer(plan(params))
+    mixer.start_stage(StageInfo("prune", total_steps=40, target_sparsity=0.5))
+    rng = np.random.default_rng(0)
+
+    def observation(step):
+        losses = np.array([2.0, 3.0]) + 2.0 / np.sqrt(step) + rng.normal(0, 1e-3, 2)
+        return Observation(step, losses, np.array([1e4, 2e4]) * step, 0.5 * step / 40)
+
+    records = [mixer.update(observation(step)) for step in range(4, 24, 4)]
+    if method == "drpruning":
+        assert any(fit is not None for fit in records[-1]["fits"].values())  # the history holds fitted points
+    require_plain({"mixer": mixer.state_dict()})
+    torch.save({"mixer": mixer.state_dict()}, tmp_path / "trainer.pt")
+    restored = build_mixer(plan(params))
+    restored.load_state_dict(torch.load(tmp_path / "trainer.pt", weights_only=True)["mixer"])
+    np.testing.assert_array_equal(restored.weights, mixer.weights)
+    following = observation(24)
+    mixer.update(following)
+    restored.update(following)
+    np.testing.assert_array_equal(restored.weights, mixer.weights)
 
 
 def test_source_measured_references(plan):

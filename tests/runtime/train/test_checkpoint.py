@@ -1,0 +1,39 @@
+"""Checkpoint state is checked when it is written, so a resume never fails on what a save let through."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+from shearc.runtime.train.checkpoint import Checkpoints, require_plain
+
+PLAIN = {"optimizer": {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2, 2)}},
+                       "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95), "params": [0], "fused": None}]},
+         "masks": OrderedDict(head=torch.ones(4)), "mixer": {"history": [[1.0, 2.0]], "stage": {"name": "prune"}},
+         "flags": [True, "text", 7]}
+
+
+def test_plain_state_is_accepted_and_reads_back_with_weights_only(tmp_path):
+    require_plain(PLAIN)
+    checkpoints = Checkpoints(tmp_path / "checkpoints", "f" * 64, keep=2)
+    saved = checkpoints.save(stage="prune", stage_index=0, step=1, complete=False, model=torch.nn.Linear(2, 2),
+                             trainer=PLAIN)
+    state = saved.trainer_state()  # weights_only=True
+    assert state["mixer"] == PLAIN["mixer"] and state["optimizer"]["param_groups"] == PLAIN["optimizer"]["param_groups"]
+
+
+@pytest.mark.parametrize(("bad", "where"), [
+    ({"mixer": {"history": [[1.0, np.float64(2.0)]]}}, "trainer['mixer']['history'][0][1] is numpy.float64"),
+    ({"tokens": np.zeros(3)}, "trainer['tokens'] is numpy.ndarray"),
+    ({"step": np.int64(3)}, "trainer['step'] is numpy.int64"),
+    ({"span": slice(1, 2)}, "trainer['span'] is builtins.slice"),
+    ({np.int64(0): 1.0}, "trainer key np.int64(0) is numpy.int64"),
+])
+def test_anything_else_is_refused_before_a_byte_is_written(tmp_path, bad, where):
+    checkpoints = Checkpoints(tmp_path / "checkpoints", "f" * 64, keep=2)
+    with pytest.raises(TypeError, match="only tensors and plain Python values") as error:
+        checkpoints.save(stage="prune", stage_index=0, step=1, complete=False, model=torch.nn.Linear(2, 2),
+                         trainer=bad)
+    assert where in str(error.value)
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())

@@ -1,0 +1,86 @@
+"""Resume from every checkpoint a run writes, for every mixer and every prune method.
+
+An uninterrupted run is recorded: its run directory is copied as it stood right after each
+checkpoint was written, and again late in each window that a stage-complete checkpoint opens
+(just before the next stage's first checkpoint, or before `done.json` for the last one). Each copy
+is then run again, as a user would after a crash there, and must end with the uninterrupted run's
+weights, bit for bit. The mixers update at every step and DRPruning fits its scaling laws, so every
+checkpoint carries a mixer history.
+"""
+
+import shutil
+
+import pytest
+from safetensors.torch import load_file
+
+from shearc.cli import main
+from shearc.runtime.train.checkpoint import Checkpoints
+
+from ...helpers import tiny_project
+
+ALL = ["layer", "head", "intermediate", "hidden"]
+STEPS = {"steps": 6, "global_batch": 4, "seq_len": 16, "warmup_steps": 2, "eval_interval": 1, "lr": 1e-3}
+PRUNE = {
+    "hard-concrete": {"method": "hard-concrete", **STEPS},
+    "taylor": {"method": "taylor", "calibration_samples": 4, "calibration_seq_len": 16,
+               "granularities": ALL},
+    "magnitude": {"method": "magnitude", "granularities": ALL},
+}
+MIXER = {
+    "constant": {"method": "constant"},
+    "dynamic-batch-loading": {"method": "dynamic-batch-loading", "reference": "source"},
+    "drpruning": {"method": "drpruning", "reference": "source", "fit_min_points": 3, "fit_min_progress": 0.0},
+}
+
+
+def _record_snapshots(monkeypatch, out, snapshots):
+    """Copy `out` after every checkpoint, and before the first checkpoint that follows a complete one."""
+    save = Checkpoints.save
+
+    def saving(self, **kwargs):
+        newest = self.all()[-1:] if self.directory.exists() else []
+        if newest and newest[0].complete:  # late in the window a stage-complete checkpoint opened
+            _snapshot(out, snapshots, f"before {kwargs['stage']} {kwargs['step']}")
+        saved = save(self, **kwargs)
+        _snapshot(out, snapshots, f"after {saved.path.name}")
+        return saved
+
+    monkeypatch.setattr(Checkpoints, "save", saving)
+
+
+def _snapshot(out, snapshots, label):
+    copy = out.parent / "snapshots" / f"{len(snapshots):02d}"
+    shutil.copytree(out, copy)
+    snapshots.append((label, copy))
+
+
+@pytest.mark.parametrize("mixer", list(MIXER))
+@pytest.mark.parametrize("method", list(PRUNE))
+def test_resuming_from_every_checkpoint_gives_the_uninterrupted_weights(tmp_path, monkeypatch, method, mixer):
+    plan = tiny_project(tmp_path, "mistral-gqa", {
+        "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
+        "prune": PRUNE[method], "mixer": MIXER[mixer], "recovery": {"method": "full", **STEPS},
+        "runtime": {"checkpoint_interval": 2, "keep_checkpoints": 2, "deterministic": True},
+        "export": {"dtype": "float32"}})
+    clean, snapshots = tmp_path / "clean", []
+    with monkeypatch.context() as patch:
+        _record_snapshots(patch, clean, snapshots)
+        assert main(["run", str(plan), "--out", str(clean)]) == 0
+    late = tmp_path / "snapshots" / "late"  # killed after export, before done.json
+    shutil.copytree(clean, late)
+    (late / "done.json").unlink()
+    snapshots.append(("before done.json", late))
+    labels = [label for label, _ in snapshots]
+    stages = ["recover"] if method != "hard-concrete" else ["prune", "recover"]
+    for stage in stages:  # interval and stage-complete checkpoints of every training stage
+        assert any(label.startswith("after") and f"-{stage}-" in label for label in labels), labels
+    assert any(label.startswith("before recover") for label in labels) == (method == "hard-concrete"), labels
+
+    expected = load_file(clean / "model" / "model.safetensors")
+    for label, snapshot in snapshots:
+        assert main(["run", str(plan), "--out", str(snapshot)]) == 0, label
+        assert '"event": "resume"' in (snapshot / "metrics.jsonl").read_text(), f"{label}: not resumed"
+        resumed = load_file(snapshot / "model" / "model.safetensors")
+        assert resumed.keys() == expected.keys(), label
+        different = [name for name in expected if not resumed[name].equal(expected[name])]
+        assert not different, f"resumed {label}: {different} differ from the uninterrupted run"
