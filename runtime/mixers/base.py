@@ -99,8 +99,15 @@ def update_and_log(mixer: Mixer, observation: Observation, metrics: MetricsLog) 
     record = mixer.update(observation)
     metrics.write("mixer", stage=mixer.stage.name if mixer.stage else None, step=observation.step,
                   method=mixer.params["method"], domains=mixer.names, losses=observation.losses,
-                  tokens=observation.tokens, weights=mixer.weights, **record)
+                  tokens=observation.tokens, sparsity=observation.sparsity, weights=mixer.weights, **record)
     return mixer.weights
+
+
+def log_stage_start(mixer: Mixer, stage: StageInfo, metrics: MetricsLog, *, restart_weights: bool) -> None:
+    """Record how a stage started the mixer: with the `reference` and `mixer` records, metrics.jsonl then
+    holds all a mixer's decisions depend on, so they can be replayed."""
+    metrics.write("mixer_start", stage=stage.name, total_steps=stage.total_steps,
+                  target_sparsity=stage.target_sparsity, restart_weights=restart_weights, weights=mixer.weights)
 
 
 def build_mixer(plan: dict[str, Any]) -> Mixer:

@@ -29,7 +29,7 @@ from shearc.errors import Interrupted
 from .. import distributed
 from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..metrics import MetricsLog
-from ..mixers import Mixer, Observation, StageInfo, update_and_log
+from ..mixers import Mixer, Observation, StageInfo, log_stage_start, update_and_log
 from .checkpoint import Checkpoint, Checkpoints, rng_state, set_rng_state
 from .stop import stop_requested
 
@@ -121,7 +121,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                          f"{schedule.micro_batch} on {world_size} processes")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     peaks = [group["lr"] for group in optimizer.param_groups]
-    mixer.start_stage(StageInfo(stage, schedule.steps, task.target_sparsity), restart_weights=restart_mixer)
+    started_as = StageInfo(stage, schedule.steps, task.target_sparsity)
+    mixer.start_stage(started_as, restart_weights=restart_mixer)
     first = 0
     if resume is not None:  # the caller restored the weights; the rest of the loop's state is here
         state = resume.trainer_state()
@@ -131,6 +132,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
         task.load_state_dict(state["task"])
         set_rng_state(state["rng"])
         first = resume.step
+    else:  # a resumed stage's start is in metrics.jsonl already
+        log_stage_start(mixer, started_as, metrics, restart_weights=restart_mixer)
     model.train()
     started, tokens = time.perf_counter(), 0
     replicated = replicated if replicated is not None else model

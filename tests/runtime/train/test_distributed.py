@@ -5,11 +5,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from shearc.cli import main
+from shearc.runtime.mixers import Observation, StageInfo, build_mixer
 
 from ...helpers import tiny_project
 
@@ -36,13 +38,51 @@ def test_two_processes_match_one(tmp_path, strategy):
     assert one.keys() == two.keys()
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
-    # one writer: a single metrics file, one export record, mixer decisions shared
-    records = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert sum(r["event"] == "export" for r in records) == 1
-    single = [r["weights"] for r in map(json.loads, (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())
-              if r["event"] == "mixer"]
-    double = [r["weights"] for r in records if r["event"] == "mixer"]
-    torch.testing.assert_close(torch.tensor(double), torch.tensor(single), rtol=1e-4, atol=1e-6)
+    # one writer: a single metrics file, one export record
+    single, double = (_records(tmp_path / run) for run in ("one", "two"))
+    assert sum(r["event"] == "export" for r in double) == 1
+    _assert_same_mixer_decisions(json.loads(plan.read_text()), single, double)
+
+
+def _records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_mixer_decisions(plan, single, double):
+    """DRPruning's weights come from a DRO solve over per-domain eval losses. Two processes reach losses
+    that differ from one process's in the last bits: their gradients and eval sums are reduced in another
+    order, in fp32. The solve stops its bisection once chi2(q, p_R) is within 1e-4 of rho (as the reference
+    does), so where that stop lands, and with it q, can move far more than the losses did (3e-5 in weight
+    from a 7e-8 relative change in loss, measured). No fixed tolerance on the weights follows from fp32
+    arithmetic; so this compares the losses at fp32 reduction tolerance, and the weights at exactly what
+    those losses imply: the mixer, replayed from each run's own logged observations, decides exactly that
+    run's weights. The two runs' weights thus differ only as far as their losses make them."""
+    kinds = ("reference", "mixer_start", "mixer")
+    one, two = ([r for r in records if r["event"] in kinds] for records in (single, double))
+    assert [(r["event"], r.get("stage"), r.get("step")) for r in one] == \
+           [(r["event"], r.get("stage"), r.get("step")) for r in two]
+    for a, b in zip(one, two, strict=True):
+        if "losses" in b:  # fp32 sums (eps 1.2e-7) over slightly different weights: measured <= 1e-7 relative
+            torch.testing.assert_close(torch.tensor(b["losses"]), torch.tensor(a["losses"]), rtol=1e-5, atol=0)
+    for records in (one, two):
+        logged = [r["weights"] for r in records if r["event"] == "mixer"]
+        np.testing.assert_array_equal(_replay(plan, records), logged)  # rank 0 decided from these losses alone
+
+
+def _replay(plan, records):
+    """The weights a fresh mixer decides from a run's `reference`, `mixer_start` and `mixer` records."""
+    mixer, decided = build_mixer(plan), []
+    for record in records:
+        if record["event"] == "reference":
+            mixer.set_reference(np.array(record["losses"]))
+        elif record["event"] == "mixer_start":
+            mixer.start_stage(StageInfo(record["stage"], record["total_steps"], record["target_sparsity"]),
+                              restart_weights=record["restart_weights"])
+        else:
+            mixer.update(Observation(record["step"], np.array(record["losses"]), np.array(record["tokens"]),
+                                     record["sparsity"]))
+            decided.append(mixer.weights.tolist())
+    return decided
 
 
 def _torchrun(plan, out, **popen):
