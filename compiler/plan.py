@@ -23,7 +23,7 @@ from .spec import (
     ScheduleSection,
 )
 
-PLAN_VERSION = (1, 0)
+PLAN_VERSION = (2, 0)
 
 
 class PlanPart(BaseModel):

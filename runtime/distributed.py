@@ -65,13 +65,28 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
             param.grad /= world_size()
 
 
+def _collective_tensor(values: np.ndarray) -> torch.Tensor:
+    """`values` as float64 on the device the backend communicates from (NCCL takes CUDA tensors only)."""
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    return torch.as_tensor(np.asarray(values, dtype=np.float64), device=device)
+
+
 def from_main(values: np.ndarray) -> np.ndarray:
     """Rank 0's copy of `values`, on every rank."""
     if not active():
         return values
-    tensor = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    tensor = _collective_tensor(values)
     dist.broadcast(tensor, src=0)
-    return tensor.numpy()
+    return tensor.cpu().numpy()
+
+
+def summed(values: np.ndarray) -> np.ndarray:
+    """The elementwise sum of every rank's `values`, on every rank."""
+    if not active():
+        return values
+    tensor = _collective_tensor(values)
+    dist.all_reduce(tensor)
+    return tensor.cpu().numpy()
 
 
 def wrap(model: torch.nn.Module, device: torch.device, strategy: str = "ddp",

@@ -80,6 +80,9 @@ class Spec(Section):
                                  f"{stage.eval_interval} is longer than the stage ({stage.steps} steps)"))
         if problems:
             raise RuleError(problems)
+        if getattr(self.recovery, "mixer_start", "") is None:  # the mixer's own practice; written into the plan
+            start = "initial" if self.mixer.method == "drpruning" else "pruned"
+            object.__setattr__(self, "recovery", self.recovery.model_copy(update={"mixer_start": start}))
         return self
 
 

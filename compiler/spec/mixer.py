@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..registry import MIXERS
 from .base import Section
@@ -42,16 +42,21 @@ class DynamicBatchLoadingMixer(Section):
 
 @MIXERS.register("drpruning")
 class DRPruningMixer(Section):
-    """DRPruning: worst case in a chi-square ball around a moving reference ratio."""
+    """DRPruning: worst case in a chi-square ball around a moving reference ratio, against reference losses
+    that scaling-law fits move during each stage."""
 
     method: Literal["drpruning"]
     rho: float = Field(0.1, gt=0, description="Radius of the chi-square ball around the reference ratio.")
-    min_prob: float = Field(0.2, ge=0, lt=1, description="Floor on q_i / p_R,i.")
+    min_prob: float = Field(0.2, ge=0, lt=1, description="Floor on q_i / p_R,i (clamped, then renormalised).")
+    clamp_q_to_min: bool = Field(
+        True, description="Also clamp q from below at the smallest reference-ratio entry, then renormalise "
+        "(the reference's clamp_q_to_min, on by default): small domains keep a real share.")
     signal: Literal["eval", "train-ema"] = Field(
-        "eval", description="Per-domain loss driving the mixer: eval loss, or an EMA of the training loss."
-    )
+        "eval", description="Per-domain loss driving the mixer: eval loss, or an EMA of the training loss "
+        "(updated every step, read every eval_interval steps).")
     ema_alpha: float = Field(0.1, gt=0, le=1, description="EMA weight when signal is train-ema.")
-    bisection_tolerance: float = Field(1e-4, gt=0, description="Tolerance of the bisection on eta.")
+    bisection_tolerance: float = Field(
+        1e-4, gt=0, description="The bisection on eta stops once |chi2(q, p_R) - rho| is within this.")
     reference_shrink: float = Field(
         0.1, gt=0, lt=1, description="When every excess loss is negative, scale the reference losses by "
         "1 - shrink, 1 - 2 shrink, ... until the largest is positive."
@@ -59,8 +64,25 @@ class DRPruningMixer(Section):
     ratio_step: float = Field(0.1, ge=0, le=1, description="delta in p_R <- delta q + (1 - delta) p_R.")
     ratio_update_after: float = Field(0.2, ge=0, le=1, description="Fraction of a stage before p_R moves.")
     ratio_clamp: float = Field(2.0, ge=1, description="p_R stays within [p_0 / clamp, clamp * p_0].")
-    fit_reference: bool = Field(True, description="Refit a scaling law per domain to predict the reference loss.")
+    ratio_clamp_to_initial_range: bool = Field(
+        True, description="After that clamp, also clamp p_R to [min p_0, max p_0] and renormalise (the reference "
+        "does).")
+    fit_reference: bool = Field(True, description="Refit a scaling law per domain to predict the reference loss: "
+                                "the stage's first fit replaces the static reference, later fits can only lower it.")
     fit_huber_delta: float = Field(1e-3, gt=0, description="Huber delta of the robust scaling-law fit.")
-    fit_min_points: int = Field(10, gt=1, description="Recorded evals needed before the fit is used.")
+    fit_history_after: float = Field(0.02, ge=0, le=1, description="Fraction of a stage before evals are "
+                                     "recorded for the fit.")
+    fit_max_points: int = Field(64, gt=1, description="Recorded evals kept per stage (the most recent).")
+    fit_min_points: int = Field(11, gt=1, description="Recorded evals needed before a fit (the reference fits "
+                                "once it has more than 10).")
     fit_min_progress: float = Field(0.1, ge=0, le=1, description="Fraction of a stage done before the fit is used.")
+    fit_average_of: int = Field(3, gt=0, description="The prediction is the mean of this many best fits' "
+                                "predictions.")
     reference: Literal["given", "source"] = _reference_field()
+
+    @model_validator(mode="after")
+    def _history_holds_a_fit(self) -> DRPruningMixer:
+        if self.fit_min_points > self.fit_max_points:
+            raise ValueError(f"fit_min_points ({self.fit_min_points}) exceeds fit_max_points ({self.fit_max_points}):"
+                             " no fit could ever happen")
+        return self

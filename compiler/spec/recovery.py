@@ -25,9 +25,14 @@ from .training import (
 LoraModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _mixer_start_field() -> Literal["pruned", "initial"]:
-    return Field("pruned", description="Start the mixer from the proportions pruning ended with (Sheared-LLaMA's "
-                                       "practice) or from the initial ones.")
+MixerStart = Literal["pruned", "initial"]
+
+
+def _mixer_start_field() -> MixerStart | None:
+    return Field(None, description="Where the mixer starts: `pruned`, from the proportions pruning ended with "
+                 "(Sheared-LLaMA's dynamic batch loading), or `initial`, from data.domains' weights (DRPruning's "
+                 "continued pretraining: its ball and clamps are centred on them again). Unset: `initial` for "
+                 "the drpruning mixer, `pruned` for the others; the plan holds the value chosen.")
 
 
 @RECOVERIES.register("none")
@@ -48,7 +53,7 @@ class FullRecovery(TrainingStage):
     lr: float = lr_field(1e-4)
     warmup_steps: int = warmup_field(1440)
     eval_interval: int = eval_interval_field(400)
-    mixer_start: Literal["pruned", "initial"] = _mixer_start_field()
+    mixer_start: MixerStart | None = _mixer_start_field()
 
 
 @RECOVERIES.register("lora")
@@ -70,4 +75,4 @@ class LoraRecovery(TrainingStage):
     lr: float = lr_field(1e-4)
     warmup_steps: int = warmup_field(100)
     eval_interval: int = eval_interval_field(100)
-    mixer_start: Literal["pruned", "initial"] = _mixer_start_field()
+    mixer_start: MixerStart | None = _mixer_start_field()

@@ -7,8 +7,9 @@
 - P(z > 0) = sigmoid(log_alpha - beta * log(-l / r))
 - at the end: exactly `keep` units with the largest log_alpha per row, carrying
   sigmoid(log_alpha / beta * soft_scale); the rest are 0.
-- the size constraint: lambda_1 (s_hat - t) + lambda_2 (s_hat - t)^2, with the target t
-  ramped linearly from 1 to the target fraction over the warm-up; the lambdas are maximised.
+- the size constraint: lambda_1 (s_hat - t) + lambda_2 (s_hat - t)^2 for each row's expected
+  kept fraction s_hat (each layer's, for head and intermediate masks), averaged over rows, with the
+  target t ramped linearly from 1 to the target fraction over the warm-up; the lambdas are maximised.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def target_fraction(step: int, warmup_steps: int, final: float) -> float:
 
 def lagrangian(expected: torch.Tensor, target: float, lambda_1: torch.Tensor, lambda_2: torch.Tensor
                ) -> torch.Tensor:
-    """Added to the LM loss; masks descend on it, the lambdas ascend (their gradient is flipped)."""
+    """Added to the LM loss, elementwise over `expected`; masks descend on it, the lambdas ascend (their
+    gradient is flipped)."""
     gap = expected - target
     return lambda_1 * gap + lambda_2 * gap * gap

@@ -3,8 +3,9 @@
 One log-alpha vector per kind the plan prunes (layer [L], hidden [d], head [L, K] with one
 value per KV group, intermediate [L, I]) and one pair of multipliers per kind. The
 constraint's target for a kind is its target count over its source count, ramped from 1
-over the warm-up. Samples and deterministic masks come out in the hooks' layout (head
-values repeated over each group's query heads).
+over the warm-up; per-layer kinds are constrained layer by layer (Sheared-LLaMA's l0_module).
+Samples and deterministic masks come out in the hooks' layout (head values repeated over each
+group's query heads).
 """
 
 from __future__ import annotations
@@ -77,15 +78,19 @@ class L0Masks(nn.Module):
         return self._layout({k: sample(a, self.constants, generator) for k, a in self.log_alpha.items()})
 
     def expected_fractions(self) -> dict[str, torch.Tensor]:
-        """Per kind, the expected kept fraction (per-row expectations averaged)."""
+        """Per kind, the expected kept fraction over all its rows (for logs and the eval masks' size)."""
         return {k: keep_probability(a, self.constants).mean() for k, a in self.log_alpha.items()}
 
     def targets(self, step: int, warmup_steps: int) -> dict[str, float]:
         return {k: target_fraction(step, warmup_steps, self.final_fraction[k]) for k in self.kinds}
 
     def lagrangian(self, step: int, warmup_steps: int) -> torch.Tensor:
-        expected, targets = self.expected_fractions(), self.targets(step, warmup_steps)
-        terms = [lagrangian(expected[k], targets[k], self.lambda_1[k], self.lambda_2[k]) for k in self.kinds]
+        """Sum over kinds of the mean over rows of each row's own term: per-layer kinds (head,
+        intermediate) pay for every layer's gap, so layers are pushed towards the equal sizes the
+        final top-k forces, not just their average towards the target."""
+        targets = self.targets(step, warmup_steps)
+        terms = [lagrangian(keep_probability(a, self.constants).mean(-1), targets[k], self.lambda_1[k],
+                            self.lambda_2[k]).mean() for k, a in self.log_alpha.items()]
         return torch.stack(terms).sum() if terms else torch.zeros(())
 
     def deterministic(self, keep: dict[str, int] | None = None) -> dict[str, torch.Tensor]:

@@ -94,11 +94,14 @@ class Mixer(ABC):
         return self.references
 
 
-def update_and_log(mixer: Mixer, observation: Observation, metrics: MetricsLog) -> np.ndarray:
-    """One mixer update, written to metrics.jsonl with the losses that drove it."""
+def update_and_log(mixer: Mixer, observation: Observation, metrics: MetricsLog,
+                   eval_losses: np.ndarray | None = None) -> np.ndarray:
+    """One mixer update, written to metrics.jsonl with the losses that drove it (`losses`) and the per-domain
+    eval losses (`eval_losses`: the same, unless the mixer's signal is the training loss)."""
     record = mixer.update(observation)
     metrics.write("mixer", stage=mixer.stage.name if mixer.stage else None, step=observation.step,
                   method=mixer.params["method"], domains=mixer.names, losses=observation.losses,
+                  eval_losses=observation.losses if eval_losses is None else eval_losses,
                   tokens=observation.tokens, sparsity=observation.sparsity, weights=mixer.weights, **record)
     return mixer.weights
 

@@ -3,9 +3,10 @@
     q(eta) = floor(normalise(p_R * relu(excess - eta)))
     chi2(q, p_R) = 1/2 * sum_i p_R,i * (q_i / p_R,i - 1)^2
 
-eta is found by bisection so that chi2 = rho (q is taken on the feasible side, so
-chi2 <= rho). Raising eta concentrates q on the largest excess losses, so chi2 grows
-with eta. The floor keeps q_i >= min_prob * p_R,i exactly.
+eta is found by bisection so that |chi2 - rho| <= tolerance; raising eta concentrates q on the
+largest excess losses, so chi2 grows with eta. The floor clamps q_i / p_R,i at min_prob and
+renormalises; then q is clamped from below at min(p_R) and renormalised again (the reference's
+clamp_q_to_min). The steps and their order are those of DRPruning's DRO_loading_callback.
 """
 
 from __future__ import annotations
@@ -20,54 +21,50 @@ def chi_square(q: np.ndarray, p: np.ndarray) -> float:
 
 
 def floor_to_ratio(q: np.ndarray, p: np.ndarray, min_prob: float) -> np.ndarray:
-    """The distribution closest in shape to q with q_i >= min_prob * p_i, summing to 1.
+    """q with q_i / p_i clamped at min_prob from below, renormalised (so a floored entry can end a
+    little under its floor, as in the reference)."""
+    floored = np.maximum(q / p, min_prob) * p
+    return floored / floored.sum()
 
-    Entries below their floor are pinned to it; the rest share what is left in
-    proportion to q. Repeats until no entry falls below (at most len(q) rounds).
-    """
-    floor = min_prob * p
-    pinned = np.zeros(len(q), dtype=bool)
-    out = q / q.sum()
-    for _ in range(len(q)):
-        below = (out < floor) & ~pinned
-        if not below.any():
-            break
-        pinned |= below
-        free_mass = 1.0 - floor[pinned].sum()
-        rest = q * ~pinned
-        out = np.where(pinned, floor, rest / rest.sum() * free_mass if rest.sum() > 0 else 0.0)
-    return out
+
+def clamp_to_smallest(q: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """q clamped from below at the smallest entry of p, renormalised: small domains keep a real share."""
+    clamped = np.maximum(q, p.min())
+    return clamped / clamped.sum()
 
 
 def worst_case_weights(excess: np.ndarray, p_ref: np.ndarray, *, rho: float, min_prob: float,
-                       tolerance: float, max_iterations: int = 200) -> tuple[np.ndarray, float]:
-    """(q, eta): q maximises the expected excess loss subject to chi2(q, p_ref) <= rho and the floor."""
+                       tolerance: float, clamp_q_to_min: bool, max_iterations: int = 1000
+                       ) -> tuple[np.ndarray, float]:
+    """(q, eta): q maximises the expected excess loss subject to chi2(q, p_ref) <= rho (within
+    `tolerance`) and the floors. Needs a positive largest excess (see drpruning.positive_excess)."""
     excess, p_ref = np.asarray(excess, dtype=np.float64), np.asarray(p_ref, dtype=np.float64)
     top = float(excess.max())
 
-    def q_at(eta: float) -> np.ndarray:
+    def q_at(eta: float) -> np.ndarray | None:
         raw = p_ref * np.maximum(excess - eta, 0.0)
-        if raw.sum() <= 0:  # eta at or above every excess: all mass on the largest
-            raw = p_ref * (excess == top)
-        return floor_to_ratio(raw, p_ref, min_prob)
+        return None if raw.sum() <= 0 else floor_to_ratio(raw / raw.sum(), p_ref, min_prob)
 
-    def gap(eta: float) -> float:
-        return chi_square(q_at(eta), p_ref) - rho
+    def gap(eta: float) -> float:  # NaN at eta >= every excess (q undefined); bisection midpoints stay below
+        q = q_at(eta)
+        return math.nan if q is None else chi_square(q, p_ref) - rho
 
-    high = top
-    if gap(high) <= 0:  # even the most concentrated q stays inside the ball
-        return q_at(high), high
-    scale = max(abs(top), 1e-12)
-    low = -scale / (math.sqrt(2 * rho + 1) - 1)
-    while gap(low) > 0:  # widen the bracket until its lower end is feasible
-        low -= high - low
+    low, high = -top / (math.sqrt(2 * rho + 1) - 1), top
+    while gap(low) > 0:  # widen the bracket downwards until its lower end is inside the ball
+        low, high = low - 2 * (high - low), low
+    eta = 0.5 * (low + high)
     for _ in range(max_iterations):
-        middle = 0.5 * (low + high)
-        value = gap(middle)
+        eta = 0.5 * (low + high)
+        value = gap(eta)
+        if abs(value) <= tolerance:
+            break
         if value > 0:
-            high = middle
+            high = eta
         else:
-            low = middle
-            if -value <= tolerance:
-                break
-    return q_at(low), low
+            low = eta
+    q = q_at(eta)
+    if q is None:  # the bisection found no inner point: keep the reference ratio
+        q = p_ref.copy()
+    if clamp_q_to_min:
+        q = clamp_to_smallest(q, p_ref)
+    return q, eta

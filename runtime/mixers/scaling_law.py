@@ -4,7 +4,7 @@
     recovering:  L(D)    = A * D^-alpha + E
 
 Fitted with a Huber loss (delta 1e-3) from a grid of starting points: every start
-is screened briefly, the three lowest-cost ones are refined, and the best wins.
+is screened briefly and the three lowest-cost ones are refined; DRPruning averages their predictions.
 D is divided by its first value inside the fit only, for conditioning; A is
 reported in the caller's units.
 """
@@ -43,6 +43,14 @@ class ScalingLaw:
 def fit_scaling_law(tokens: np.ndarray, losses: np.ndarray, sparsity: np.ndarray | None = None, *,
                     huber_delta: float = 1e-3) -> ScalingLaw | None:
     """The best of a grid of robust fits; None if no start converges to finite values."""
+    laws = fit_scaling_laws(tokens, losses, sparsity, huber_delta=huber_delta, count=1)
+    return laws[0] if laws else None
+
+
+def fit_scaling_laws(tokens: np.ndarray, losses: np.ndarray, sparsity: np.ndarray | None = None, *,
+                     huber_delta: float = 1e-3, count: int = REFINED_STARTS) -> list[ScalingLaw]:
+    """The `count` best of a grid of robust fits, lowest cost first (DRPruning averages the best
+    three's predictions); empty if no start converges to finite values."""
     tokens, losses = np.asarray(tokens, dtype=np.float64), np.asarray(losses, dtype=np.float64)
     scale = tokens[0]
     log_d = np.log(tokens / scale)
@@ -86,11 +94,14 @@ def fit_scaling_law(tokens: np.ndarray, losses: np.ndarray, sparsity: np.ndarray
               for start in itertools.product(*(values for values in grid.values() if values))]
     screened = [r for r in (solve(start, SCREEN_EVALUATIONS) for start in starts) if r is not None]
     screened.sort(key=lambda r: r.cost)
-    refined = [r for r in (solve(r.x, REFINE_EVALUATIONS) for r in screened[:REFINED_STARTS]) if r is not None]
-    best = min(refined, key=lambda r: r.cost, default=None)
-    if best is None:
-        return None
-    log_a, alpha, e = best.x[:3]
-    beta = float(best.x[3]) if log_s is not None else 0.0
-    return ScalingLaw(A=float(math.exp(log_a) * scale ** alpha), alpha=float(alpha), beta=beta, E=float(e),
-                      cost=float(best.cost))
+    refined = [r for r in (solve(r.x, REFINE_EVALUATIONS) for r in screened[:max(count, REFINED_STARTS)])
+               if r is not None]
+    refined.sort(key=lambda r: r.cost)
+
+    def law(result) -> ScalingLaw:
+        log_a, alpha, e = result.x[:3]
+        beta = float(result.x[3]) if log_s is not None else 0.0
+        return ScalingLaw(A=float(math.exp(log_a) * scale ** alpha), alpha=float(alpha), beta=beta, E=float(e),
+                          cost=float(result.cost))
+
+    return [law(result) for result in refined[:count]]

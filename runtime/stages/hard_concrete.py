@@ -27,6 +27,7 @@ from ..masks.hooks import MaskHooks
 from ..masks.l0 import L0Masks
 from ..mixers import build_mixer
 from ..train.loop import Schedule, adamw, prepare, train
+from ..train.signal import sequence_losses
 from .base import RunContext, reference_from_source
 
 
@@ -46,7 +47,7 @@ class HardConcreteTask:
         generator = torch.Generator(device=device)
         generator.manual_seed(int(np.random.SeedSequence([self.seed, step, micro]).generate_state(1)[0]))
         self.hooks.values = self.l0.sample(generator)
-        return model(input_ids=input_ids, labels=input_ids).loss
+        return sequence_losses(model, input_ids)
 
     def extra_loss(self, step: int) -> torch.Tensor:
         return self.l0.lagrangian(step, self.warmup)

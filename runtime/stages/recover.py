@@ -3,8 +3,9 @@
     recovery: {method: full}                               # continued pretraining of every weight
     recovery: {method: lora, rank: 8, alpha: 16}           # peft adapters, merged before export
 
-The mixer continues from the proportions pruning ended with (mixer_start: pruned) or starts
-over (initial). The emitted model has no adapters and the target's shape.
+The mixer continues from the proportions pruning ended with (mixer_start: pruned, the default
+but for drpruning) or starts over from the initial ones (initial), keeping pruning's reference
+losses either way. The emitted model has no adapters and the target's shape.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .. import distributed
 from ..data import MixtureSampler, load_domains
 from ..mixers import build_mixer
 from ..train.loop import Schedule, adamw, prepare, train
+from ..train.signal import sequence_losses
 from .base import STAGES, RunContext, Stage, reference_from_source
 
 
@@ -30,7 +32,7 @@ class LanguageModelling:
     target_sparsity = None
 
     def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
-        return model(input_ids=input_ids, labels=input_ids).loss
+        return sequence_losses(model, input_ids)
 
     def extra_loss(self, step: int) -> None:
         return None
@@ -75,9 +77,9 @@ class RecoverStage(Stage):
         sampler = MixtureSampler(domains, seed=context.seed + 1, rank=distributed.rank(),
                                  world_size=distributed.world_size())
         mixer = build_mixer(plan)
-        restart = params["mixer_start"] == "initial" or context.mixer_state is None
-        if not restart:
+        if context.mixer_state is not None:  # pruning's reference losses; its weights unless restarted
             mixer.load_state_dict(context.mixer_state)
+        restart = params["mixer_start"] == "initial" or context.mixer_state is None
         if context.resume is None:  # a resumed stage has its mixer's references in the checkpoint
             reference_from_source(context, mixer, domains, schedule)
         model = context.dense_model.float().to(context.device)

@@ -3,6 +3,7 @@
     for step in range(steps):
         set the learning rate (linear warm-up, then cosine/linear/constant decay to a floor)
         draw the global batch by the mixer's weights; forward and backward each micro-batch
+        (train-ema: the per-domain training losses move the mixer's signal)
         add the task's extra loss (e.g. the Lagrangian) once; clip; step
         every eval interval: per-domain eval loss, mixer update
         every checkpoint interval, or when asked to stop (SIGTERM/SIGINT): checkpoint
@@ -31,6 +32,7 @@ from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..metrics import MetricsLog
 from ..mixers import Mixer, Observation, StageInfo, log_stage_start, update_and_log
 from .checkpoint import Checkpoint, Checkpoints, rng_state, set_rng_state
+from .signal import MixerSignal
 from .stop import stop_requested
 
 
@@ -84,7 +86,8 @@ class Task(Protocol):
     target_sparsity: float | None
 
     def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
-        """`micro` numbers the micro-batch within the global batch, the same for any number of ranks."""
+        """Each sequence's mean token loss [rows] (signal.sequence_losses). `micro` numbers the micro-batch
+        within the global batch, the same for any number of ranks."""
     def extra_loss(self, step: int) -> torch.Tensor | None: ...
     def before_optimizer_step(self) -> None: ...
     def after_optimizer_step(self) -> None: ...
@@ -123,6 +126,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     peaks = [group["lr"] for group in optimizer.param_groups]
     started_as = StageInfo(stage, schedule.steps, task.target_sparsity)
     mixer.start_stage(started_as, restart_weights=restart_mixer)
+    signal = MixerSignal(mixer.params, len(mixer.names))
     first = 0
     if resume is not None:  # the caller restored the weights; the rest of the loop's state is here
         state = resume.trainer_state()
@@ -130,6 +134,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
         sampler.load_state_dict(state["sampler"])
         mixer.load_state_dict(state["mixer"])
         task.load_state_dict(state["task"])
+        signal.load_state_dict(state["signal"])
         set_rng_state(state["rng"])
         first = resume.step
     else:  # a resumed stage's start is in metrics.jsonl already
@@ -147,7 +152,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
         saving.checkpoints.save(stage=stage, stage_index=saving.stage_index, step=step, complete=False, model=model,
                                 trainer={"optimizer": distributed.full_optimizer_state(optimizer),
                                          "sampler": sampler.state_dict(), "mixer": mixer.state_dict(),
-                                         "task": task.state_dict(), "rng": rng_state()},
+                                         "task": task.state_dict(), "signal": signal.state_dict(),
+                                         "rng": rng_state()},
                                 checks=saving.checks, weights=weights)
         metrics.write("checkpoint", stage=stage, step=step)
 
@@ -164,9 +170,13 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             for index, micro in enumerate(micro_batches):
                 with autocast:
                     number = distributed.rank() * len(micro_batches) + index
-                    loss = task.lm_loss(replicated, micro, step, number) * len(micro) / len(ids)
+                    sequences = task.lm_loss(replicated, micro, step, number)
+                    loss = sequences.mean() * len(micro) / len(ids)
                 loss.backward()
                 lm += loss.item()
+                start = index * schedule.micro_batch
+                signal.add(batch.domains[start:start + len(micro)], sequences)
+            signal.end_step()
             extra = task.extra_loss(step)
             if extra is not None:
                 extra.backward()
@@ -186,8 +196,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                                                 max_sequences=schedule.eval_sequences,
                                                 batch_size=schedule.micro_batch, device=device)
                 model.train()
-                update_and_log(mixer, Observation(step + 1, losses, sampler.tokens.astype(float),
-                                                  task.sparsity()), metrics)
+                update_and_log(mixer, Observation(step + 1, signal.losses(losses), sampler.tokens.astype(float),
+                                                  task.sparsity()), metrics, eval_losses=losses)
                 mixer.adopt(distributed.from_main(mixer.weights))  # one decision for every rank
             advance(f"loss {lm:.3f}  {tokens / elapsed:,.0f} tok/s  weights "
                     + " ".join(f"{w:.2f}" for w in mixer.weights))

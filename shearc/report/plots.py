@@ -50,7 +50,9 @@ def domain_weights(record: RunRecord, out: Path) -> Path | None:
 
 
 def eval_loss(record: RunRecord, out: Path) -> Path | None:
-    return _per_domain_lines(record, "losses", "eval loss (nats/token)", "per-domain eval loss over steps",
+    updates = record.series("mixer")
+    field = "eval_losses" if updates and "eval_losses" in updates[0] else "losses"  # runs before eval_losses
+    return _per_domain_lines(record, field, "eval loss (nats/token)", "per-domain eval loss over steps",
                              out / "eval_loss.png")
 
 

@@ -33,7 +33,7 @@ def _rewrite(path, change):
     ("change", "needle"),
     [
         (lambda d: d["target"]["model_info"].update(params=1), "edited after compile"),
-        (lambda d: d.update(plan_version=[2, 0]), "plan_version"),
+        (lambda d: d.update(plan_version=[1, 0]), "plan_version"),
         (lambda d: d["stages"][0]["params"].pop("norm"), "stages.0.params"),
         (lambda d: d.update(surprise=1), "surprise"),
     ],

@@ -72,3 +72,27 @@ def test_constraint_targets_and_multipliers():
             value.fill_(9.0)
     l0.clamp_()
     assert max(float(v.detach().max()) for v in l0.log_alpha.values()) == pytest.approx(math.log(1e2))
+
+
+def test_the_lagrangian_charges_every_layer_its_own_gap():
+    """Sheared-LLaMA's l0_module: lambda_1 g_l + lambda_2 g_l^2 per layer, averaged over layers. Layers at
+    32 and 8 expected heads against a target of 20 pay ~0.127 (lambda_2 = 1); one gap of their average would
+    pay ~0.0003, and nothing would push the layers towards the equal counts that the final top-k forces."""
+    source, target = Shape(2, 64, 32, 32, 64, 2), Shape(2, 64, 20, 20, 64, 2)
+    l0 = L0Masks(source, target, ["kv_group"], PARAMS)
+    high, low = math.log(1e2), math.log(1e-2)  # the clamp range: log-alphas saturate there
+    with torch.no_grad():
+        l0.log_alpha["head"][0].fill_(high)
+        l0.log_alpha["head"][1].fill_(low)
+        l0.log_alpha["head"][1, :8] = high
+        l0.lambda_2["head"].fill_(1.0)
+    # keep probabilities by hand: sigmoid(log_alpha - beta * log(-l / r)), beta = 2/3, l = -0.1, r = 1.1
+    kept_high = 1 / (1 + math.exp(-(high - 2 / 3 * math.log(0.1 / 1.1))))  # 0.99798...
+    kept_low = 1 / (1 + math.exp(-(low - 2 / 3 * math.log(0.1 / 1.1))))  # 0.04716...
+    gaps = [kept_high - 20 / 32, (8 * kept_high + 24 * kept_low) / 32 - 20 / 32]  # +0.3730, -0.3403
+    expected = (gaps[0] ** 2 + gaps[1] ** 2) / 2
+    assert expected == pytest.approx(0.1274, abs=1e-4)
+    assert float(l0.lagrangian(step=10, warmup_steps=10)) == pytest.approx(expected, rel=1e-6)
+    with torch.no_grad():
+        l0.lambda_1["head"].fill_(0.5)
+    assert float(l0.lagrangian(step=10, warmup_steps=10)) == pytest.approx(expected + 0.5 * sum(gaps) / 2, rel=1e-6)
