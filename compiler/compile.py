@@ -169,7 +169,7 @@ def _prune_cost(ctx: Context, source_params: int) -> tuple[int, int, int, est.Me
         return prune.tokens, prune.steps, flops, memory
     if isinstance(prune, TaylorPrune):
         tokens = prune.calibration_samples * prune.calibration_seq_len * prune.iterations
-        second_order = prune.estimator in ("element-second", "mixed")
+        second_order = prune.estimator in ("element-hessian", "element-mix")
         per_token = est.activation_bytes_per_token(source, source.shape, spec, masked=False)
         memory = est.Memory(weights=source_params * size, grads=source_params * 4,
                             optimizer=source_params * 4 if second_order else 0,  # Fisher-diagonal accumulator

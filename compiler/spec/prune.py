@@ -25,7 +25,7 @@ from .training import (
 
 Granularity = Literal["layer", "head", "intermediate", "hidden"]
 ALL_GRANULARITIES: tuple[Granularity, ...] = ("layer", "head", "intermediate", "hidden")
-Aggregation = Literal["sum", "prod", "max", "last"]
+Aggregation = Literal["sum", "mean", "prod", "max", "last"]
 
 
 def _granularities_field(default: tuple[str, ...]) -> list[Granularity]:
@@ -43,9 +43,10 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
-def _aggregation_field() -> Aggregation:
-    return Field("sum", description="How member scores combine into a group score: sum, prod, max, or "
-                                    "the last-executed member only.")
+def _aggregation_field(default: str) -> Aggregation:
+    return Field(default, description="How a coupled group's member tensors combine, channel by channel, before "
+                 "a unit's channels are summed: sum, mean, prod, max, or the last-executed member only (LLM-Pruner's "
+                 "group reduction).")
 
 
 @PRUNE_METHODS.register("hard-concrete")
@@ -92,13 +93,13 @@ class TaylorPrune(Section):
     method: Literal["taylor"]
     units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
     granularities: list[Granularity] = _granularities_field(("head", "intermediate"))
-    estimator: Literal["vector", "element-first", "element-second", "mixed"] = Field(
+    estimator: Literal["vector", "element-first", "element-hessian", "element-mix"] = Field(
         "element-first",
-        description="vector: |sum of W*grad| over a slice; element-first: sum of |W*grad| (the reference's "
-        "default); element-second: |W*grad - W*H*W/2| with the Fisher-diagonal Hessian; mixed: first order "
-        "minus half the second-order term.",
+        description="LLM-Pruner's estimators, with H the Fisher-diagonal Hessian: vector (vectorize): |sum of "
+        "W*grad| per channel; element-first (param_first, the reference's default): sum of |W*grad|; "
+        "element-hessian (param_second): sum of |W*H*W|; element-mix (param_mix): sum of |W*grad - W*H*W/2|.",
     )
-    aggregation: Aggregation = _aggregation_field()
+    aggregation: Aggregation = _aggregation_field("sum")
     calibration_samples: int = Field(10, gt=0, description="Random windows of the training data to score on.")
     calibration_seq_len: int = Field(64, gt=0, description="Tokens per calibration window.")
     iterations: int = Field(1, gt=0, description="Prune in this many equal rounds, re-scoring in between.")
@@ -113,7 +114,7 @@ class MagnitudePrune(Section):
     method: Literal["magnitude"]
     units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
     granularities: list[Granularity] = _granularities_field(("head", "intermediate"))
-    norm: Literal["l1", "l2"] = Field("l2", description="Norm of each weight slice a group owns.")
-    aggregation: Aggregation = _aggregation_field()
+    norm: Literal["l1", "l2"] = Field("l2", description="Per channel, the sum of |w| (l1) or of w^2 (l2).")
+    aggregation: Aggregation = _aggregation_field("mean")
 
     _check_granularities = field_validator("granularities")(_unique)

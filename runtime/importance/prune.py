@@ -1,6 +1,7 @@
 """Score-based pruning (taylor, magnitude): scores -> exact-shape binary masks, in one or several rounds.
 
     prune: {method: taylor, estimator: element-first, aggregation: sum, iterations: 1}
+    prune: {method: magnitude, norm: l2, aggregation: mean}
 
 Each round scores the units still alive (with the masks so far applied through hooks)
 and keeps the top ones, moving the shape linearly from the source's to the target's.
@@ -18,7 +19,7 @@ import torch
 from shearc.compiler.adapters import LlamaFamilyAdapter, Shape
 
 from ..masks.hooks import MaskHooks
-from .scores import SIGNED_ESTIMATORS, magnitude_element_scores, taylor_element_scores
+from .scores import SECOND_ORDER_ESTIMATORS, SIGNED_ESTIMATORS, magnitude_element_scores, taylor_element_scores
 from .units import select_masks, unit_scores
 
 
@@ -70,7 +71,7 @@ def element_scores(model: torch.nn.Module, params: dict[str, Any],
     weights = dict(model.named_parameters())
     if params["method"] == "magnitude":
         return {name: magnitude_element_scores(w, params["norm"]) for name, w in weights.items()}
-    second = params["estimator"] in ("element-second", "mixed")
+    second = params["estimator"] in SECOND_ORDER_ESTIMATORS
     grads, fisher = accumulate_gradients(model, calibration(), second_order=second)
     return {name: taylor_element_scores(w, grads[name], None if fisher is None else fisher[name],
                                         params["estimator"]) for name, w in weights.items()}
@@ -81,8 +82,7 @@ def score_and_select(model: torch.nn.Module, adapter: LlamaFamilyAdapter, graph:
                      ) -> dict[str, torch.Tensor]:
     """Binary masks reaching `target` (taylor or magnitude, per the plan's prune parameters)."""
     rounds = params.get("iterations", 1)
-    finish = "abs" if params.get("estimator") in SIGNED_ESTIMATORS else (
-        "sqrt" if params.get("norm") == "l2" else "sum")
+    finish = "abs" if params.get("estimator") in SIGNED_ESTIMATORS else "sum"
     masks: dict[str, torch.Tensor] = {}
     hooks = MaskHooks(model, adapter)
     try:

@@ -1,21 +1,22 @@
-"""Element scores of one weight tensor: pure functions.
+"""Element scores of one weight tensor: pure functions, as LLM-Pruner's estimators define them.
 
-    prune: {method: taylor, estimator: element-first}   # or vector, element-second, mixed
+    prune: {method: taylor, estimator: element-first}   # or vector, element-hessian, element-mix
     prune: {method: magnitude, norm: l2}
 
-With salience W * dL/dW and the Fisher diagonal F = sum_j (dL_j/dW)^2 / N:
-- vector:          a slice scores |sum of W * G| (signed here; the sum and |.| happen per slice)
-- element-first:   |W * G|
-- element-second:  |W * G - 1/2 * W * F * W|
-- mixed:           |W * G| - 1/2 * W * F * W
-- magnitude l1:    |W|;  l2: W^2 (a slice scores the square root of its sum)
+With salience W * dL/dW and the Fisher diagonal H = sum_j (dL_j/dW)^2 / N (the reference's names):
+- vector (vectorize):          W * G, signed: a channel scores |sum| (units.channel_scores)
+- element-first (param_first): |W * G|
+- element-hessian (param_second): |W * H * W|
+- element-mix (param_mix):     |W * G - 1/2 * W * H * W|
+- magnitude l1: |W|;  l2: W^2 (a channel scores the sum)
 """
 
 from __future__ import annotations
 
 import torch
 
-SIGNED_ESTIMATORS = frozenset({"vector"})  # summed over the slice before taking |.|
+SIGNED_ESTIMATORS = frozenset({"vector"})  # summed over each channel before taking |.|
+SECOND_ORDER_ESTIMATORS = frozenset({"element-hessian", "element-mix"})  # need the Fisher diagonal
 
 
 def taylor_element_scores(weight: torch.Tensor, grad: torch.Tensor, fisher: torch.Tensor | None,
@@ -26,11 +27,11 @@ def taylor_element_scores(weight: torch.Tensor, grad: torch.Tensor, fisher: torc
         return salience if estimator == "vector" else salience.abs()
     if fisher is None:
         raise ValueError(f"estimator {estimator} needs the Fisher diagonal")
-    curvature = 0.5 * weight * fisher.float() * weight
-    if estimator == "element-second":
-        return (salience - curvature).abs()
-    if estimator == "mixed":
-        return salience.abs() - curvature
+    curvature = weight * fisher.float() * weight
+    if estimator == "element-hessian":
+        return curvature.abs()
+    if estimator == "element-mix":
+        return (salience - 0.5 * curvature).abs()
     raise ValueError(f"unknown Taylor estimator {estimator!r}")
 
 
@@ -44,10 +45,12 @@ def magnitude_element_scores(weight: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 def aggregate(members: list[torch.Tensor], how: str) -> torch.Tensor:
-    """Member scores of a group [members x units] -> one score per unit."""
+    """Member scores of a group, each [units, ...] -> one score per unit (and channel)."""
     stacked = torch.stack(members)
     if how == "sum":
         return stacked.sum(0)
+    if how == "mean":
+        return stacked.mean(0)
     if how == "prod":
         return stacked.prod(0)
     if how == "max":

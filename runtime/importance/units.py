@@ -1,9 +1,12 @@
 """Scores of prunable units, gathered along the dependency graph, and the top-k masks they give.
 
-A unit's member score from one tensor is its element scores summed over the unit's
-slice (|sum| for the signed vector estimator, sqrt(sum) for the l2 norm); members
-combine by the plan's aggregation. Selection keeps the same count in every layer, so
-the result is a standard config's shape.
+As LLM-Pruner scores a coupled group: each member tensor gives one score per channel (a row or
+column of the unit's slice: its element scores summed, |sum| for the signed vector estimator);
+the members combine channel by channel (the plan's aggregation); a unit's score is the sum of its
+channels'. Under GQA a KV group's query rows (and o_proj columns) hold group-size channels for
+each k/v channel; they are summed onto the k/v channel they pair with first. Members whose widths
+do not divide (a whole layer's tensors) combine as totals. Selection keeps the same count in
+every layer, so the result is a standard config's shape.
 """
 
 from __future__ import annotations
@@ -18,15 +21,22 @@ from .scores import aggregate
 PER_LAYER_KINDS = ("kv_group", "query_head", "intermediate")
 
 
-def slice_scores(elements: torch.Tensor, axis: int, count: int, finish: str) -> torch.Tensor:
-    """Reduce a tensor's element scores to one per unit along `axis` ([count] units of equal width)."""
-    per_index = elements.transpose(0, axis).reshape(elements.shape[axis], -1).sum(1)
-    per_unit = per_index.reshape(count, -1).sum(1)
+def channel_scores(elements: torch.Tensor, axis: int, count: int, finish: str) -> torch.Tensor:
+    """A tensor's element scores -> one per channel along `axis`, as [count units, channels per unit]."""
+    per_channel = elements.transpose(0, axis).reshape(elements.shape[axis], -1).sum(1)
     if finish == "abs":
-        return per_unit.abs()
-    if finish == "sqrt":
-        return per_unit.clamp_min(0).sqrt()
-    return per_unit
+        per_channel = per_channel.abs()
+    return per_channel.reshape(count, -1)
+
+
+def combine_members(members: list[torch.Tensor], aggregation: str) -> torch.Tensor:
+    """[count, width] per member -> one score per unit: members aggregated per channel, channels summed."""
+    width = min(m.shape[1] for m in members)
+    if any(m.shape[1] % width for m in members):  # no channel correspondence: combine the units' totals
+        return aggregate([m.sum(1) for m in members], aggregation)
+    # fold a wider member (GQA's query rows) onto the channels of the narrowest, block by block within each unit
+    aligned = [m.reshape(m.shape[0], m.shape[1] // width, width).sum(1) for m in members]
+    return aggregate(aligned, aggregation).sum(1)
 
 
 def unit_scores(graph: nx.DiGraph, elements: dict[str, torch.Tensor], *, aggregation: str, finish: str
@@ -36,13 +46,10 @@ def unit_scores(graph: nx.DiGraph, elements: dict[str, torch.Tensor], *, aggrega
     for node, data in graph.nodes(data=True):
         if node[0] != "unit":
             continue
-        members = []
-        for _, target in graph.out_edges(node):
-            if target[0] != "slice" or target[1] not in elements:
-                continue
-            members.append(slice_scores(elements[target[1]], target[2], data["count"], finish))
+        members = [channel_scores(elements[target[1]], target[2], data["count"], finish)
+                   for _, target in graph.out_edges(node) if target[0] == "slice" and target[1] in elements]
         if members:
-            scores[(data["kind"], data["layer"])] = aggregate(members, aggregation)
+            scores[(data["kind"], data["layer"])] = combine_members(members, aggregation)
     return scores
 
 

@@ -109,7 +109,7 @@ def test_plan_hash_covers_everything_but_itself(specs_copy):
 
 def test_spec_hash_ignores_written_out_defaults(models):
     short = tiny_spec("llama-mha")
-    long = tiny_spec("llama-mha", prune={"method": "magnitude", "norm": "l2", "aggregation": "sum"},
+    long = tiny_spec("llama-mha", prune={"method": "magnitude", "norm": "l2", "aggregation": "mean"},
                      schedule={"micro_batch": 4, "min_lr_ratio": 0.1})
     first = compile_spec(write_spec(models, short, "a.yaml"), models / "plan.json")
     second = compile_spec(write_spec(models, long, "b.yaml"), models / "plan.json")
