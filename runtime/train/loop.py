@@ -59,6 +59,7 @@ class Schedule:
     min_lr_ratio: float
     grad_clip: float
     eval_sequences: int
+    precision: str  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 or fp32 anywhere
 
     @classmethod
     def from_plan(cls, stage_params: dict[str, Any], plan: dict[str, Any]) -> Schedule:
@@ -67,7 +68,7 @@ class Schedule:
         return cls(stage_params["steps"], stage_params["global_batch"], stage_params["seq_len"], stage_params["lr"],
                    stage_params["warmup_steps"], stage_params["eval_interval"], schedule["micro_batch"],
                    schedule["lr_decay"], schedule["min_lr_ratio"], schedule["grad_clip"],
-                   evaluate["sequences_per_domain"] if evaluate else 16)
+                   evaluate["sequences_per_domain"] if evaluate else 16, plan["runtime"]["precision"])
 
 
 def lr_scale(step: int, schedule: Schedule) -> float:
@@ -122,7 +123,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     if schedule.global_batch % per_step:
         raise ValueError(f"global batch {schedule.global_batch} does not split into micro-batches of "
                          f"{schedule.micro_batch} on {world_size} processes")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    bf16 = schedule.precision == "bf16" or (schedule.precision == "auto" and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()  # fp32 master weights
     peaks = [group["lr"] for group in optimizer.param_groups]
     started_as = StageInfo(stage, schedule.steps, task.target_sparsity)
     mixer.start_stage(started_as, restart_weights=restart_mixer)

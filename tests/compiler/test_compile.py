@@ -152,3 +152,20 @@ def test_memory_estimate_warns_when_a_stage_does_not_fit(specs_copy):
     plan = compile_spec(spec, specs_copy / "plan.json")
     prune = plan.stages[0]
     assert not prune.estimate.fits_device and any("stage prune" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize(("mixer", "given", "expected"), [
+    ("drpruning", None, "initial"),  # DRPruning's continued pretraining restarts at p_0
+    ("dynamic-batch-loading", None, "pruned"),  # Sheared-LLaMA's continues from pruning's proportions
+    ("constant", None, "pruned"),
+    ("drpruning", "pruned", "pruned"),  # a spec's own choice stands
+])
+def test_recovery_mixer_start_follows_the_mixer_unless_the_spec_says(models, mixer, given, expected):
+    recovery = {"method": "full", "steps": 10, "warmup_steps": 1, "eval_interval": 5}
+    if given:
+        recovery["mixer_start"] = given
+    spec = tiny_spec("llama-mha", mixer={"method": mixer, **({} if mixer == "constant" else {"reference": "source"})},
+                     recovery=recovery)
+    plan = compile_spec(write_spec(models, spec), models / "plan.json").model_dump(mode="json")
+    (recover,) = [s for s in plan["stages"] if s["stage"] == "recover"]
+    assert recover["params"]["mixer_start"] == expected

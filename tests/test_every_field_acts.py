@@ -1,0 +1,148 @@
+"""Nothing in a spec is accepted and then ignored.
+
+Every field of every spec section (each method's variant included) lands in the plan, and the
+runtime reads it: tiny plans that together use every method, mixer and recovery are run with a
+plan that records which of its keys the runtime reads (`d[key]` or `d.get(key)`, not copies), and
+every spec-derived key must be read by some run. The few fields that act at compile time only are
+listed below, each with what it changes there.
+"""
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from shearc.cli import main
+from shearc.compiler.registry import MIXERS, PRUNE_METHODS, RECOVERIES
+from shearc.compiler.spec import DataSection, Domain, EvalSection, ExportSection, RuntimeSection, ScheduleSection
+
+from .helpers import tiny_project
+
+# Spec section -> where its fields land in the plan (a stage's params, by stage name).
+SECTIONS: dict[str, tuple[list[type[BaseModel]], tuple[str, ...]]] = {
+    "prune": ([PRUNE_METHODS.get(n) for n in PRUNE_METHODS], ("stages", "stage:prune", "params")),
+    "mixer": ([MIXERS.get(n) for n in MIXERS], ("mixer",)),
+    "recovery": ([RECOVERIES.get(n) for n in RECOVERIES], ("stages", "stage:recover", "params")),
+    "schedule": ([ScheduleSection], ("schedule",)),
+    "runtime": ([RuntimeSection], ("runtime",)),
+    "eval": ([EvalSection], ("stages", "stage:evaluate", "params")),
+    "export": ([ExportSection], ("stages", "stage:export", "params")),
+    "data": ([DataSection], ("data",)),
+    "data.domains": ([Domain], ("data", "domains", "*")),
+}
+
+# Fields that act when compiling, not when running: what each changes.
+COMPILE_TIME = {
+    "prune.granularities": "which unit kinds the compiler lets the target shrink (a target needing another is refused)",
+    "prune.method": "selects the method's parameters; runtime reads it as prune.method",
+    "runtime.device_memory_gib": "each stage's estimate.fits_device and its warning",
+    "runtime.devices": "refuses a global batch that does not split over micro_batch x devices",
+    "export.tensor_parallel": "refuses a target whose heads, kv_heads or intermediate do not divide by it",
+    "data.eval_fraction": "how compile's data survey splits",
+    "eval.enabled": "whether the plan has an evaluate stage at all",
+}
+
+
+class Recorder(dict):
+    """A plan dict that notes the paths of the keys read from it."""
+
+    def __init__(self, data: dict, path: tuple, reads: set) -> None:
+        super().__init__({k: _wrap(v, (*path, k), reads) for k, v in data.items()})
+        self._path, self._reads = path, reads
+
+    def __getitem__(self, key):
+        self._reads.add((*self._path, key))
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._reads.add((*self._path, key))
+        return super().get(key, default)
+
+
+def _wrap(value: Any, path: tuple, reads: set) -> Any:
+    if isinstance(value, dict):
+        return Recorder(value, path, reads)
+    if isinstance(value, list):  # a stage is known by its name; other list items are alike
+        return [_wrap(item, (*path, f"stage:{item['stage']}" if path == ("stages",) else "*"), reads)
+                for item in value]
+    return value
+
+
+RUNS = {  # together: every prune method, mixer (and DRPruning signal), recovery, evaluation and export
+    "hard-concrete": {"prune": {"method": "hard-concrete", "steps": 4, "global_batch": 4, "seq_len": 16,
+                                "warmup_steps": 1, "eval_interval": 2},
+                      "mixer": {"method": "drpruning", "reference": "source", "signal": "train-ema",
+                                "fit_min_points": 2, "fit_min_progress": 0.0},
+                      "recovery": {"method": "full", "steps": 4, "global_batch": 4, "seq_len": 16,
+                                   "warmup_steps": 1, "eval_interval": 2},
+                      "eval": {"enabled": True, "sequences_per_domain": 2, "seq_len": 16}},
+    "taylor": {"prune": {"method": "taylor", "calibration_samples": 2, "calibration_seq_len": 16},
+               "mixer": {"method": "dynamic-batch-loading", "reference": "source"},
+               "recovery": {"method": "lora", "steps": 4, "global_batch": 4, "seq_len": 16, "warmup_steps": 1,
+                            "eval_interval": 2}},
+    "magnitude": {"prune": {"method": "magnitude"}, "mixer": {"method": "constant"}},
+}
+
+
+@pytest.fixture(scope="module")
+def reads(tmp_path_factory):
+    """The plan keys read by the runtime over the runs above, and one compiled plan per run."""
+    import shearc.runtime.run as run_module
+
+    seen: set = set()
+    plans = {}
+    original = run_module.verify
+
+    def recording(path):
+        verified = original(path)
+        return dataclasses.replace(verified, plan=_wrap(verified.plan, (), seen))
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(run_module, "verify", recording)
+    try:
+        for name, sections in RUNS.items():
+            root = tmp_path_factory.mktemp(name)
+            granular = {"granularities": ["layer", "head", "intermediate", "hidden"]}
+            sections = {**sections, "prune": {**sections["prune"], **granular},
+                        "target": {"layers": 3, "hidden": 32, "heads": 4, "intermediate": 96},
+                        "export": {"dtype": "float32"}}
+            plan = tiny_project(root, "llama-mha", sections)
+            plans[name] = json.loads(plan.read_text())
+            out = [] if name == "magnitude" else ["--out", str(root / "run")]  # one run where the plan says
+            assert main(["run", str(plan), *out]) == 0
+    finally:
+        patch.undo()
+    return seen, plans
+
+
+def _fields():
+    for section, (models, place) in SECTIONS.items():
+        for model in models:
+            for field in model.model_fields:
+                if section == "data" and field == "domains":
+                    continue
+                yield section, place, field
+
+
+@pytest.mark.parametrize(("section", "place", "field"), list(_fields()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_every_spec_field_reaches_the_plan_and_the_runtime_reads_it(reads, section, place, field):
+    seen, plans = reads
+    name, path = f"{section}.{field}", (*place, field)
+    assert any(_holds(plan, path) for plan in plans.values()) or name in COMPILE_TIME, \
+        f"spec field {name} never reaches the plan ({'.'.join(path)})"
+    if name not in COMPILE_TIME:
+        assert path in seen, f"spec field {name} (plan {'.'.join(path)}) is never read by the runtime"
+
+
+def _holds(value, path) -> bool:
+    """Whether a plain plan has `path` (stages found by name, list items by *)."""
+    if not path:
+        return True
+    head, rest = path[0], path[1:]
+    if isinstance(value, list):
+        items = [v for v in value if head == "*" or (head.startswith("stage:") and v.get("stage") == head[6:])]
+        return any(_holds(item, rest) for item in items)
+    return isinstance(value, dict) and head in value and _holds(value[head], rest)
