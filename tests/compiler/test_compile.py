@@ -161,7 +161,7 @@ def test_memory_estimate_warns_when_a_stage_does_not_fit(specs_copy):
     ("drpruning", "pruned", "pruned"),  # a spec's own choice stands
 ])
 def test_recovery_mixer_start_follows_the_mixer_unless_the_spec_says(models, mixer, given, expected):
-    recovery = {"method": "full", "steps": 10, "warmup_steps": 1, "eval_interval": 5}
+    recovery = {"method": "full", "steps": 10, "warmup_steps": 1, "eval_interval": 5, "seq_len": 64}
     if given:
         recovery["mixer_start"] = given
     spec = tiny_spec("llama-mha", mixer={"method": mixer, **({} if mixer == "constant" else {"reference": "source"})},
