@@ -155,6 +155,14 @@ def estimate_stages(ctx: Context) -> list[Problem]:
     stages.append({"stage": "export", "params": spec.export.model_dump(mode="json"), "estimate": estimate(
         0, 0, 0, est.Memory(target_params * export_bytes, 0, 0, 0, 0), "export")})
     ctx.stages = stages
+    mixer = spec.mixer
+    if mixer.method == "drpruning" and mixer.fit_reference:
+        for section, stage in spec.training_stages().items():
+            if est.drpruning_fits(stage.steps, stage.eval_interval, mixer) == 0:
+                ctx.warnings.append(
+                    f"{section}: {stage.steps} steps with an eval every {stage.eval_interval} never record "
+                    f"mixer.fit_min_points ({mixer.fit_min_points}) evals, so DRPruning's reference losses never "
+                    "move from the static ones; lower the eval_interval or mixer.fit_min_points")
     return []
 
 

@@ -8,6 +8,8 @@ Memory is per device, in bytes, at the spec's micro-batch and precision:
   fp32 logits and their gradient; with activation checkpointing only each layer's input
   is kept, plus one layer's worth;
 - masks: hard-concrete log-alphas with their AdamW states, and the Lagrange multipliers.
+
+Also how often DRPruning's scaling-law fit can act in a stage (`drpruning_fits`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass
 from .adapters import Shape
 from .shape import count_params, embedding_params
 from .source import SourceModel
-from .spec import Spec
+from .spec import DRPruningMixer, Spec
 
 GIB = 1024**3
 
@@ -120,3 +122,17 @@ def lora_params(shape: Shape, rank: int, modules: list[str]) -> int:
 
 def non_embedding(source: SourceModel, shape: Shape) -> int:
     return count_params(source, shape) - embedding_params(source, shape)
+
+
+def drpruning_fits(steps: int, eval_interval: int, mixer: DRPruningMixer) -> int:
+    """How many of a stage's mixer updates can refit DRPruning's scaling laws: the runtime records an eval once
+    fit_history_after of the stage is done (keeping fit_max_points), and fits once it holds fit_min_points and
+    fit_min_progress is done. An upper bound: a domain never drawn has no points."""
+    evals = sorted({*range(eval_interval, steps + 1, eval_interval), steps})
+    recorded = fits = 0
+    for step in evals:
+        if step / steps >= mixer.fit_history_after:
+            recorded = min(recorded + 1, mixer.fit_max_points)
+        fits += step / steps >= mixer.fit_min_progress and recorded >= mixer.fit_min_points
+    return fits
+

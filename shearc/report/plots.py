@@ -56,6 +56,28 @@ def eval_loss(record: RunRecord, out: Path) -> Path | None:
                              out / "eval_loss.png")
 
 
+def drpruning_references(record: RunRecord, out: Path) -> Path | None:
+    """DRPruning's moving targets: per-domain reference losses (static until a stage's first scaling-law fit)
+    and the reference ratio p_R around which the worst case is sought."""
+    updates = record.series("mixer")
+    if not updates or "reference_ratio" not in updates[0]:
+        return None
+    figure = Figure(figsize=(12, 4.5))
+    losses, ratio = figure.subplots(1, 2)
+    steps = [record.global_step(u) for u in updates]
+    for axes, field, ylabel in ((losses, "reference_losses", "reference loss L_ref (nats/token)"),
+                                (ratio, "reference_ratio", "reference ratio p_R")):
+        values = np.array([u[field] for u in updates])
+        for index, name in enumerate(updates[0]["domains"]):
+            axes.plot(steps, values[:, index], marker=".", label=name)
+        _mark_stages(axes, record)
+        axes.set(xlabel="step (all training stages)", ylabel=ylabel)
+    losses.set_title("reference losses over steps")
+    ratio.set_title("reference ratio over steps")
+    ratio.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return _save(figure, out / "drpruning_references.png")
+
+
 def pruning_size(record: RunRecord, out: Path) -> Path | None:
     steps = [r for r in record.series("train") if "expected_params" in r]
     if not steps:
@@ -95,5 +117,6 @@ def perplexity(record: RunRecord, out: Path) -> Path | None:
 
 
 def write_plots(record: RunRecord, out: Path) -> list[Path]:
-    drawn = (domain_weights(record, out), eval_loss(record, out), pruning_size(record, out), perplexity(record, out))
+    drawn = (domain_weights(record, out), eval_loss(record, out), drpruning_references(record, out),
+             pruning_size(record, out), perplexity(record, out))
     return [path for path in drawn if path is not None]

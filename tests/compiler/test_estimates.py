@@ -137,3 +137,31 @@ def test_memory_estimate_within_a_quarter_of_a_measured_step(tmp_path, stage):
         assert getattr(estimate, part) == measured[part], part
     assert estimate.activations == pytest.approx(measured["activations"], rel=0.25)
     assert estimate.total == pytest.approx(sum(measured.values()), rel=0.25)
+
+
+def test_drpruning_fits_count_the_updates_that_can_refit():
+    from shearc.compiler.estimates import drpruning_fits
+    from shearc.compiler.spec import DRPruningMixer
+
+    mixer = DRPruningMixer(method="drpruning")  # history from 2%, fits from the 11th point and 10% of the stage
+    # Sheared-LLaMA's pruning: 2% is step 64, so evals from 100 are recorded; the 11th is at 600, then 650..3200
+    assert drpruning_fits(3200, 50, mixer) == 53
+    assert drpruning_fits(150, 25, mixer) == 0  # six evals can never hold eleven points
+    assert drpruning_fits(150, 10, mixer) == 5  # evals 10..150: the 11th at 110, then 120..150
+    late = DRPruningMixer(method="drpruning", fit_history_after=0.5)
+    assert drpruning_fits(100, 5, late) == 1  # from 50% in: evals 50..100 are eleven, the fit comes at 100
+
+
+def test_a_drpruning_stage_that_can_never_fit_is_warned(models):
+    from shearc.compiler.compile import compile_spec
+
+    from ..helpers import write_spec
+
+    spec = tiny_spec("llama-mha", mixer={"method": "drpruning", "reference": "source"},
+                     prune={"method": "hard-concrete", "steps": 60, "eval_interval": 20, "warmup_steps": 5,
+                            "seq_len": 64, "global_batch": 8})
+    plan = compile_spec(write_spec(models, spec), models / "plan.json")
+    assert any("prune: 60 steps with an eval every 20 never record" in w for w in plan.warnings)
+    spec["prune"]["eval_interval"] = 5
+    plan = compile_spec(write_spec(models, spec), models / "plan.json")
+    assert not any("never record" in w for w in plan.warnings)

@@ -31,7 +31,7 @@ def test_report_prints_before_and_after_per_domain_and_draws_every_plot(run_dir,
     assert "loss before" in out and "ppl after" in out
     table_rows = [line for line in out.splitlines() if line.strip("│ ").startswith(("a ", "b "))]
     assert len(table_rows) >= 4  # both domains in the per-domain and the weights tables
-    for name in ("domain_weights", "eval_loss", "pruning_size", "perplexity"):
+    for name in ("domain_weights", "eval_loss", "drpruning_references", "pruning_size", "perplexity"):
         png = run_dir / "report" / f"{name}.png"
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000, name
 
@@ -46,8 +46,8 @@ def test_a_stopped_run_is_reported_as_far_as_it_got(run_dir, tmp_path, capsys):
     assert main(["report", str(stopped), "--out", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
     assert "no report.json" in out and "hard-concrete masks" in out
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["domain_weights.png", "eval_loss.png",
-                                                                      "pruning_size.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "domain_weights.png", "drpruning_references.png", "eval_loss.png", "pruning_size.png"]
 
 
 def test_plots_into_a_file_exit_2(run_dir, tmp_path, capsys):
