@@ -1,7 +1,7 @@
 """Pruning methods x data mixers on the embedded model at one token budget, against two baselines.
 
     .venv/bin/pip install -e ".[bench]"    # torch-pruning, for the outside baseline
-    .venv/bin/python bench/bench_methods.py --out runs/bench-methods [--only NAME ...]
+    .venv/bin/python bench/bench_methods.py --out runs/bench-methods [--seeds 0 1 2] [--budget 0.5] [--only NAME ...]
 
 Every variant starts from specs/tiny/model (3.2M parameters), reaches the target shape of
 specs/tiny_drpruning.yaml (about half) and trains on the same number of tokens: hard-concrete
@@ -17,8 +17,12 @@ Baselines at the same token budget and schedule:
   and value heads repeated per query head; torch-pruning does not prune GQA key/value heads), to
   hidden 192, 4 heads, intermediate 384, next to shearc's Taylor on the same multi-head copy.
 
-Every result is measured by the evaluate stage's code (same eval sequences). Writes
-OUT/results.json and prints the markdown table docs/BENCHMARKS.md carries.
+Every result is measured by the evaluate stage's code (same eval sequences). `--seeds` repeats every
+cell with runtime.seed set (data order, mask noise, calibration windows); `--budget` scales every
+cell's steps by the same factor. Writes OUT/results.json, OUT/plots/ (DRPruning's reference losses,
+reference ratio and weights over each DRPruning run) and prints the markdown tables
+docs/BENCHMARKS.md carries: per-domain losses of the first seed, and mean, worst-domain loss and
+worst rise over the seeds (mean and standard deviation).
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import argparse
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +53,7 @@ ONE_SHOT = {"taylor": {"method": "taylor", "granularities": GRANULARITIES, "cali
 
 def base_spec() -> dict:
     spec = yaml.safe_load(BASE_SPEC.read_text())
+    spec["eval"] = {"sequences_per_domain": 64}  # the default reads 16 to stay fast; gaps here are 0.01 nats
     spec["source"]["model"] = str(REPO / "specs" / spec["source"]["model"])
     for domain in spec["data"]["domains"]:
         for split in ("train", "eval"):
@@ -68,9 +75,20 @@ def shearc_variants(spec: dict) -> dict[str, dict]:
     return variants
 
 
+def scaled(spec: dict, budget: float) -> dict:
+    """Every training stage's steps (and warm-up) times `budget`; evals stay every eval_interval steps."""
+    spec = {**spec}
+    for section in ("prune", "recovery"):
+        stage = spec[section]
+        steps = max(2, round(stage["steps"] * budget))
+        spec[section] = {**stage, "steps": steps, "warmup_steps": max(1, round(stage["warmup_steps"] * budget)),
+                         "eval_interval": min(stage["eval_interval"], steps)}
+    return spec
+
+
 def run_spec(spec: dict, work: Path) -> dict:
     """Compile and run in a fresh process (its own threads and memory); the run's report and wall time."""
-    plan = compiled_plan({**spec, "runtime": {"output_dir": "run"}}, work)
+    plan = compiled_plan({**spec, "runtime": {**spec.get("runtime", {}), "output_dir": "run"}}, work)
     subprocess.run([str(Path(sys.executable).parent / "shearc"), "run", str(work / "plan.json")], check=True,
                    stdout=subprocess.DEVNULL)
     records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -85,11 +103,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-methods")
     parser.add_argument("--only", nargs="*", help="run only these variants (names as in the table)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="runtime.seed of each repeat")
+    parser.add_argument("--budget", type=float, default=1.0, help="every cell's steps times this")
     parser.add_argument("--smoke", action="store_true", help="4 steps per stage: check the script, not the methods")
     args = parser.parse_args()
     args.out = args.out.resolve()  # specs written under it name their sources by absolute path
 
-    spec = base_spec()
+    spec = scaled(base_spec(), args.budget)
     if args.smoke:
         for section in ("prune", "recovery"):
             spec[section].update(steps=4, eval_interval=2, warmup_steps=1)
@@ -100,28 +120,35 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     wanted = set(args.only) if args.only else None
 
-    def record(name: str, make) -> None:
-        if name in results or (wanted is not None and name not in wanted):
+    def record(name: str, seed: int, make) -> None:
+        if str(seed) in results.get(name, {}) or (wanted is not None and name not in wanted):
             return
-        print(f"== {name}", flush=True)
-        results[name] = make()
+        print(f"== {name}, seed {seed}", flush=True)
+        results.setdefault(name, {})[str(seed)] = make()
         args.out.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=1))
 
-    for name, variant in shearc_variants(spec).items():
-        record(name, lambda name=name, variant=variant: run_spec(variant, args.out / slug(name)))
-    one_shot_budget = {"recovery": {**spec["recovery"], "steps": total_steps(spec)}}  # all tokens in recovery
-    record("random-init + constant",
-           lambda: train_at_shape({**spec, **one_shot_budget}, "random", args.out / "random-init"))
     mha_dir = args.out / "mha-source"
     if not mha_dir.is_dir():
         mha_copy(Path(spec["source"]["model"]), mha_dir)
-    mha_spec = {**spec, "source": {"model": str(mha_dir)}, "target": {"hidden": 192, "heads": 4, "intermediate": 384},
-                "prune": ONE_SHOT["taylor"], "mixer": MIXERS["constant"], **one_shot_budget}
-    record("MHA: taylor + constant", lambda: run_spec(mha_spec, args.out / "mha-taylor"))
-    record("MHA: torch-pruning taylor + constant",
-           lambda: train_at_shape(mha_spec, "torch-pruning", args.out / "mha-torch-pruning"))
-    print(table(results))
+    one_shot_budget = {"recovery": {**spec["recovery"], "steps": total_steps(spec)}}  # all tokens in recovery
+    for seed in args.seeds:
+        seeded, out = {**spec, "runtime": {"seed": seed}}, args.out / f"seed{seed}"
+        mha_spec = {**seeded, "source": {"model": str(mha_dir)},
+                    "target": {"hidden": 192, "heads": 4, "intermediate": 384}, "prune": ONE_SHOT["taylor"],
+                    "mixer": MIXERS["constant"], **one_shot_budget}
+        cells = {name: (run_spec, variant, out / slug(name)) for name, variant in shearc_variants(seeded).items()}
+        cells["random-init + constant"] = (partial(train_at_shape, kind="random"), {**seeded, **one_shot_budget},
+                                           out / "random-init")
+        cells["MHA: taylor + constant"] = (run_spec, mha_spec, out / "mha-taylor")
+        cells["MHA: torch-pruning taylor + constant"] = (partial(train_at_shape, kind="torch-pruning"), mha_spec,
+                                                         out / "mha-torch-pruning")
+        for name, (runner, cell_spec, work) in cells.items():
+            record(name, seed, partial(runner, cell_spec, work=work))
+    plot_drpruning_runs(args.out / f"seed{args.seeds[0]}", args.out / "plots")
+    print(table({name: runs[min(runs, key=int)] for name, runs in results.items()}))
+    print()
+    print(spread_table(results))
 
 
 def slug(name: str) -> str:
@@ -143,6 +170,40 @@ def table(results: dict) -> str:
                      + f" | {sum(losses) / len(losses):.3f} | {max(losses):.3f} | "
                  + f"{max(a - b for a, b in zip(losses, source_losses, strict=True)):+.3f} | {result['seconds']:.0f} |")
     return "\n".join(lines)
+
+
+def spread_table(results: dict) -> str:
+    """Mean loss, worst-domain loss and worst rise over the source, as mean +- standard deviation over seeds."""
+    lines = ["| variant | seeds | mean loss | worst-domain loss | worst rise | wall time (s) |",
+             "|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        rows = []
+        for result in runs.values():
+            losses = np.array([d["loss"] for d in result["report"]["result"]["domains"]])
+            source = np.array([d["loss"] for d in result["report"]["source"]["domains"]])
+            rows.append([losses.mean(), losses.max(), (losses - source).max(), result["seconds"]])
+        cells = [_mean_sd(np.array(rows)[:, column], digits, sign)
+                 for column, digits, sign in ((0, 3, ""), (1, 3, ""), (2, 3, "+"), (3, 0, ""))]
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_sd(values: np.ndarray, digits: int, sign: str) -> str:
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():{sign}.{digits}f} ± {spread:.{digits}f}"
+
+
+def plot_drpruning_runs(seed_dir: Path, out: Path) -> None:
+    """The report's DRPruning plots (reference losses and ratio; domain weights) for each DRPruning cell."""
+    from shearc.report.plots import domain_weights, drpruning_references
+    from shearc.report.records import read_run
+
+    for run_dir in sorted(seed_dir.glob("*-drpruning/run")):
+        record = read_run(run_dir)
+        name = run_dir.parent.name
+        for plot in (drpruning_references(record, out / name), domain_weights(record, out / name)):
+            if plot is not None:
+                print(f"plot: {plot}")
 
 
 if __name__ == "__main__":
