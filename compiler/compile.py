@@ -28,6 +28,7 @@ from .plan import PLAN_VERSION, Plan
 from .shape import budget_shape, count_params, exact_shape
 from .source import SourceModel, load_source
 from .spec import HardConcretePrune, LoraRecovery, Spec, TaylorPrune
+from .spec.prune import SECOND_ORDER_ESTIMATORS
 from .yaml_source import LoadedYaml
 
 DEFAULT_EVAL_SEQ_LEN = 128  # LLM-Pruner's perplexity windows, when no stage trains
@@ -177,7 +178,7 @@ def _prune_cost(ctx: Context, source_params: int) -> tuple[int, int, int, est.Me
         return prune.tokens, prune.steps, flops, memory
     if isinstance(prune, TaylorPrune):
         tokens = prune.calibration_samples * prune.calibration_seq_len * prune.iterations
-        second_order = prune.estimator in ("element-hessian", "element-mix")
+        second_order = prune.estimator in SECOND_ORDER_ESTIMATORS
         per_token = est.activation_bytes_per_token(source, source.shape, spec, masked=False)
         memory = est.Memory(weights=source_params * size, grads=source_params * 4,
                             optimizer=source_params * 4 if second_order else 0,  # Fisher-diagonal accumulator

@@ -26,6 +26,7 @@ from .training import (
 Granularity = Literal["layer", "head", "intermediate", "hidden"]
 ALL_GRANULARITIES: tuple[Granularity, ...] = ("layer", "head", "intermediate", "hidden")
 Aggregation = Literal["sum", "mean", "prod", "max", "last"]
+SECOND_ORDER_ESTIMATORS = frozenset({"element-hessian", "element-mix"})  # need the Fisher diagonal
 
 
 def _granularities_field(default: tuple[str, ...]) -> list[Granularity]:

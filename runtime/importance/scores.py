@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 
 SIGNED_ESTIMATORS = frozenset({"vector"})  # summed over each channel before taking |.|
-SECOND_ORDER_ESTIMATORS = frozenset({"element-hessian", "element-mix"})  # need the Fisher diagonal
 
 
 def taylor_element_scores(weight: torch.Tensor, grad: torch.Tensor, fisher: torch.Tensor | None,
