@@ -17,9 +17,10 @@ import networkx as nx
 import torch
 
 from shearc.compiler.adapters import LlamaFamilyAdapter, Shape
+from shearc.compiler.spec.prune import SECOND_ORDER_ESTIMATORS
 
 from ..masks.hooks import MaskHooks
-from .scores import SECOND_ORDER_ESTIMATORS, SIGNED_ESTIMATORS, magnitude_element_scores, taylor_element_scores
+from .scores import SIGNED_ESTIMATORS, magnitude_element_scores, taylor_element_scores
 from .units import select_masks, unit_scores
 
 
