@@ -32,6 +32,8 @@ from .spec.prune import SECOND_ORDER_ESTIMATORS
 from .yaml_source import LoadedYaml
 
 DEFAULT_EVAL_SEQ_LEN = 128  # LLM-Pruner's perplexity windows, when no stage trains
+FINALIZE_CHECK_WINDOWS = 8  # windows of eval text the sliced model is checked on, spread over the domains
+FINALIZE_CHECK_TOKENS = 128  # tokens per window
 
 
 @dataclass
@@ -126,16 +128,16 @@ def estimate_stages(ctx: Context) -> list[Problem]:
     changes = [asdict(c) for c in ctx.changes]
     stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"), "pruned_units": changes,
                    "estimate": estimate(*_prune_cost(ctx, source_params), "prune")})
-    weight_bytes = est.compute_bytes(spec)
-    stages.append({"stage": "finalize", "target_shape": target.as_dict(), "estimate": estimate(
-        0, 0, 0, est.Memory((source_params + target_params) * weight_bytes, 0, 0, 0, 0), "finalize")})
+    check = {"windows": FINALIZE_CHECK_WINDOWS, "tokens": FINALIZE_CHECK_TOKENS}
+    stages.append({"stage": "finalize", "target_shape": target.as_dict(), "check": check, "estimate": estimate(
+        0, 0, 0, est.finalize_memory(source, target, spec, check["tokens"]), "finalize")})
     recovery = spec.recovery
     if recovery.method != "none":
         fwd = est.forward_flops_per_token(source, target, recovery.seq_len)
         if isinstance(recovery, LoraRecovery):
             adapters = est.lora_params(target, recovery.rank, recovery.target_modules)
             memory = est.training_memory(source, target, spec, recovery.seq_len, trained=adapters,
-                                         frozen=target_params, masked=False)
+                                         frozen=target_params, masked=False, lora=recovery)
             flops = 2 * fwd * recovery.tokens  # frozen weights: no weight gradients
         else:
             memory = est.training_memory(source, target, spec, recovery.seq_len, trained=target_params,
@@ -149,12 +151,12 @@ def estimate_stages(ctx: Context) -> list[Problem]:
         tokens = len(spec.data.domains) * spec.eval.sequences_per_domain * params["seq_len"]
         flops = tokens * (est.forward_flops_per_token(source, source.shape, params["seq_len"])
                           + est.forward_flops_per_token(source, target, params["seq_len"]))
-        memory = est.inference_memory(source, source.shape, spec, params["seq_len"], weight_bytes)
+        models = source_params * est.compute_bytes(spec) + target_params * est.result_bytes(spec)
+        memory = est.inference_memory(source, spec, params["seq_len"], models)
         stages.append({"stage": "evaluate", "params": params,
                        "estimate": estimate(2 * tokens, 0, flops, memory, "evaluate")})
-    export_bytes = 4 if spec.export.dtype == "float32" else 2
     stages.append({"stage": "export", "params": spec.export.model_dump(mode="json"), "estimate": estimate(
-        0, 0, 0, est.Memory(target_params * export_bytes, 0, 0, 0, 0), "export")})
+        0, 0, 0, est.export_memory(source, target, spec), "export")})
     ctx.stages = stages
     mixer = spec.mixer
     if mixer.method == "drpruning" and mixer.fit_reference:
@@ -169,7 +171,6 @@ def estimate_stages(ctx: Context) -> list[Problem]:
 
 def _prune_cost(ctx: Context, source_params: int) -> tuple[int, int, int, est.Memory]:
     spec, source, prune = ctx.spec, ctx.source, ctx.spec.prune
-    size = est.compute_bytes(spec)
     if isinstance(prune, HardConcretePrune):
         masks = est.mask_units(source, {c.kind for c in ctx.changes})
         memory = est.training_memory(source, source.shape, spec, prune.seq_len, trained=source_params, frozen=0,
@@ -178,14 +179,11 @@ def _prune_cost(ctx: Context, source_params: int) -> tuple[int, int, int, est.Me
         return prune.tokens, prune.steps, flops, memory
     if isinstance(prune, TaylorPrune):
         tokens = prune.calibration_samples * prune.calibration_seq_len * prune.iterations
-        second_order = prune.estimator in SECOND_ORDER_ESTIMATORS
-        per_token = est.activation_bytes_per_token(source, source.shape, spec, masked=False)
-        memory = est.Memory(weights=source_params * size, grads=source_params * 4,
-                            optimizer=source_params * 4 if second_order else 0,  # Fisher-diagonal accumulator
-                            activations=spec.schedule.micro_batch * prune.calibration_seq_len * per_token, masks=0)
+        memory = est.taylor_memory(source, spec, prune.calibration_seq_len,
+                                   second_order=prune.estimator in SECOND_ORDER_ESTIMATORS)
         flops = 3 * est.forward_flops_per_token(source, source.shape, prune.calibration_seq_len) * tokens
         return tokens, prune.iterations, flops, memory
-    return 0, 0, 0, est.Memory(source_params * size, 0, 0, 0, 0)  # magnitude: weights only
+    return 0, 0, 0, est.magnitude_memory(source, spec)
 
 
 def eval_seq_len(spec: Spec) -> int:

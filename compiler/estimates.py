@@ -1,13 +1,20 @@
 """Cost estimates made before any GPU time: FLOPs per token, tokens, steps and peak memory per stage.
 
-Memory is per device, in bytes, at the spec's micro-batch and precision:
-- weights, gradients and AdamW states: fp32 master weights (4 + 4 + 8 bytes per trained
-  parameter), sharded over devices under FSDP2; frozen weights in the compute dtype;
-- activations: the tensors a Llama block saves for backward, per token
-  (6 hidden + q/k/v/attention outputs + 4 intermediate), in the compute dtype, plus the
-  fp32 logits and their gradient; with activation checkpointing only each layer's input
-  is kept, plus one layer's worth;
-- masks: hard-concrete log-alphas with their AdamW states, and the Lagrange multipliers.
+Memory is per device, in bytes, at the spec's micro-batch and precision: the tensors alive at a
+stage's peak, as torch counts them (torch.cuda.max_memory_allocated on a GPU; on a CPU the
+profiler's allocations, see bench/bench_memory.py). What each stage holds:
+- prune: hard-concrete trains the source (fp32 master weights, gradients and AdamW states, the
+  masks' log-alphas and multipliers); taylor holds the source in the compute dtype, its gradients
+  (summed into .grad, or into fp32 accumulators, plus the Fisher diagonal for second order) and one
+  micro-batch's activations (one sample's for second order); magnitude the weights and a score per weight;
+- finalize: the source and the dense result, plus the check's logits for one window;
+- recover: fp32 master weights, gradients and AdamW states of what trains (sharded under FSDP2),
+  frozen weights in the compute dtype, and the activations;
+- evaluate: the source and the result, and one layer's activations with the logits;
+- export: the result as held and its reloaded copy in the export dtype.
+Activations are what a Llama block saves for backward, per token (6 hidden + q/k/v/attention
+outputs + 4 intermediate), in the compute dtype, plus the fp32 logits and their gradient; with
+activation checkpointing only each layer's input is kept, plus one layer's worth.
 
 Also how often DRPruning's scaling-law fit can act in a stage (`drpruning_fits`).
 """
@@ -19,7 +26,7 @@ from dataclasses import asdict, dataclass
 from .adapters import Shape
 from .shape import count_params, embedding_params
 from .source import SourceModel
-from .spec import DRPruningMixer, Spec
+from .spec import DRPruningMixer, LoraRecovery, Spec
 
 GIB = 1024**3
 
@@ -47,6 +54,16 @@ def compute_bytes(spec: Spec) -> int:
     return 2 if precision == "bf16" or (precision == "auto" and on_gpu) else 4
 
 
+def source_bytes(spec: Spec) -> int:
+    """The source as the run holds it: fp32 when pruning trains it (hard-concrete), else the compute dtype."""
+    return 4 if spec.prune.method == "hard-concrete" else compute_bytes(spec)
+
+
+def result_bytes(spec: Spec) -> int:
+    """The dense result as the run holds it: fp32 after recovery trains it, else as the source was held."""
+    return 4 if spec.recovery.method != "none" else source_bytes(spec)
+
+
 def matmul_params(source: SourceModel, shape: Shape) -> int:
     """Parameters that take part in a matrix multiply per token (not the embedding lookup or norms)."""
     norms = shape.hidden * (2 * shape.layers + 1)
@@ -60,41 +77,79 @@ def forward_flops_per_token(source: SourceModel, shape: Shape, seq_len: int) -> 
     return 2 * matmul_params(source, shape) + attention
 
 
-def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *, masked: bool) -> int:
+def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *, masked: bool,
+                               lora: LoraRecovery | None = None) -> int:
     """What one token costs in saved activations across the whole model."""
     attn, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     per_layer = 6 * shape.hidden + 2 * attn + 2 * kv + 4 * shape.intermediate
     if masked:  # the mask products are saved too: residual and norm outputs, heads, intermediate
         per_layer += 4 * shape.hidden + attn + shape.intermediate
     size = compute_bytes(spec)
+    per_layer *= size
+    if lora is not None:  # each adapter saves its dropped-out input (and the dropout mask) and its rank-r output
+        inputs = sum(_in_out(shape)[module][0] for module in lora.target_modules)
+        per_layer += inputs * (size + (lora.dropout > 0)) + len(lora.target_modules) * lora.rank * size
     if spec.schedule.activation_checkpointing:
-        layers = shape.layers * shape.hidden * size + per_layer * size
+        layers = shape.layers * shape.hidden * size + per_layer
     else:
-        layers = shape.layers * per_layer * size
+        layers = shape.layers * per_layer
     logits = source.vocab * (size + 4 + 4)  # logits, their fp32 upcast for the loss, and its gradient
     return layers + logits
 
 
 def training_memory(source: SourceModel, shape: Shape, spec: Spec, seq_len: int, *, trained: int,
-                    frozen: int, masked: bool, masks: int = 0) -> Memory:
+                    frozen: int, masked: bool, masks: int = 0, lora: LoraRecovery | None = None) -> Memory:
     shards = spec.runtime.devices if spec.runtime.strategy == "fsdp2" else 1
     tokens = spec.schedule.micro_batch * seq_len
     return Memory(
         weights=(trained * 4 + frozen * compute_bytes(spec)) // shards,
         grads=trained * 4 // shards,
         optimizer=trained * 8 // shards,
-        activations=tokens * activation_bytes_per_token(source, shape, spec, masked=masked),
+        activations=tokens * activation_bytes_per_token(source, shape, spec, masked=masked, lora=lora),
         masks=masks * 4 * 3,  # log-alpha + two AdamW moments
     )
 
 
-def inference_memory(source: SourceModel, shape: Shape, spec: Spec, seq_len: int, weight_bytes: int) -> Memory:
-    # Only one layer's activations live at a time without backward; the logits dominate.
+def inference_memory(source: SourceModel, spec: Spec, seq_len: int, weights: int) -> Memory:
+    """`weights` bytes of models, and one forward's activations: one layer's at a time, and the logits."""
+    shape = source.shape
     tokens = spec.schedule.micro_batch * seq_len
     size = compute_bytes(spec)
     per_layer = 2 * shape.hidden + shape.heads * shape.head_dim + 2 * shape.intermediate
-    return Memory(weights=count_params(source, shape) * weight_bytes, grads=0, optimizer=0,
+    return Memory(weights=weights, grads=0, optimizer=0,
                   activations=tokens * (per_layer * size + source.vocab * (size + 4)), masks=0)
+
+
+def finalize_memory(source: SourceModel, target: Shape, spec: Spec, check_tokens: int) -> Memory:
+    """The source and the dense result; the check's logits for one window (masked, sliced, permuted, and
+    the forward's own) in fp32."""
+    weights = (count_params(source, source.shape) + count_params(source, target)) * source_bytes(spec)
+    return Memory(weights=weights, grads=0, optimizer=0, activations=check_tokens * source.vocab * 4 * 4, masks=0)
+
+
+def taylor_memory(source: SourceModel, spec: Spec, seq_len: int, *, second_order: bool) -> Memory:
+    """The source in its dtype, its .grad, the fp32 sums (none when .grad is fp32 and first order: it sums in
+    place; the Fisher diagonal for second order) and the activations of a micro-batch (of one sample for
+    second order, whose per-sample gradients go one at a time)."""
+    params, size = count_params(source, source.shape), source_bytes(spec)
+    accumulators = (second_order or size != 4) + second_order
+    batch = 1 if second_order else spec.schedule.micro_batch
+    return Memory(weights=params * size, grads=params * size, optimizer=params * 4 * accumulators,
+                  activations=batch * seq_len * activation_bytes_per_token(source, source.shape, spec, masked=False),
+                  masks=0)
+
+
+def magnitude_memory(source: SourceModel, spec: Spec) -> Memory:
+    """The source and an fp32 score per weight."""
+    params = count_params(source, source.shape)
+    return Memory(weights=params * source_bytes(spec), grads=0, optimizer=params * 4, activations=0, masks=0)
+
+
+def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
+    """The result as held, converted tensor by tensor to the export dtype, then reloaded beside it."""
+    export = 4 if spec.export.dtype == "float32" else 2
+    return Memory(weights=count_params(source, target) * max(result_bytes(spec), 2 * export), grads=0, optimizer=0,
+                  activations=0, masks=0)
 
 
 def mask_units(source: SourceModel, pruned_kinds: set[str]) -> int:
@@ -110,14 +165,18 @@ def mask_units(source: SourceModel, pruned_kinds: set[str]) -> int:
     return sum(per_kind[kind] + 2 for kind in pruned_kinds)
 
 
-def lora_params(shape: Shape, rank: int, modules: list[str]) -> int:
+def _in_out(shape: Shape) -> dict[str, tuple[int, int]]:
+    """Input and output features of each projection LoRA can adapt."""
     attn, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
-    in_out = {
+    return {
         "q_proj": (shape.hidden, attn), "k_proj": (shape.hidden, kv), "v_proj": (shape.hidden, kv),
         "o_proj": (attn, shape.hidden), "gate_proj": (shape.hidden, shape.intermediate),
         "up_proj": (shape.hidden, shape.intermediate), "down_proj": (shape.intermediate, shape.hidden),
     }
-    return shape.layers * sum(rank * sum(in_out[m]) for m in modules)
+
+
+def lora_params(shape: Shape, rank: int, modules: list[str]) -> int:
+    return shape.layers * sum(rank * sum(_in_out(shape)[m]) for m in modules)
 
 
 def non_embedding(source: SourceModel, shape: Shape) -> int:

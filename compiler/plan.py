@@ -23,7 +23,7 @@ from .spec import (
     ScheduleSection,
 )
 
-PLAN_VERSION = (2, 0)
+PLAN_VERSION = (3, 0)  # 3: the finalize stage says how it checks the sliced model
 
 
 class PlanPart(BaseModel):
@@ -130,9 +130,15 @@ class PruneStage(PlanPart):
     estimate: StageEstimate
 
 
+class FinalizeCheck(PlanPart):
+    windows: int = Field(description="Windows of eval text the sliced model is checked on, spread over the domains.")
+    tokens: int = Field(description="Tokens per window.")
+
+
 class FinalizeStage(PlanPart):
     stage: Literal["finalize"]
     target_shape: ShapeInfo
+    check: FinalizeCheck = Field(description="The logits check of the sliced model against the masked one.")
     estimate: StageEstimate
 
 

@@ -128,8 +128,8 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
     from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
     groups = [[p for p in params if p.grad is not None and is_sharded(p.grad) == sharded] for sharded in (True, False)]
-    norms = [full(get_total_norm([p.grad for p in group])).float().cpu() for group in groups if group]
-    total = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+    norms = [full(get_total_norm([p.grad for p in group])).float() for group in groups if group]  # on the device:
+    total = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())  # no host sync
     for group in groups:
         if group:
             clip_grads_with_norm_(group, max_norm, total.to(group[0].grad.device))

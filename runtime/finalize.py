@@ -71,31 +71,34 @@ def _channels(units: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _scale(tensor: torch.Tensor, axes: tuple[str, ...], symbol: str, values: torch.Tensor) -> torch.Tensor:
-    """Multiply `tensor` along its `symbol` axis (if it has one) by `values`."""
+    """Multiply `tensor` along its `symbol` axis (if it has one) by `values`, in fp32, keeping its dtype."""
     if symbol not in axes:
         return tensor
     axis = axes.index(symbol)
     view = [1] * tensor.dim()
     view[axis] = -1
-    return tensor * values.to(tensor.dtype).reshape(view)
+    return (tensor.float() * values.float().to(tensor.device).reshape(view)).to(tensor.dtype)
 
 
-def fold(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, masks: dict[str, torch.Tensor],
-         shape: Shape, *, tied: bool) -> dict[str, torch.Tensor]:
-    """Weights that compute, unmasked, what the masked model computes with these mask values.
+Scaling = tuple[tuple[str, ...], str, torch.Tensor]  # the parameter's axes, the axis symbol, the mask values
+
+
+def fold_scalings(state_keys: set[str], adapter: LlamaFamilyAdapter, masks: dict[str, torch.Tensor], shape: Shape,
+                  *, tied: bool) -> dict[str, list[Scaling]]:
+    """Per parameter, the mask values to multiply in so that, unmasked, it computes what the masked model computes.
 
     The hidden mask on the final norm's output is folded exactly once: into the final norm,
     or, with tied embeddings, already into the output head's input columns by the embedding
     (the reference applies it twice).
     """
-    out = dict(state)
+    scalings: dict[str, list[Scaling]] = {}
 
     def apply(module: str, axes_of: dict[str, tuple[str, ...]], key_prefix: str, symbol: str,
               values: torch.Tensor) -> None:
         for name, axes in axes_of.items():
             key = f"{key_prefix}{name}"
-            if name.rsplit(".", 1)[0] == module and key in out:
-                out[key] = _scale(out[key], axes, symbol, values)
+            if name.rsplit(".", 1)[0] == module and key in state_keys:
+                scalings.setdefault(key, []).append((axes, symbol, values))
 
     hidden = masks.get("hidden")
     if hidden is not None:
@@ -115,37 +118,52 @@ def fold(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, masks: dic
                   masks["head"][layer].repeat_interleave(shape.head_dim))
         if "intermediate" in masks:  # on down_proj's input: only its weight has an `inter` axis
             apply(adapter.intermediate_site, adapter.block, prefix, "inter", masks["intermediate"][layer])
-    if tied:
-        out[adapter.output_head] = out[adapter.embedding]
-    return out
+    return scalings
+
+
+def slice_tensor(key: str, tensor: torch.Tensor, adapter: LlamaFamilyAdapter, kept: Kept, head_dim: int
+                 ) -> tuple[str, torch.Tensor] | None:
+    """The tensor cut to the kept units, under its renumbered name; None for a dropped layer's."""
+    if key.startswith(adapter.layer_prefix + "."):
+        layer_text, name = key[len(adapter.layer_prefix) + 1:].split(".", 1)
+        layer = int(layer_text)
+        if layer not in kept.layers:
+            return None
+        index = {"hidden": kept.hidden, "attn": _channels(kept.heads[layer], head_dim),
+                 "kv": _channels(kept.kv_groups[layer], head_dim), "inter": kept.intermediate[layer]}
+        axes = adapter.block[name]
+        key = f"{adapter.layer_prefix}.{kept.layers.index(layer)}.{name}"
+    else:
+        index = {"hidden": kept.hidden}
+        axes = adapter.outer[key]
+    for axis, symbol in enumerate(axes):
+        if symbol in index:
+            tensor = tensor.index_select(axis, index[symbol].to(tensor.device))
+    return key, tensor.contiguous()
 
 
 def slice_state(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, kept: Kept, head_dim: int
                 ) -> dict[str, torch.Tensor]:
     """Every tensor cut to the kept units; layers renumbered."""
-    out = {}
-    for key, tensor in state.items():
-        if key.startswith(adapter.layer_prefix + "."):
-            layer_text, name = key[len(adapter.layer_prefix) + 1:].split(".", 1)
-            layer = int(layer_text)
-            if layer not in kept.layers:
-                continue
-            index = {"hidden": kept.hidden, "attn": _channels(kept.heads[layer], head_dim),
-                     "kv": _channels(kept.kv_groups[layer], head_dim), "inter": kept.intermediate[layer]}
-            axes = adapter.block[name]
-            key = f"{adapter.layer_prefix}.{kept.layers.index(layer)}.{name}"
-        else:
-            index = {"hidden": kept.hidden}
-            axes = adapter.outer[key]
-        for axis, symbol in enumerate(axes):
-            if symbol in index:
-                tensor = tensor.index_select(axis, index[symbol].to(tensor.device))
-        out[key] = tensor.contiguous()
-    return out
+    return dict(item for key, tensor in state.items()
+                if (item := slice_tensor(key, tensor, adapter, kept, head_dim)) is not None)
 
 
 def finalize_state(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, masks: dict[str, torch.Tensor],
                    shape: Shape, *, tied: bool) -> tuple[dict[str, torch.Tensor], Shape]:
+    """The dense model's weights, in the source's dtypes. One tensor at a time is folded (in fp32) and
+    sliced, so the peak is the source plus the result plus one tensor, whatever the model's size."""
     kept = kept_units(masks, shape)
-    folded = fold(state, adapter, masks, shape, tied=tied)
-    return slice_state(folded, adapter, kept, shape.head_dim), kept.shape
+    scalings = fold_scalings(set(state), adapter, masks, shape, tied=tied)
+    out = {}
+    for key, tensor in state.items():
+        if tied and key == adapter.output_head:
+            continue  # the embedding's, once it is folded and sliced
+        for axes, symbol, values in scalings.get(key, []):
+            tensor = _scale(tensor.detach(), axes, symbol, values)
+        item = slice_tensor(key, tensor.detach(), adapter, kept, shape.head_dim)
+        if item is not None:
+            out[item[0]] = item[1]
+    if tied:
+        out[adapter.output_head] = out[adapter.embedding]
+    return out, kept.shape

@@ -1,12 +1,14 @@
 """`shearc run plan.json`: verify, load, then each stage of the plan in order.
 
     RUN_DIR/model/         the dense model (save_pretrained, safetensors, tokenizer, plan, card)
-    RUN_DIR/metrics.jsonl  what happened, one JSON object per line
-    RUN_DIR/checkpoints/   the last few checkpoints (runtime.checkpoint_interval, and on SIGTERM/SIGINT)
-    RUN_DIR/masks.safetensors, RUN_DIR/done.json
+    RUN_DIR/metrics.jsonl  what happened, one JSON object per line (each stage: seconds, peak memory)
+    RUN_DIR/checkpoints/   the last few checkpoints: every runtime.checkpoint_interval steps, on
+                           SIGTERM/SIGINT, and at the end of every stage but export
+    RUN_DIR/masks.safetensors, RUN_DIR/finalize_check.json, RUN_DIR/report.json, RUN_DIR/done.json
 
-Running the plan again on the same directory resumes from the newest checkpoint; a finished
-run is not redone; a checkpoint of another plan is refused.
+Running the plan again on the same directory resumes from the newest checkpoint (nothing a
+finished stage did is done again); a finished run is not redone; a checkpoint of another plan is
+refused. The source is loaded only when a stage left to run works on it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ import torch
 from rich.console import Console
 
 from shearc.canonical import pretty_json, write_text_atomic
+from shearc.compiler.source import hf_config
 from shearc.errors import Problem, UserError
 
 from . import distributed
 from . import stages as _stages  # noqa: F401  (registration)
 from .data import load_tokenizer
+from .memory import peaks, release_freed, reset_peaks, resident_bytes
 from .metrics import MetricsLog
+from .models import dense_from_file, load_source_weights
+from .precision import source_dtype
 from .stages.base import STAGES, RunContext
 from .stages.prune import PRUNE_IMPLEMENTATIONS
 from .train.checkpoint import Checkpoint, Checkpoints
 from .train.stop import stop_on_signals
-from .verify import VerifiedPlan, verify
+from .verify import verify
 
 
 def unsupported(plan: dict[str, Any]) -> list[str]:
@@ -68,49 +74,51 @@ def _finished(run_dir: Path, plan: dict[str, Any]) -> bool:
     return (run_dir / "model" / "config.json").is_file()
 
 
-def load_source(verified: VerifiedPlan, device: torch.device) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    trust = verified.plan["source"]["trust_remote_code"]
-    model = AutoModelForCausalLM.from_pretrained(verified.model_dir, dtype=torch.float32, trust_remote_code=trust)
-    return model.to(device)
-
-
 def restore(context: RunContext, checkpoint: Checkpoint) -> None:
     """Put back what the stages before `checkpoint` (and a stage it completes) produced."""
-    from transformers import AutoModelForCausalLM
-
-    from shearc.compiler.source import hf_config
-
     context.checks = dict(checkpoint.meta["checks"])
     stage = checkpoint.meta["stage"]
-    if stage == "recover":  # pruning and finalize are behind: the dense model of the target config
-        context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.plan["target"]["config"]))
-        context.dense_model.to(context.device)
     if not checkpoint.complete:  # the stage itself reloads its weights and the loop's state
+        if stage == "recover":  # pruning and finalize are behind: a dense model of the target config to load into
+            from transformers import AutoModelForCausalLM
+
+            context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.plan["target"]["config"]))
+            context.dense_model.to(context.device)
         return
     trainer = checkpoint.trainer_state()
     context.mixer_state = trainer["mixer"]
+    context.report = trainer.get("report")
     if stage == "prune":
-        checkpoint.load_model(context.model)
         context.masks = trainer["masks"]
-    else:
-        checkpoint.load_model(context.dense_model)
+        if checkpoint.weights is not None:  # hard-concrete trained the source with its masks
+            checkpoint.load_model(context.model)
+            context.source_modified = True
+    else:  # finalize and every later stage leave the dense model
+        context.dense_model = dense_from_file(context.plan["target"]["config"], checkpoint.weights,
+                                              context.verified.source.adapter, context.device)
 
 
-def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None) -> Path:
+def needs_source(plan: dict[str, Any], first: int) -> bool:
+    """Whether a stage from `first` on works on the source in memory (later ones reload it if they need it)."""
+    return any(stage["stage"] in ("prune", "finalize") for stage in plan["stages"][first:])
+
+
+def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None, *,
+             finalize_tolerance: float | None = None) -> Path:
+    """`finalize_tolerance` replaces the finalize check's derived tolerance (a user's informed override)."""
     joined = not distributed.active()
     distributed.initialize()
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        return _run(plan_path, out, console)
+        return _run(plan_path, out, console, finalize_tolerance)
     finally:  # leave the process as it was: callers may run other work after a plan
         torch.use_deterministic_algorithms(deterministic)
         if joined:
             distributed.shutdown()
 
 
-def _run(plan_path: str | Path, out: str | Path | None, console: Console | None) -> Path:
+def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
+         finalize_tolerance: float | None) -> Path:
     console = console or Console(stderr=True, soft_wrap=True, quiet=not distributed.is_main())
     verified = verify(plan_path)
     plan = verified.plan
@@ -132,16 +140,19 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None)
         torch.use_deterministic_algorithms(True)
     device = _device(plan)
     metrics = MetricsLog(run_dir / "metrics.jsonl" if distributed.is_main() else None)
-    console.print(f"loading {plan['source']['model']} from {verified.model_dir} on {device}", markup=False)
-    context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics,
-                         model=load_source(verified, device),
+    first = 0 if resume is None else resume.stage_index + (1 if resume.complete else 0)
+    metrics.write("memory", resident_bytes_before_models=resident_bytes())  # the baseline of the stages' peaks
+    context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics, model=None,
                          tokenizer=load_tokenizer(plan["data"]["tokenizer"], verified.plan_dir,
                                                   plan["source"]["trust_remote_code"]),
-                         checkpoints=checkpoints)
-    first = 0
+                         checkpoints=checkpoints, finalize_tolerance=finalize_tolerance)
+    if needs_source(plan, first):  # held by the context alone, so releasing it there frees it
+        dtype = source_dtype(plan, device)
+        console.print(f"loading {plan['source']['model']} from {verified.model_dir} on {device} "
+                      f"({str(dtype).removeprefix('torch.')})", markup=False)
+        context.model = load_source_weights(verified, device, dtype)
     if resume is not None:
         restore(context, resume)
-        first = resume.stage_index + (1 if resume.complete else 0)
         console.print(f"resuming from {resume.path.name} ({resume.meta['stage']}, step {resume.step}"
                       f"{', complete' if resume.complete else ''})", markup=False)
         metrics.write("resume", checkpoint=resume.path.name, stage=resume.meta["stage"], step=resume.step)
@@ -155,12 +166,16 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None)
                 context.resume = resume if resume is not None and index == resume.stage_index else None
                 started = time.perf_counter()
                 console.print(f"stage {name} ...", markup=False)
+                release_freed()
+                at_start = resident_bytes()
+                reset_peaks(device)
                 stage = STAGES.get(name)(stage_plan)
                 stage.setup(context)
                 stage.run(context)
                 stage.finalize(context)
                 seconds = time.perf_counter() - started
-                metrics.write("stage", stage=name, seconds=round(seconds, 3))
+                metrics.write("stage", stage=name, seconds=round(seconds, 3), resident_bytes_at_start=at_start,
+                              **peaks(device))
                 console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
         distributed.barrier()
     finally:  # an interrupted run keeps its TensorBoard scalars too

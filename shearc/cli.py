@@ -1,7 +1,7 @@
 """The `shearc` command line.
 
 Exit codes: 0 done; 2 the input is wrong (every problem listed, no traceback);
-1 a bug (traceback shown); 130 interrupted.
+1 a check of the output failed (what to do next printed) or a bug (traceback shown); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from shearc import __version__
-from shearc.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, Interrupted, Problem, UserError
+from shearc.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, CheckFailed, Interrupted, Problem, UserError
 
 # Piped output is not wrapped at 80 columns: plans have wide tables.
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
@@ -80,11 +80,14 @@ def explain(plan: Path) -> None:
 @click.argument("plan", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run directory; default: the plan's runtime.output_dir, relative to the plan.")
-def run(plan: Path, out: Path | None) -> None:
+@click.option("--finalize-tolerance", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Accept a sliced model whose logits differ from the masked model's by up to this much "
+                   "(default: derived from the model's own rounding; a failed check prints the value to use).")
+def run(plan: Path, out: Path | None, finalize_tolerance: float | None) -> None:
     """Execute PLAN: verify it against the source model, prune, finalize and export a dense model."""
     from shearc.runtime.run import run_plan
 
-    run_plan(plan, out)
+    run_plan(plan, out, finalize_tolerance=finalize_tolerance)
 
 
 @cli.command()
@@ -153,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except CheckFailed as exc:
+        print(f"check failed: {exc}", file=sys.stderr)
+        return EXIT_BUG
     except Interrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,7 +1,8 @@
 """Errors shared by the compiler and the runtime.
 
 A `UserError` means the user's input is wrong: the CLI prints its problems,
-one per line, and exits with code 2 without a traceback. Anything else is a bug.
+one per line, and exits with code 2 without a traceback. A `CheckFailed` means a check of
+the run's output failed: printed, exit 1, no traceback. Anything else is a bug.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class Problem:
         where = ":".join(str(p) for p in (self.file, self.line, self.column) if p is not None)
         parts = [f"{where}:" if where else "", f"{self.path}:" if self.path else "", self.message]
         return " ".join(p for p in parts if p)
+
+
+class CheckFailed(RuntimeError):
+    """A check of what the run produced failed (exit 1): the message says what was found, what is kept and
+    what to do next, so the CLI prints it without a traceback."""
 
 
 class Interrupted(Exception):

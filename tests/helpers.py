@@ -116,3 +116,10 @@ def tiny_project(tmp_path: Path, name: str, spec_changes: dict, domains: dict[st
     plan_path = tmp_path / "plan.json"
     write_plan(compile_spec(write_spec(tmp_path, spec), plan_path), plan_path)
     return plan_path
+
+
+def off_by_one(kept, shape):
+    """A slicing bug on purpose: every layer keeps the intermediate channel next to the right one."""
+    from dataclasses import replace
+
+    return replace(kept, intermediate={layer: (c + 1) % shape.intermediate for layer, c in kept.intermediate.items()})

@@ -12,7 +12,7 @@ PINNED = {
     "validate": {"specs"},
     "compile": {"spec", "output"},
     "explain": {"plan"},
-    "run": {"plan", "out"},
+    "run": {"plan", "out", "finalize_tolerance"},
     "schema": {"check", "directory"},
     "corpus": {"out", "train_documents", "eval_documents", "seed"},
     "report": {"run_dir", "out"},

@@ -18,8 +18,11 @@ from shearc.compiler.adapters import Shape
 from shearc.registry import Registry
 
 from ..data import DomainData, domain_eval_losses
+from ..memory import release_freed
 from ..metrics import MetricsLog
 from ..mixers import Mixer
+from ..models import load_source_weights
+from ..precision import autocast, compute_dtype
 from ..train.checkpoint import Checkpoint, Checkpoints
 from ..train.loop import Saving, Schedule
 from ..verify import VerifiedPlan
@@ -31,8 +34,10 @@ class RunContext:
     run_dir: Path
     device: torch.device
     metrics: MetricsLog
-    model: torch.nn.Module  # the source model, masked while pruning
+    model: torch.nn.Module | None  # the source model, masked while pruning; None once released
     tokenizer: Any
+    source_modified: bool = False  # pruning trained `model` (hard-concrete): it is no longer the source on disk
+    finalize_tolerance: float | None = None  # replaces the finalize check's derived tolerance
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     dense_model: torch.nn.Module | None = None
     target_shape: Shape | None = None
@@ -48,11 +53,25 @@ class RunContext:
             return None
         return Saving(self.checkpoints, self.stage_index, self.plan["runtime"]["checkpoint_interval"], self.checks)
 
-    def save_complete(self, stage: str, step: int, model: torch.nn.Module, trainer: dict[str, Any]) -> None:
-        """The checkpoint that ends a training stage, with what the later stages need."""
+    def save_complete(self, stage: str, step: int, model: torch.nn.Module | None, trainer: dict[str, Any]) -> None:
+        """The checkpoint that ends a stage, with what the later stages need; `model` None when the stage
+        changed no weights (the newest checkpoint's, or the source's, still hold)."""
         if self.checkpoints is not None:
             self.checkpoints.save(stage=stage, stage_index=self.stage_index, step=step, complete=True, model=model,
                                   trainer=trainer, checks=self.checks)
+
+    def source_for_reading(self) -> torch.nn.Module:
+        """The unmodified source: the copy in memory when there is one, else loaded from disk in the compute dtype."""
+        if self.model is not None and not self.source_modified:
+            return self.model
+        dtype = compute_dtype(self.plan["runtime"]["precision"], self.device)
+        return load_source_weights(self.verified, self.device, dtype)
+
+    def release_source(self) -> None:
+        """No later stage needs the source in memory (evaluate reloads it): make room for the dense model."""
+        if self.model is not None:
+            self.model = None
+            release_freed(collect=True)
 
     @property
     def plan(self) -> dict[str, Any]:
@@ -63,21 +82,18 @@ class RunContext:
         return self.plan["runtime"]["seed"]
 
 
-def reference_from_source(context: RunContext, mixer: Mixer, domains: list[DomainData], schedule: Schedule,
-                          source: torch.nn.Module | None = None) -> None:
+def reference_from_source(context: RunContext, mixer: Mixer, domains: list[DomainData], schedule: Schedule) -> None:
     """`mixer.reference: source`: the source model's per-domain eval losses become the mixer's reference.
 
     Measured once, when a stage starts a mixer that has none (a resumed stage restores them from its
-    checkpoint). `source`, when given, is the unmodified source in memory; else it is loaded from disk."""
+    checkpoint), on the source in memory when it is unmodified, else on the source from disk."""
     if context.plan["mixer"].get("reference") != "source" or mixer.references is not None:
         return
-    if source is None:
-        from transformers import AutoModelForCausalLM
-
-        source = AutoModelForCausalLM.from_pretrained(context.verified.model_dir, dtype=torch.float32)
-        source.to(context.device)
-    losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len, max_sequences=schedule.eval_sequences,
-                                batch_size=schedule.micro_batch, device=context.device)
+    source = context.source_for_reading()
+    with autocast(context.plan, context.device):
+        losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len,
+                                    max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
+                                    device=context.device)
     mixer.set_reference(losses)
     context.metrics.write("reference", source="source model", domains=mixer.names, losses=losses)
 

@@ -3,7 +3,7 @@
     eval: {sequences_per_domain: 64, latency_batch: 1}
 
 Per-domain eval loss and perplexity, parameter count, forward latency (median of 5 after a
-warm-up) and tokens per second, for the source as loaded from disk and for the result.
+warm-up) and tokens per second, for the unmodified source and for the result, in the plan's compute dtype.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -19,6 +21,7 @@ from shearc.canonical import pretty_json, write_text_atomic
 
 from ..data import domain_eval_losses, load_domains
 from ..distributed import is_main
+from ..precision import autocast
 from .base import STAGES, RunContext, Stage
 
 LATENCY_RUNS = 5
@@ -38,41 +41,43 @@ def forward_latency_ms(model: torch.nn.Module, ids: torch.Tensor) -> float:
 
 
 def measure(model: torch.nn.Module, domains: list, params: dict[str, Any], ids: torch.Tensor, batch_size: int,
-            device: torch.device) -> dict[str, Any]:
-    model = model.float().to(device).eval()
-    losses = domain_eval_losses(model, domains, seq_len=params["seq_len"],
-                                max_sequences=params["sequences_per_domain"], batch_size=batch_size, device=device)
-    latency = forward_latency_ms(model, ids)
+            device: torch.device, autocast: AbstractContextManager[Any]) -> dict[str, Any]:
+    model.eval()
+    with autocast:
+        losses = domain_eval_losses(model, domains, seq_len=params["seq_len"],
+                                    max_sequences=params["sequences_per_domain"], batch_size=batch_size, device=device)
+        latency = forward_latency_ms(model, ids)
     return {"params": sum(p.numel() for p in model.parameters()),
             "domains": [{"loss": float(loss), "perplexity": math.exp(float(loss))} for loss in losses],
             "latency_ms": latency, "tokens_per_second": ids.numel() / (latency / 1000)}
 
 
 def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, params: dict[str, Any], *, vocab: int,
-            seed: int, batch_size: int, device: torch.device) -> dict[str, Any]:
-    """The report: source and result measured on the same eval sequences and the same latency batch."""
+            seed: int, batch_size: int, device: torch.device,
+            autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, Any]:
+    """The report: source and result measured on the same eval sequences and the same latency batch, both
+    under `autocast()` (the plan's compute dtype)."""
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (params["latency_batch"], params["seq_len"]), generator=generator).to(device)
     return {"domains": [d.name for d in domains], "seq_len": params["seq_len"],
             "latency_batch": params["latency_batch"],
-            "source": measure(source, domains, params, ids, batch_size, device),
-            "result": measure(result, domains, params, ids, batch_size, device)}
+            "source": measure(source, domains, params, ids, batch_size, device, autocast()),
+            "result": measure(result, domains, params, ids, batch_size, device, autocast())}
 
 
 @STAGES.register("evaluate")
 class EvaluateStage(Stage):
     def run(self, context: RunContext) -> None:
-        from transformers import AutoModelForCausalLM
-
         plan, params = context.plan, self.stage_plan["params"]
         domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
                                seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
-        # The source as it is on disk: pruning may have trained the in-memory copy.
-        source = AutoModelForCausalLM.from_pretrained(context.verified.model_dir, dtype=torch.float32)
-        report = compare(source, context.dense_model, domains, params, vocab=context.verified.source.vocab,
-                         seed=context.seed, batch_size=plan["schedule"]["micro_batch"], device=context.device)
-        del source
+        report = compare(context.source_for_reading(), context.dense_model, domains, params,
+                         vocab=context.verified.source.vocab, seed=context.seed,
+                         batch_size=plan["schedule"]["micro_batch"], device=context.device,
+                         autocast=lambda: autocast(plan, context.device))
+        context.release_source()
         if is_main():
             write_text_atomic(context.run_dir / "report.json", pretty_json(report))
         context.report = report
         context.metrics.write("evaluate", **report)
+        context.save_complete("evaluate", 0, None, {"report": report, "mixer": context.mixer_state})

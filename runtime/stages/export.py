@@ -18,15 +18,15 @@ from typing import Any
 import torch
 
 from shearc.canonical import atomic_directory, pretty_json
+from shearc.errors import CheckFailed
 
 from ..distributed import is_main
 from .base import STAGES, RunContext, Stage
-from .finalize import LOGITS_TOLERANCE
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(CheckFailed):
     """The saved model is not the one the run produced: a bug (exit 1)."""
 
 
@@ -55,10 +55,16 @@ A dense {plan['source']['architecture']} pruned from `{plan['source']['model']}`
 
 Stages: {stages}. Mixer: {plan['mixer']['method']}.
 
-Checks: after slicing, logits within {LOGITS_TOLERANCE:g} of the masked model (max abs difference
-{checks['max_logit_difference']:.2e}, fp32); at export, strict reload, dimensions and parameter
-count as planned, weights equal to the run's model.
+{logits_check(checks['logits'])}; at export, strict reload, dimensions and parameter count as planned,
+weights equal to the run's model.
 {report_section(report)}"""
+
+
+def logits_check(logits: dict[str, Any]) -> str:
+    return (f"Checks: after slicing, on {logits['tokens']} tokens of eval text, the dense model's logits within "
+            f"{logits['max_difference']:.2e} of the masked model's ({logits['dtype']}; tolerance "
+            f"{logits['tolerance']:.2e}, from a rounding spread of {logits['rounding_spread']:.2e}), top-1 agreement "
+            f"{logits['top1_agreement']:.2%}, KL {logits['kl']:.2e} nats per token")
 
 
 def report_section(report: dict[str, Any] | None) -> str:

@@ -1,48 +1,56 @@
 """The finalize stage: fold the masks into the weights and slice to a dense model of the target config.
 
-The masked checkpoint is saved first, so a failed export keeps it: the masks
-(RUN_DIR/masks.safetensors) and, when pruning trained the weights (hard-concrete),
-the masked model itself (RUN_DIR/masked/, save_pretrained format).
+The masks are saved first (RUN_DIR/masks.safetensors) and, when pruning trained the weights
+(hard-concrete), the masked model itself (RUN_DIR/masked/, save_pretrained format), so a failed
+check keeps them; the prune stage's checkpoint lets a re-run start here without pruning again.
+The dense model is checked against the masked one on real eval text (logits_check.py) and
+saved as this stage's checkpoint, after which the source is no longer needed in memory.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from shearc.canonical import atomic_directory
+from shearc.canonical import atomic_directory, pretty_json, write_text_atomic
 from shearc.compiler.adapters import Shape
-from shearc.compiler.source import hf_config
+from shearc.errors import CheckFailed
 
+from ..data import load_domains
+from ..data.evaluation import eval_chunks
 from ..distributed import is_main
 from ..finalize import finalize_state
-from ..masks.hooks import MaskHooks
+from ..logits_check import Agreement, compare_logits
+from ..models import build_dense
 from .base import STAGES, RunContext, Stage
 
-LOGITS_TOLERANCE = 1e-4
+
+class FinalizeCheckError(CheckFailed):
+    """The sliced model does not compute what the masked model computes (exit 1, with what to do next)."""
 
 
-class FinalizeCheckError(RuntimeError):
-    """The sliced model does not compute what the masked model computes: a bug (exit 1)."""
+def check_windows(context: RunContext, count: int, tokens: int) -> list[torch.Tensor]:
+    """Up to `count` windows of `tokens` tokens of eval text, spread over the domains."""
+    plan = context.plan
+    domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
+                           seq_len=_cached_seq_len(plan, tokens), seed=context.seed,
+                           cache_dir=context.run_dir / "cache")
+    per_domain = math.ceil(count / len(domains))
+    windows = [chunk for domain in domains for chunk in eval_chunks(domain.eval, tokens, per_domain)]
+    return [torch.as_tensor(w.astype("int64"), device=context.device) for w in windows[:count]]
 
 
-def check_batch(plan: dict, vocab: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(plan["runtime"]["seed"])
-    return torch.randint(0, vocab, (2, 32), generator=generator)
-
-
-def masked_logits(context: RunContext, ids: torch.Tensor) -> torch.Tensor:
-    model = context.model.float().eval()
-    hooks = MaskHooks(model, context.verified.source.adapter)
-    hooks.values = {kind: mask.float() for kind, mask in context.masks.items()}
-    try:
-        with torch.no_grad():
-            return model(input_ids=ids.to(context.device)).logits.float().cpu()
-    finally:
-        hooks.remove()
+def _cached_seq_len(plan: dict, default: int) -> int:
+    """A sequence length another stage tokenizes the data at, so the check reuses its token cache."""
+    for stage in plan["stages"]:
+        for key in ("calibration_seq_len", "seq_len"):
+            if key in stage.get("params", {}):
+                return stage["params"][key]
+    return default
 
 
 def save_masks(masks: dict[str, torch.Tensor], path: os.PathLike[str]) -> None:
@@ -56,32 +64,49 @@ def save_masked_model(model: torch.nn.Module, directory: Path) -> None:
         model.save_pretrained(staging, safe_serialization=True)
 
 
+def failure_message(agreement: Agreement, context: RunContext, trained: bool) -> str:
+    source = context.verified.source
+    masked = (context.run_dir / "masked" if trained
+              else f"the source at {context.verified.model_dir} under those masks")
+    return (
+        f"the sliced model's logits differ from the masked model's by {agreement.max_difference:.3e}, more than the "
+        f"tolerance {agreement.tolerance:.3e} (the rounding spread of this {source.shape.layers}-layer model in "
+        f"{agreement.dtype} is {agreement.rounding_spread:.3e}); top-1 agreement {agreement.top1_agreement:.2%} and "
+        f"KL {agreement.kl:.3e} nats per token over {agreement.tokens} tokens of eval text.\n"
+        f"This is most likely a bug in how shearc slices {source.adapter.architecture}: please report it with "
+        f"{context.run_dir / 'finalize_check.json'}. Kept: the masks ({context.run_dir / 'masks.safetensors'}), "
+        f"the masked model ({masked}) and the prune stage's checkpoint.\n"
+        f"Running the plan again starts here without pruning again; to accept a difference this size, run it with "
+        f"--finalize-tolerance {agreement.max_difference * 1.01:.2e}."
+    )
+
+
 @STAGES.register("finalize")
 class FinalizeStage(Stage):
     def run(self, context: RunContext) -> None:
-        from transformers import AutoModelForCausalLM
-
         source, plan = context.verified.source, context.plan
+        trained = next(s for s in plan["stages"] if s["stage"] == "prune")["params"]["method"] == "hard-concrete"
         if is_main():
             save_masks(context.masks, context.run_dir / "masks.safetensors")
-            prune = next(s for s in plan["stages"] if s["stage"] == "prune")
-            if prune["params"]["method"] == "hard-concrete":  # the weights trained with the masks
+            if trained:  # the weights trained with the masks
                 save_masked_model(context.model, context.run_dir / "masked")
-        state = {k: v.detach().float() for k, v in context.model.state_dict().items()}
-        dense_state, reached = finalize_state(state, source.adapter, context.masks, source.shape, tied=source.tied)
+        dense_state, reached = finalize_state(context.model.state_dict(), source.adapter, context.masks,
+                                              source.shape, tied=source.tied)
         expected = Shape(**self.stage_plan["target_shape"])
         if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
             raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
-        # Built for real (not on meta): non-persistent buffers such as rotary frequencies must exist.
-        dense = AutoModelForCausalLM.from_config(hf_config(plan["target"]["config"]))
-        dense.load_state_dict(dense_state, strict=True)
-        ids = check_batch(plan, source.vocab)
-        with torch.no_grad():
-            difference = (dense.eval()(input_ids=ids).logits.float() - masked_logits(context, ids)).abs().max().item()
-        context.metrics.write("finalize", max_logit_difference=difference)
-        if difference >= LOGITS_TOLERANCE:
-            raise FinalizeCheckError(f"the dense model's logits differ from the masked model's by {difference:.3e} "
-                                     f"(tolerance {LOGITS_TOLERANCE}); the masked checkpoint is in {context.run_dir}")
-        context.dense_model = dense.to(context.device)
+        dense = build_dense(plan["target"]["config"], dense_state, source.adapter)
+        del dense_state
+        check = self.stage_plan["check"]
+        agreement = compare_logits(context.model, context.masks, dense, source.adapter,
+                                   check_windows(context, check["windows"], check["tokens"]), seed=context.seed,
+                                   tolerance=context.finalize_tolerance)
+        context.metrics.write("finalize", **agreement.as_dict())
+        if is_main():
+            write_text_atomic(context.run_dir / "finalize_check.json", pretty_json(agreement.as_dict()))
+        if not agreement.passed:
+            raise FinalizeCheckError(failure_message(agreement, context, trained))
+        context.dense_model = dense
         context.target_shape = reached
-        context.checks["max_logit_difference"] = difference
+        context.checks["logits"] = agreement.as_dict()
+        context.save_complete("finalize", 0, dense, {"mixer": context.mixer_state})

@@ -93,7 +93,8 @@ def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, to
     if context.resume is not None:  # trained weights back; the loop restores the rest
         context.resume.load_model(context.model)
     else:
-        reference_from_source(context, mixer, domains, schedule, source=context.model)
+        reference_from_source(context, mixer, domains, schedule)
+    context.source_modified = True  # its weights train with the masks from here on
     generator = torch.Generator().manual_seed(context.seed)
     l0 = L0Masks(source.shape, target, [u["kind"] for u in stage_plan["pruned_units"]], params, generator)
     l0.to(context.device)

@@ -53,9 +53,11 @@ class PruneStage(Stage):
         context.model.train()
         if params["method"] == "hard-concrete":
             context.masks = learn_masks(context, self.stage_plan)
-        else:
+        else:  # the weights are the source's: the checkpoint holds the masks only
             context.masks = score_and_select(context.model, source.adapter, build_graph(source), source.shape,
-                                             target, params, lambda: self.windows)
+                                             target, params, lambda: self.windows,
+                                             batch_size=context.plan["schedule"]["micro_batch"])
+            context.save_complete("prune", 0, None, {"masks": context.masks, "mixer": None})
         context.target_shape = target
         kept = {kind: int(torch.count_nonzero(mask)) for kind, mask in context.masks.items()}
         context.metrics.write("prune", method=params["method"], kept=kept)

@@ -3,9 +3,10 @@
     recovery: {method: full}                               # continued pretraining of every weight
     recovery: {method: lora, rank: 8, alpha: 16}           # peft adapters, merged before export
 
-The mixer continues from the proportions pruning ended with (mixer_start: pruned, the default
-but for drpruning) or starts over from the initial ones (initial), keeping pruning's reference
-losses either way. The emitted model has no adapters and the target's shape.
+Full recovery trains fp32 master weights; LoRA reads its frozen base in the compute dtype (bf16 on
+a GPU) and trains fp32 adapters. The mixer continues from the proportions pruning ended with
+(mixer_start: pruned, the default but for drpruning) or starts over from the initial ones
+(initial), keeping pruning's reference losses either way. The emitted model has no adapters and the target's shape.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shearc.compiler.source import hf_config
 from .. import distributed
 from ..data import MixtureSampler, load_domains
 from ..mixers import build_mixer
+from ..precision import compute_dtype
 from ..train.loop import Schedule, adamw, prepare, train
 from ..train.signal import sequence_losses
 from .base import STAGES, RunContext, Stage, reference_from_source
@@ -82,8 +84,12 @@ class RecoverStage(Stage):
         restart = params["mixer_start"] == "initial" or context.mixer_state is None
         if context.resume is None:  # a resumed stage has its mixer's references in the checkpoint
             reference_from_source(context, mixer, domains, schedule)
-        model = context.dense_model.float().to(context.device)
+        context.release_source()
         lora = params["method"] == "lora"
+        # What trains keeps fp32 master weights; LoRA's frozen base is only read, in the compute dtype
+        # (peft keeps its adapters in fp32).
+        dtype = compute_dtype(plan["runtime"]["precision"], context.device) if lora else torch.float32
+        model = context.dense_model.to(context.device, dtype=dtype)
         if lora:
             model = with_lora(model, params)
         if context.resume is not None:  # the (adapted) weights back; the loop restores the rest

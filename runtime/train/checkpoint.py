@@ -1,12 +1,15 @@
 """Checkpoints of a run: written atomically, tagged with the plan's hash, the last N kept.
 
     RUN_DIR/checkpoints/01-prune-00000500/
-        meta.json           plan hash, stage, step, complete, checks
+        meta.json           plan hash, stage, step, complete, checks, where the weights are
         model.safetensors   the model being trained (safetensors' save_model: tied weights once)
         trainer.pt          optimizer, masks and multipliers, mixer, data position, RNG states
 
 A checkpoint marked complete ends its stage and carries what later stages need (the
-masks, the mixer's proportions). Running the plan again resumes from the newest one.
+masks, the mixer's proportions, the evaluation). A stage that changed no weights writes
+none: its checkpoint points at the newest one that holds them (kept while pointed at), or
+at none when the source's own weights still hold (score-based pruning). Running the plan
+again resumes from the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -44,8 +47,16 @@ class Checkpoint:
     def complete(self) -> bool:
         return self.meta["complete"]
 
+    @property
+    def weights(self) -> Path | None:
+        """The safetensors file of this checkpoint's model; None when the source's weights hold."""
+        holder = self.meta.get("weights", self.path.name)
+        return None if holder is None else self.path.parent / holder / "model.safetensors"
+
     def load_model(self, model: torch.nn.Module) -> None:
-        missing, unexpected = load_model(model, self.path / "model.safetensors", strict=True)
+        if self.weights is None:
+            raise RuntimeError(f"checkpoint {self.path} holds no weights (the source's hold)")
+        missing, unexpected = load_model(model, self.weights, strict=True)
         if missing or unexpected:  # strict=True raises first; kept as a guard
             raise RuntimeError(f"checkpoint {self.path} does not fit the model: {missing} {unexpected}")
 
@@ -74,28 +85,42 @@ class Checkpoints:
                              for c in foreign[:3]], title="checkpoint of another plan")
         return checkpoints[-1] if checkpoints else None
 
-    def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module,
+    def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module | None,
              trainer: dict[str, Any], checks: dict[str, Any] | None = None,
              weights: dict[str, torch.Tensor] | None = None) -> Checkpoint | None:
         """Rank 0 writes; the others return None. `weights` replaces the model's own tensors when
-        they are sharded (gathered whole by the caller, on every rank)."""
+        they are sharded (gathered whole by the caller, on every rank). `model` None: the stage changed
+        no weights, so the newest checkpoint's (or the source's) are this one's."""
         if not is_main():
             return None
         require_plain(trainer)
         final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
+        previous = self.all()
+        if model is None and weights is None:
+            holder = previous[-1].weights.parent.name if previous and previous[-1].weights else None
+        else:
+            holder = final.name
         meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
-                "complete": complete, "checks": checks or {}}
+                "complete": complete, "checks": checks or {}, "weights": holder}
         with atomic_directory(final) as staging:
-            if weights is None:
-                save_model(model, str(staging / "model.safetensors"))
-            else:
+            if weights is not None:
                 whole = {k: v.contiguous() for k, v in _unshared(weights).items()}
                 save_file(whole, str(staging / "model.safetensors"))
+            elif model is not None:
+                save_model(model, str(staging / "model.safetensors"))
             torch.save(trainer, staging / "trainer.pt")
             (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        for old in self.all()[: -self.keep]:
-            shutil.rmtree(old.path, ignore_errors=True)
+        self._rotate()
         return Checkpoint(final, meta)
+
+    def _rotate(self) -> None:
+        """Keep the newest `keep`, and any older one whose weights they point at."""
+        checkpoints = self.all()
+        kept = checkpoints[-self.keep:]
+        needed = {c.weights.parent.name for c in kept if c.weights is not None}
+        for old in checkpoints[: -self.keep]:
+            if old.path.name not in needed:
+                shutil.rmtree(old.path, ignore_errors=True)
 
 
 def require_plain(state: Any) -> None:

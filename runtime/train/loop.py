@@ -31,6 +31,7 @@ from .. import distributed
 from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..metrics import MetricsLog
 from ..mixers import Mixer, Observation, StageInfo, log_stage_start, update_and_log
+from ..precision import compute_dtype
 from .checkpoint import Checkpoint, Checkpoints, rng_state, set_rng_state
 from .signal import MixerSignal
 from .stop import stop_requested
@@ -123,8 +124,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     if schedule.global_batch % per_step:
         raise ValueError(f"global batch {schedule.global_batch} does not split into micro-batches of "
                          f"{schedule.micro_batch} on {world_size} processes")
-    bf16 = schedule.precision == "bf16" or (schedule.precision == "auto" and device.type == "cuda")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()  # fp32 master weights
+    compute = compute_dtype(schedule.precision, device)  # fp32 master weights, autocast to `compute`
+    autocast = torch.autocast(device.type, dtype=compute) if compute != torch.float32 else nullcontext()
     peaks = [group["lr"] for group in optimizer.param_groups]
     started_as = StageInfo(stage, schedule.steps, task.target_sparsity)
     mixer.start_stage(started_as, restart_weights=restart_mixer)
@@ -167,7 +168,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             batch = sampler.next_batch(mixer.weights, schedule.global_batch)
             ids = torch.as_tensor(batch.input_ids, device=device)
             optimizer.zero_grad(set_to_none=True)
-            lm = 0.0
+            lm = torch.zeros((), device=device)  # summed on the device: read once per step, with the norm
             micro_batches = ids.split(schedule.micro_batch)
             for index, micro in enumerate(micro_batches):
                 with autocast:
@@ -175,7 +176,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                     sequences = task.lm_loss(replicated, micro, step, number)
                     loss = sequences.mean() * len(micro) / len(ids)
                 loss.backward()
-                lm += loss.item()
+                lm += loss.detach().float()
                 start = index * schedule.micro_batch
                 signal.add(batch.domains[start:start + len(micro)], sequences)
             signal.end_step()
@@ -190,7 +191,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             task.after_optimizer_step()
             tokens += ids.numel() * world_size
             elapsed = time.perf_counter() - started
-            metrics.write("train", stage=stage, step=step + 1, loss=lm, lr_scale=scale, grad_norm=float(norm),
+            lm, norm = torch.stack([lm, norm.to(lm.device, torch.float32)]).tolist()  # the step's one sync
+            metrics.write("train", stage=stage, step=step + 1, loss=lm, lr_scale=scale, grad_norm=norm,
                           tokens_per_second=tokens / elapsed, **task.log_terms(step))
             if (step + 1) % schedule.eval_interval == 0 or step + 1 == schedule.steps:
                 with task.evaluation():
@@ -208,6 +210,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                 checkpoint(done)
             if stop_requested():
                 raise Interrupted(f"stopped after step {done} of {stage}; run the plan again to resume")
+    optimizer.zero_grad(set_to_none=True)  # the last step's gradients: as large as the model, needed by no one
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import torch
 from shearc.cli import main
 from shearc.runtime.metrics import MetricsLog
 
-from ..helpers import tiny_project
+from ..helpers import off_by_one, tiny_project
 
 HARD_CONCRETE = {"method": "hard-concrete", "steps": 12, "global_batch": 4, "seq_len": 16, "warmup_steps": 2,
                  "eval_interval": 4}
@@ -46,7 +46,9 @@ def test_run_emits_a_dense_model_that_transformers_loads(tmp_path, capsys, case)
     assert json.loads((model_dir / "plan.json").read_text())["plan_sha256"] == plan["plan_sha256"]
     assert "tags: [shearc, pruning]" in (model_dir / "README.md").read_text()
     (export,) = MetricsLog(tmp_path / "runs" / "tiny" / "metrics.jsonl").read("export")
-    assert export["max_logit_difference"] < 1e-4
+    logits = export["logits"]
+    assert logits["passed"] and logits["max_difference"] < 1e-4 and logits["top1_agreement"] == 1.0
+    assert 0 < logits["rounding_spread"] < logits["tolerance"] and logits["kl"] < 1e-9
     # the masked checkpoint stays: masks, and the trained weights when pruning trained them
     assert (tmp_path / "runs" / "tiny" / "masks.safetensors").is_file()
     assert (tmp_path / "runs" / "tiny" / "masked" / "config.json").is_file() == case.startswith("hard-concrete")
@@ -74,20 +76,29 @@ def test_parts_not_yet_landed_are_refused_clearly(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_failed_check_leaves_no_model_but_keeps_the_masked_checkpoint(tmp_path, monkeypatch):
-    from shearc.runtime.stages import finalize
+def test_a_failed_check_keeps_the_masks_says_what_to_do_and_a_rerun_finishes_without_pruning_again(
+        tmp_path, capsys, monkeypatch):
+    from shearc.runtime import finalize
 
-    plan_path = tiny_project(tmp_path, "qwen2-bias", {})
-    monkeypatch.setattr(finalize, "LOGITS_TOLERANCE", 0.0)  # nothing can pass
-    with pytest.raises(finalize.FinalizeCheckError, match="logits differ"):
-        main(["run", str(plan_path)])
+    plan_path = tiny_project(tmp_path, "qwen2-bias", {"prune": METHODS["taylor"]})
+    correct = finalize.kept_units
+    monkeypatch.setattr(finalize, "kept_units", lambda masks, shape: off_by_one(correct(masks, shape), shape))
+    assert main(["run", str(plan_path)]) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "check failed: the sliced model's logits differ" in err and "Traceback" not in err
+    assert "--finalize-tolerance" in err and "without pruning again" in err
     run_dir = tmp_path / "runs" / "tiny"
     assert not (run_dir / "model").exists() and not (run_dir / "done.json").exists()
-    assert (run_dir / "masks.safetensors").is_file()
+    assert (run_dir / "masks.safetensors").is_file() and (run_dir / "finalize_check.json").is_file()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".model.")]
+    assert main(["run", str(plan_path)]) == 0
+    assert "resuming from 00-prune-00000000 (prune, step 0, complete)" in capsys.readouterr().err
+    assert len(MetricsLog(run_dir / "metrics.jsonl").read("prune")) == 1  # scored once, not again
+    assert (run_dir / "model" / "config.json").is_file()
 
 
-def test_a_bad_export_is_never_published(tmp_path, monkeypatch):
+def test_a_bad_export_is_never_published(tmp_path, monkeypatch, capsys):
     from shearc.runtime.stages import export
 
     plan_path = tiny_project(tmp_path, "llama-mha", {})
@@ -98,7 +109,7 @@ def test_a_bad_export_is_never_published(tmp_path, monkeypatch):
         return original(self, directory, exported.to(torch.bfloat16), context)
 
     monkeypatch.setattr(export.ExportStage, "_reload_and_check", reload_in_bfloat16)
-    with pytest.raises(export.ExportCheckError, match="differs from the checked model"):
-        main(["run", str(plan_path)])
+    assert main(["run", str(plan_path)]) == 1
+    assert "differs from the checked model" in capsys.readouterr().err
     run_dir = tmp_path / "runs" / "tiny"
     assert not (run_dir / "model").exists() and not [p for p in run_dir.iterdir() if p.name.startswith(".model.")]

@@ -74,6 +74,23 @@ def test_vector_score_is_the_loss_derivative_of_shrinking_each_channel():
     assert scores[("kv_group", 1)][group].item() == pytest.approx(sum(abs(d) for d in derivatives), rel=1e-3)
 
 
+def test_batched_first_order_gradients_are_the_mean_of_the_per_sample_ones():
+    config, _, model = _setup("llama-tied")
+    samples = _samples(config["vocab_size"], count=5)
+    one_by_one, _ = accumulate_gradients(model, samples, second_order=False, batch_size=1)
+    batched, _ = accumulate_gradients(model, samples, second_order=False, batch_size=2)  # 2 + 2 + 1
+    assert all(p.grad is None for p in model.parameters())  # nothing left behind on the model
+    expected = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for sample in samples:
+        model.zero_grad()
+        model(input_ids=sample[None], labels=sample[None]).loss.backward()
+        for name, param in model.named_parameters():
+            expected[name] += param.grad / len(samples)
+    for name in expected:
+        torch.testing.assert_close(one_by_one[name], expected[name], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(batched[name], expected[name], rtol=1e-5, atol=1e-7)
+
+
 def test_fisher_diagonal_is_the_mean_squared_per_sample_gradient():
     config, _, model = _setup("llama-tied")
     samples = _samples(config["vocab_size"], count=3)

@@ -37,3 +37,23 @@ def test_anything_else_is_refused_before_a_byte_is_written(tmp_path, bad, where)
                          trainer=bad)
     assert where in str(error.value)
     assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
+
+
+def test_a_stage_that_changed_no_weights_points_at_the_newest_that_hold_them_and_keeps_it(tmp_path):
+    checkpoints = Checkpoints(tmp_path, "abc", keep=1)
+    model = torch.nn.Linear(3, 2)
+    masks_only = checkpoints.save(stage="prune", stage_index=0, step=0, complete=True, model=None, trainer={})
+    assert masks_only.weights is None  # the source's weights hold: nothing written
+    assert not (masks_only.path / "model.safetensors").exists()
+    dense = checkpoints.save(stage="finalize", stage_index=1, step=0, complete=True, model=model, trainer={})
+    assert dense.weights == dense.path / "model.safetensors"
+    report = checkpoints.save(stage="evaluate", stage_index=2, step=0, complete=True, model=None,
+                              trainer={"report": {"loss": 1.0}})
+    assert report.weights == dense.path / "model.safetensors"
+    # keep=1: the prune checkpoint goes, the finalize one stays while the newest points at it
+    assert [c.path.name for c in checkpoints.all()] == ["01-finalize-00000000", "02-evaluate-00000000"]
+    restored = torch.nn.Linear(3, 2)
+    checkpoints.latest().load_model(restored)
+    assert torch.equal(restored.weight, model.weight)
+    checkpoints.save(stage="export", stage_index=3, step=0, complete=True, model=model, trainer={})
+    assert [c.path.name for c in checkpoints.all()] == ["03-export-00000000"]  # no longer pointed at

@@ -1,8 +1,9 @@
 """Resume from every checkpoint a run writes, for every mixer and every prune method.
 
 An uninterrupted run is recorded: its run directory is copied as it stood right after each
-checkpoint was written, and again late in each window that a stage-complete checkpoint opens
-(just before the next stage's first checkpoint, or before `done.json` for the last one). Each copy
+checkpoint was written (every stage but export ends with one), and again late in each window
+that a stage-complete checkpoint opens (just before the next stage's first checkpoint, or before
+`done.json` for the last one). Each copy
 is then run again, as a user would after a crash there, and must end with the uninterrupted run's
 weights, bit for bit. The mixers update at every step and DRPruning fits its scaling laws, so every
 checkpoint carries a mixer history.
@@ -61,7 +62,7 @@ def test_resuming_from_every_checkpoint_gives_the_uninterrupted_weights(tmp_path
         "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
         "prune": PRUNE[method], "mixer": MIXER[mixer], "recovery": {"method": "full", **STEPS},
         "runtime": {"checkpoint_interval": 2, "keep_checkpoints": 2, "deterministic": True},
-        "export": {"dtype": "float32"}})
+        "eval": {"enabled": True, "sequences_per_domain": 2}, "export": {"dtype": "float32"}})
     clean, snapshots = tmp_path / "clean", []
     with monkeypatch.context() as patch:
         _record_snapshots(patch, clean, snapshots)
@@ -71,10 +72,10 @@ def test_resuming_from_every_checkpoint_gives_the_uninterrupted_weights(tmp_path
     (late / "done.json").unlink()
     snapshots.append(("before done.json", late))
     labels = [label for label, _ in snapshots]
-    stages = ["recover"] if method != "hard-concrete" else ["prune", "recover"]
-    for stage in stages:  # interval and stage-complete checkpoints of every training stage
+    for stage in ("prune", "finalize", "recover", "evaluate"):  # every stage boundary is a resume point
         assert any(label.startswith("after") and f"-{stage}-" in label for label in labels), labels
-    assert any(label.startswith("before recover") for label in labels) == (method == "hard-concrete"), labels
+    for stage in ("finalize", "recover", "evaluate"):
+        assert any(label.startswith(f"before {stage}") for label in labels), labels
 
     expected = load_file(clean / "model" / "model.safetensors")
     for label, snapshot in snapshots:

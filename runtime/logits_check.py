@@ -1,0 +1,133 @@
+"""Does the sliced dense model compute what the masked model computes? A check that scales with depth.
+
+On real text from the plan's eval data, the two models' logits are compared three ways: the
+largest absolute difference, top-1 agreement, and the mean KL divergence of the dense model's
+next-token distribution from the masked model's.
+
+The tolerance follows from the arithmetic rather than from a fixed number. The dense model is
+evaluated a second time with its hidden and intermediate channels permuted: mathematically the
+same function, summed in another order, so the two differ by exactly the rounding this model
+accumulates at its depth, width and dtype (the rounding spread). Masked and sliced models differ
+in the same way (zeros summed in, other matrix shapes) and may differ by up to SPREAD_FACTOR
+times that spread, and never less than FLOOR_ULPS units in the last place of the logits' scale.
+A wrong slice moves logits by whole units, orders of magnitude above either. (Measured on a real
+30-layer model in fp32: right slices differ by 0.5 to 4 times the spread, a slice one channel off
+by 10^4 times the tolerance; docs/BENCHMARKS.md.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from shearc.compiler.adapters import LlamaFamilyAdapter, Shape
+
+from .finalize import Kept, slice_tensor
+from .masks.hooks import MaskHooks
+
+SPREAD_FACTOR = 16.0
+FLOOR_ULPS = 4.0
+
+
+@dataclass(frozen=True)
+class Agreement:
+    max_difference: float  # max |dense - masked| over every logit
+    rounding_spread: float  # max |dense - dense with channels permuted|
+    tolerance: float
+    logit_scale: float  # max |masked logit|
+    top1_agreement: float  # fraction of positions where both models predict the same token
+    kl: float  # mean KL(masked || dense) per position, nats
+    tokens: int
+    dtype: str
+
+    @property
+    def passed(self) -> bool:
+        return self.max_difference <= self.tolerance
+
+    def as_dict(self) -> dict[str, float | int | str | bool]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def derived_tolerance(spread: float, logit_scale: float, dtype: torch.dtype) -> float:
+    return max(SPREAD_FACTOR * spread, FLOOR_ULPS * torch.finfo(dtype).eps * logit_scale)
+
+
+def channel_permutation(shape: Shape, generator: torch.Generator) -> Kept:
+    """Every unit kept, hidden and intermediate channels in a random order (heads stay: rotary pairs
+    channels inside a head)."""
+    heads = torch.arange(shape.heads)
+    return Kept(layers=list(range(shape.layers)), hidden=torch.randperm(shape.hidden, generator=generator),
+                heads={layer: heads for layer in range(shape.layers)},
+                kv_groups={layer: torch.arange(shape.kv_heads) for layer in range(shape.layers)},
+                intermediate={layer: torch.randperm(shape.intermediate, generator=generator)
+                              for layer in range(shape.layers)},
+                shape=shape)
+
+
+def inverse(permutation: Kept) -> Kept:
+    return Kept(layers=permutation.layers, hidden=torch.argsort(permutation.hidden), heads=permutation.heads,
+                kv_groups=permutation.kv_groups,
+                intermediate={layer: torch.argsort(p) for layer, p in permutation.intermediate.items()},
+                shape=permutation.shape)
+
+
+@torch.no_grad()
+def permute_channels_(model: torch.nn.Module, adapter: LlamaFamilyAdapter, permutation: Kept) -> None:
+    """Reorder the model's channels in place, one tensor at a time (tied weights once)."""
+    for name, param in model.named_parameters():
+        param.data = slice_tensor(name, param.data, adapter, permutation, permutation.shape.head_dim)[1]
+
+
+@torch.no_grad()
+def _logits(model: torch.nn.Module, window: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=window[None]).logits[0].float()
+
+
+def kl_divergence_sum(reference: torch.Tensor, other: torch.Tensor, rows: int = 16) -> float:
+    """Sum over positions of KL(softmax(reference) || softmax(other)), in fp64, a few positions at a time
+    (a full fp64 copy of a large vocabulary's logits would outweigh a small model)."""
+    total = 0.0
+    for ref, oth in zip(reference.split(rows), other.split(rows), strict=True):
+        log_p, log_q = ref.double().log_softmax(-1), oth.double().log_softmax(-1)
+        total += (log_p.exp() * (log_p - log_q)).sum().item()
+    return total
+
+
+@torch.no_grad()
+def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor], dense: torch.nn.Module,
+                   adapter: LlamaFamilyAdapter, windows: Sequence[torch.Tensor], *, seed: int,
+                   tolerance: float | None = None) -> Agreement:
+    """`masked_model` under `masks` against `dense` on `windows` (1-D token tensors on the models' device).
+    `tolerance`, when given, replaces the derived one. The dense model is permuted and put back in place,
+    one tensor at a time, around each window's second evaluation: no second copy of it is made."""
+    masked_model.eval()
+    dense.eval()
+    permutation = channel_permutation(adapter.shape_of(dense.config), torch.Generator().manual_seed(seed))
+    restoring = inverse(permutation)
+    hooks = MaskHooks(masked_model, adapter)
+    hooks.values = {kind: mask.to(next(masked_model.parameters()).dtype) for kind, mask in masks.items()}
+    largest = spread = scale = kl_sum = 0.0
+    same = tokens = 0
+    try:
+        for window in windows:
+            reference, sliced = _logits(masked_model, window), _logits(dense, window)
+            largest = max(largest, (sliced - reference).abs().max().item())
+            scale = max(scale, reference.abs().max().item())
+            kl_sum += kl_divergence_sum(reference, sliced)
+            same += int((reference.argmax(-1) == sliced.argmax(-1)).sum())
+            tokens += window.numel()
+            del reference
+            permute_channels_(dense, adapter, permutation)
+            try:
+                spread = max(spread, (_logits(dense, window) - sliced).abs().max().item())
+            finally:
+                permute_channels_(dense, adapter, restoring)
+    finally:
+        hooks.remove()
+    dtype = next(dense.parameters()).dtype
+    return Agreement(max_difference=largest, rounding_spread=spread,
+                     tolerance=tolerance if tolerance is not None else derived_tolerance(spread, scale, dtype),
+                     logit_scale=scale, top1_agreement=same / tokens, kl=kl_sum / tokens, tokens=tokens,
+                     dtype=str(dtype).removeprefix("torch."))

@@ -1,0 +1,53 @@
+"""The models a run holds: the source as loaded from disk, and the dense target built around its weights.
+
+The source loads straight onto its device in the dtype the plan computes in. The dense model's
+parameters are created on the meta device and the given tensors assigned in: no random
+initialisation runs and no second copy of the weights is made (a 7B source pruned to 1.3B
+needs the source plus the 1.3B result, not plus another 1.3B of noise). Buffers that are not
+weights (rotary frequencies) are built for real, as transformers builds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from shearc.compiler.adapters import LlamaFamilyAdapter
+from shearc.compiler.source import hf_config
+
+from .verify import VerifiedPlan
+
+
+def load_source_weights(verified: VerifiedPlan, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The source model from its directory, in `dtype` (see precision.py), on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    trust = verified.plan["source"]["trust_remote_code"]
+    return AutoModelForCausalLM.from_pretrained(verified.model_dir, dtype=dtype, trust_remote_code=trust,
+                                                device_map=str(device))
+
+
+def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter
+                ) -> torch.nn.Module:
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    config = hf_config(config)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    if tied and adapter.output_head not in state:  # safetensors files hold a tied tensor once
+        state = {**state, adapter.output_head: state[adapter.embedding]}
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=state[adapter.embedding].dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    if tied:  # assignment made two parameters of the one tensor; make them one again
+        model.tie_weights()
+    return model
+
+
+def dense_from_file(config: dict[str, Any], path: Path, adapter: LlamaFamilyAdapter,
+                    device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The dense model saved in a checkpoint's safetensors file."""
+    return build_dense(config, load_file(path, device=str(device)), adapter)

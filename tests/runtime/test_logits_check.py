@@ -1,0 +1,112 @@
+"""The finalize check: a tolerance from the model's own rounding, that passes right slices and fails wrong ones."""
+
+import torch
+
+from shearc.compiler.adapters import ADAPTERS
+from shearc.compiler.source import hf_config
+from shearc.runtime import finalize
+from shearc.runtime.finalize import finalize_state, kept_units
+from shearc.runtime.logits_check import (
+    FLOOR_ULPS,
+    SPREAD_FACTOR,
+    channel_permutation,
+    compare_logits,
+    derived_tolerance,
+    inverse,
+    kl_divergence_sum,
+    permute_channels_,
+)
+from shearc.runtime.models import build_dense
+
+from ..helpers import TINY_CONFIGS, off_by_one
+
+CONFIG = {**TINY_CONFIGS["mistral-gqa"], "num_hidden_layers": 6}
+
+
+def _model():
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_config(CONFIG)).eval()
+    with torch.no_grad():  # norms away from 1, so the hidden mask's rescaling of them matters
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.uniform_(0.5, 1.5)
+    return model
+
+
+def _masks(shape):
+    generator = torch.Generator().manual_seed(3)
+    hidden = torch.zeros(shape.hidden)
+    hidden[torch.randperm(shape.hidden, generator=generator)[:48]] = 1
+    inter = torch.zeros(shape.layers, shape.intermediate)
+    for layer in range(shape.layers):
+        inter[layer, torch.randperm(shape.intermediate, generator=generator)[:128]] = 1
+    heads = torch.ones(shape.layers, shape.heads)
+    heads[:, :4] = 0  # the first KV group
+    return {"hidden": hidden, "intermediate": inter, "head": heads}
+
+
+def _windows(count=3, length=24):
+    generator = torch.Generator().manual_seed(4)
+    return [torch.randint(0, CONFIG["vocab_size"], (length,), generator=generator) for _ in range(count)]
+
+
+def _dense(model, masks, adapter, shape):
+    state, target = finalize_state(model.state_dict(), adapter, masks, shape, tied=False)
+    return build_dense(adapter.config_for(CONFIG, target), state, adapter)
+
+
+def test_permuting_channels_is_the_same_function_and_puts_every_weight_back():
+    model = _model()
+    adapter = ADAPTERS.get("MistralForCausalLM")
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    window = _windows(1)[0]
+    with torch.no_grad():
+        plain = model(input_ids=window[None]).logits
+        permutation = channel_permutation(adapter.shape_of(model.config), torch.Generator().manual_seed(0))
+        permute_channels_(model, adapter, permutation)
+        moved = model(input_ids=window[None]).logits
+        assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
+        permute_channels_(model, adapter, inverse(permutation))
+    torch.testing.assert_close(moved, plain, rtol=0, atol=1e-4)  # rounding only
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_a_right_slice_passes_with_a_tolerance_from_its_own_rounding():
+    model = _model()
+    adapter = ADAPTERS.get("MistralForCausalLM")
+    shape = adapter.shape_of(model.config)
+    masks = _masks(shape)
+    agreement = compare_logits(model, masks, _dense(model, masks, adapter, shape), adapter, _windows(), seed=0)
+    assert agreement.passed and agreement.top1_agreement == 1.0 and agreement.kl < 1e-10
+    assert agreement.tolerance == derived_tolerance(agreement.rounding_spread, agreement.logit_scale, torch.float32)
+    assert agreement.tokens == 3 * 24 and agreement.dtype == "float32"
+
+
+def test_a_slice_one_channel_off_fails_by_orders_of_magnitude(monkeypatch):
+    model = _model()
+    adapter = ADAPTERS.get("MistralForCausalLM")
+    shape = adapter.shape_of(model.config)
+    masks = _masks(shape)
+    monkeypatch.setattr(finalize, "kept_units", lambda m, s: off_by_one(kept_units(m, s), s))
+    broken = _dense(model, masks, adapter, shape)
+    agreement = compare_logits(model, masks, broken, adapter, _windows(), seed=0)
+    assert not agreement.passed and agreement.max_difference > 100 * agreement.tolerance
+    assert agreement.kl > 1e-6
+    forced = compare_logits(model, masks, broken, adapter, _windows(), seed=0, tolerance=1e3)  # the user's override
+    assert forced.passed and forced.tolerance == 1e3
+
+
+def test_the_tolerance_is_a_multiple_of_the_spread_never_below_the_dtypes_resolution():
+    assert derived_tolerance(1e-4, 10.0, torch.float32) == SPREAD_FACTOR * 1e-4
+    floor = FLOOR_ULPS * torch.finfo(torch.bfloat16).eps * 10.0
+    assert derived_tolerance(0.0, 10.0, torch.bfloat16) == floor
+
+
+def test_kl_in_chunks_is_the_kl_of_the_whole():
+    generator = torch.Generator().manual_seed(0)
+    p, q = torch.randn(37, 300, generator=generator), torch.randn(37, 300, generator=generator)
+    whole = (p.double().softmax(-1) * (p.double().log_softmax(-1) - q.double().log_softmax(-1))).sum().item()
+    assert abs(kl_divergence_sum(p, q, rows=5) - whole) < 1e-9 * abs(whole)
+    assert kl_divergence_sum(p, p) == 0.0
