@@ -34,6 +34,7 @@ from .models import dense_from_file, load_source_weights
 from .precision import source_dtype
 from .stages.base import STAGES, RunContext
 from .stages.prune import PRUNE_IMPLEMENTATIONS
+from .stages.recover import RECOVERY_IMPLEMENTATIONS
 from .train.checkpoint import Checkpoint, Checkpoints
 from .train.stop import stop_on_signals
 from .verify import verify
@@ -48,6 +49,8 @@ def unsupported(plan: dict[str, Any]) -> list[str]:
             missing.append(f"stage {stage['stage']}" + (f" ({method})" if method else ""))
         elif stage["stage"] == "prune" and stage["params"]["method"] not in PRUNE_IMPLEMENTATIONS:
             missing.append(f"prune method {stage['params']['method']}")
+        elif stage["stage"] == "recover" and stage["params"]["method"] not in RECOVERY_IMPLEMENTATIONS:
+            missing.append(f"recovery method {stage['params']['method']}")
         elif stage["stage"] == "evaluate" and stage["params"]["lm_eval_tasks"]:
             missing.append("lm-eval tasks (eval.lm_eval_tasks)")
     return missing
@@ -126,6 +129,12 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
     if missing:
         raise UserError([Problem(f"this shearc cannot run {item} yet", file=str(plan_path)) for item in missing],
                         title="plan needs parts of the runtime that have not landed")
+    expected, started = plan["runtime"]["devices"], distributed.world_size()
+    if started != expected:  # the batch split, the sharding and the memory estimate all assumed `expected`
+        launch = f"torchrun --nproc-per-node {expected} -m shearc.cli run" if expected > 1 else "shearc run"
+        raise UserError([Problem(f"the plan was compiled for {expected} process(es), but {started} started; run it "
+                                 f"with `{launch} {plan_path}`, or recompile with runtime.devices: {started}",
+                                 "runtime.devices", str(plan_path))], title="wrong number of processes")
     run_dir = Path(out) if out is not None else verified.plan_dir / plan["runtime"]["output_dir"]
     if _finished(run_dir, plan):
         console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)

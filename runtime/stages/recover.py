@@ -11,13 +11,16 @@ a GPU) and trains fp32 adapters. The mixer continues from the proportions prunin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM
 
 from shearc.compiler.source import hf_config
+from shearc.registry import Registry
 
 from .. import distributed
 from ..data import MixtureSampler, load_domains
@@ -69,6 +72,24 @@ def with_lora(model: torch.nn.Module, params: dict[str, Any]) -> torch.nn.Module
     return get_peft_model(model, config)
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """How a recovery method trains the dense model: what wraps it, and what comes out."""
+
+    frozen_base: bool  # the dense weights are only read (held in the compute dtype), not trained
+    wrap: Callable[[torch.nn.Module, dict[str, Any]], torch.nn.Module]
+    inner: Callable[[torch.nn.Module], torch.nn.Module]  # the transformers model inside the wrapped one
+    unwrap: Callable[[torch.nn.Module], torch.nn.Module]  # the dense model to hand on, adapters merged
+
+
+# The runtime's recovery methods, under the compiler's names (but `none`, which plans no recover stage).
+RECOVERY_IMPLEMENTATIONS: Registry[Recovery] = Registry("recovery method implementation")
+RECOVERY_IMPLEMENTATIONS.register("full")(Recovery(False, lambda model, _: model, lambda model: model,
+                                                   lambda model: model))
+RECOVERY_IMPLEMENTATIONS.register("lora")(Recovery(True, with_lora, lambda model: model.base_model.model,
+                                                   lambda model: model.merge_and_unload()))
+
+
 @STAGES.register("recover")
 class RecoverStage(Stage):
     def run(self, context: RunContext) -> None:
@@ -85,18 +106,16 @@ class RecoverStage(Stage):
         if context.resume is None:  # a resumed stage has its mixer's references in the checkpoint
             reference_from_source(context, mixer, domains, schedule)
         context.release_source()
-        lora = params["method"] == "lora"
-        # What trains keeps fp32 master weights; LoRA's frozen base is only read, in the compute dtype
-        # (peft keeps its adapters in fp32).
-        dtype = compute_dtype(plan["runtime"]["precision"], context.device) if lora else torch.float32
-        model = context.dense_model.to(context.device, dtype=dtype)
-        if lora:
-            model = with_lora(model, params)
+        recovery = RECOVERY_IMPLEMENTATIONS.get(params["method"])
+        # What trains keeps fp32 master weights; a frozen base is only read, in the compute dtype
+        # (peft keeps LoRA's adapters in fp32).
+        frozen = compute_dtype(plan["runtime"]["precision"], context.device)
+        model = context.dense_model.to(context.device, dtype=frozen if recovery.frozen_base else torch.float32)
+        model = recovery.wrap(model, params)
         if context.resume is not None:  # the (adapted) weights back; the loop restores the rest
             context.resume.load_model(model)
         prepare(model, plan)
-        dense = model.base_model.model if lora else model  # peft keeps the transformers model inside
-        blocks = dense.get_submodule(context.verified.source.adapter.layer_prefix)
+        blocks = recovery.inner(model).get_submodule(context.verified.source.adapter.layer_prefix)
         replicated = distributed.wrap(model, context.device, plan["runtime"]["strategy"], blocks)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = adamw(trainable, plan, context.device, lr=params["lr"])
@@ -106,9 +125,9 @@ class RecoverStage(Stage):
 
         def fresh() -> torch.nn.Module:
             dense = AutoModelForCausalLM.from_config(hf_config(plan["target"]["config"])).to(context.device)
-            return with_lora(dense, params) if lora else dense
+            return recovery.wrap(dense, params)
 
         model = distributed.unsharded(model, fresh)
-        context.dense_model = (model.merge_and_unload() if lora else model).eval()
+        context.dense_model = recovery.unwrap(model).eval()
         context.mixer_state = mixer.state_dict()
         context.save_complete("recover", schedule.steps, context.dense_model, {"mixer": context.mixer_state})

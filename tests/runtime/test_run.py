@@ -69,6 +69,15 @@ def test_a_plan_for_another_model_is_refused_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_plan_for_another_number_of_processes_is_refused_before_any_work(tmp_path, capsys):
+    plan_path = tiny_project(tmp_path, "llama-mha", {"runtime": {"devices": 2}})
+    assert main(["run", str(plan_path)]) == 2
+    err = capsys.readouterr().err
+    assert "runtime.devices: the plan was compiled for 2 process(es), but 1 started" in err
+    assert "torchrun --nproc-per-node 2 -m shearc.cli run" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_parts_not_yet_landed_are_refused_clearly(tmp_path, capsys):
     plan_path = tiny_project(tmp_path, "llama-mha", {"eval": {"lm_eval_tasks": ["piqa"]}})
     assert main(["run", str(plan_path)]) == 2

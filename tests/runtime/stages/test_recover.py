@@ -5,7 +5,11 @@ import json
 import pytest
 
 from shearc.cli import main
+from shearc.compiler.registry import RECOVERIES
+from shearc.registry import Registry
+from shearc.runtime import run as run_module
 from shearc.runtime.metrics import MetricsLog
+from shearc.runtime.stages.recover import RECOVERY_IMPLEMENTATIONS
 
 from ...helpers import tiny_project
 
@@ -67,3 +71,19 @@ def test_a_mixer_referenced_to_the_source_works_after_one_shot_pruning(tmp_path)
     [reference] = metrics.read("reference")
     updates = metrics.read("mixer")
     assert len(updates) == 2 and all(u["reference_losses"] == reference["losses"] for u in updates)
+
+
+def test_runtime_implements_exactly_the_compiler_recovery_methods():
+    assert set(RECOVERY_IMPLEMENTATIONS.names()) == set(RECOVERIES.names()) - {"none"}  # none plans no stage
+
+
+def test_a_recovery_method_the_runtime_lacks_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    plan_path = tiny_project(tmp_path, "llama-mha", {"recovery": {"method": "lora", "steps": 2, "global_batch": 4,
+                                                                  "seq_len": 16, "warmup_steps": 1,
+                                                                  "eval_interval": 1}})
+    only_full = Registry("recovery method implementation")
+    only_full.register("full")(RECOVERY_IMPLEMENTATIONS.get("full"))
+    monkeypatch.setattr(run_module, "RECOVERY_IMPLEMENTATIONS", only_full)
+    assert main(["run", str(plan_path)]) == 2
+    assert "this shearc cannot run recovery method lora yet" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

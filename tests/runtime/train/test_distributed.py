@@ -23,12 +23,15 @@ RECOVERY = {"method": "full", "steps": 12, "global_batch": 8, "seq_len": 16, "lr
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_processes_match_one(tmp_path, strategy):
-    plan = tiny_project(tmp_path, "mistral-gqa", {
-        "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
-        "prune": PRUNE, "recovery": RECOVERY, "mixer": {"method": "drpruning", "reference": "source"},
-        "schedule": {"micro_batch": 2}, "runtime": {"devices": 2, "strategy": strategy},
-        "export": {"dtype": "float32"}})
-    assert main(["run", str(plan), "--out", str(tmp_path / "one")]) == 0
+    def project(devices):  # the same model, data and recipe; only runtime.devices differs
+        return tiny_project(tmp_path / f"devices-{devices}", "mistral-gqa", {
+            "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
+            "prune": PRUNE, "recovery": RECOVERY, "mixer": {"method": "drpruning", "reference": "source"},
+            "schedule": {"micro_batch": 2}, "runtime": {"devices": devices, "strategy": strategy},
+            "export": {"dtype": "float32"}})
+
+    assert main(["run", str(project(1)), "--out", str(tmp_path / "one")]) == 0
+    plan = project(2)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                              "--standalone", "-m", "shearc.cli", "run", str(plan), "--out",
                              str(tmp_path / "two")], capture_output=True, text=True, timeout=300)
