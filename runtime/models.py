@@ -44,7 +44,7 @@ def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter:
     model.load_state_dict(state, strict=True, assign=True)
     if tied:  # assignment made two parameters of the one tensor; make them one again
         model.tie_weights()
-    return model
+    return model.to(state[adapter.embedding].device)  # the buffers (built on the CPU) join the weights
 
 
 def dense_from_file(config: dict[str, Any], path: Path, adapter: LlamaFamilyAdapter,

@@ -110,3 +110,13 @@ def test_kl_in_chunks_is_the_kl_of_the_whole():
     whole = (p.double().softmax(-1) * (p.double().log_softmax(-1) - q.double().log_softmax(-1))).sum().item()
     assert abs(kl_divergence_sum(p, q, rows=5) - whole) < 1e-9 * abs(whole)
     assert kl_divergence_sum(p, p) == 0.0
+
+
+def test_the_dense_model_is_built_around_the_given_tensors_without_copying_them():
+    model = _model()
+    adapter = ADAPTERS.get("MistralForCausalLM")
+    shape = adapter.shape_of(model.config)
+    state, target = finalize_state(model.state_dict(), adapter, _masks(shape), shape, tied=False)
+    dense = build_dense(adapter.config_for(CONFIG, target), state, adapter)
+    assert all(p.data_ptr() == state[name].data_ptr() for name, p in dense.named_parameters())
+    assert all(b.device == state[adapter.embedding].device for b in dense.buffers())
