@@ -30,7 +30,7 @@ def source_dtype(plan: dict[str, Any], device: torch.device) -> torch.dtype:
     return compute_dtype(plan["runtime"]["precision"], device)
 
 
-def autocast(plan: dict[str, Any], device: torch.device) -> AbstractContextManager[Any]:
-    """Autocast to the compute dtype (nothing to do under fp32)."""
-    dtype = compute_dtype(plan["runtime"]["precision"], device)
+def compute_autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+    """Autocast to the compute dtype (nothing to do under fp32); reusable across `with` blocks."""
+    dtype = compute_dtype(precision, device)
     return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()

@@ -22,7 +22,7 @@ from ..memory import release_freed
 from ..metrics import MetricsLog
 from ..mixers import Mixer
 from ..models import load_source_weights
-from ..precision import autocast, compute_dtype
+from ..precision import compute_autocast, compute_dtype
 from ..train.checkpoint import Checkpoint, Checkpoints
 from ..train.loop import Saving, Schedule
 from ..verify import VerifiedPlan
@@ -90,7 +90,7 @@ def reference_from_source(context: RunContext, mixer: Mixer, domains: list[Domai
     if context.plan["mixer"].get("reference") != "source" or mixer.references is not None:
         return
     source = context.source_for_reading()
-    with autocast(context.plan, context.device):
+    with compute_autocast(context.plan["runtime"]["precision"], context.device):
         losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len,
                                     max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
                                     device=context.device)

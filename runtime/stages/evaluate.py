@@ -21,7 +21,7 @@ from shearc.canonical import pretty_json, write_text_atomic
 
 from ..data import domain_eval_losses, load_domains
 from ..distributed import is_main
-from ..precision import autocast
+from ..precision import compute_autocast
 from .base import STAGES, RunContext, Stage
 
 LATENCY_RUNS = 5
@@ -74,7 +74,7 @@ class EvaluateStage(Stage):
         report = compare(context.source_for_reading(), context.dense_model, domains, params,
                          vocab=context.verified.source.vocab, seed=context.seed,
                          batch_size=plan["schedule"]["micro_batch"], device=context.device,
-                         autocast=lambda: autocast(plan, context.device))
+                         autocast=lambda: compute_autocast(plan["runtime"]["precision"], context.device))
         context.release_source()
         if is_main():
             write_text_atomic(context.run_dir / "report.json", pretty_json(report))

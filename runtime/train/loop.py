@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from .. import distributed
 from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..metrics import MetricsLog
 from ..mixers import Mixer, Observation, StageInfo, log_stage_start, update_and_log
-from ..precision import compute_dtype
+from ..precision import compute_autocast
 from .checkpoint import Checkpoint, Checkpoints, rng_state, set_rng_state
 from .signal import MixerSignal
 from .stop import stop_requested
@@ -124,8 +124,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     if schedule.global_batch % per_step:
         raise ValueError(f"global batch {schedule.global_batch} does not split into micro-batches of "
                          f"{schedule.micro_batch} on {world_size} processes")
-    compute = compute_dtype(schedule.precision, device)  # fp32 master weights, autocast to `compute`
-    autocast = torch.autocast(device.type, dtype=compute) if compute != torch.float32 else nullcontext()
+    autocast = compute_autocast(schedule.precision, device)  # over fp32 master weights
     peaks = [group["lr"] for group in optimizer.param_groups]
     started_as = StageInfo(stage, schedule.steps, task.target_sparsity)
     mixer.start_stage(started_as, restart_weights=restart_mixer)
