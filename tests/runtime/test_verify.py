@@ -1,0 +1,41 @@
+"""A plan is checked against the model it will run on before any work: found, and the same model."""
+
+import json
+
+import pytest
+
+from shearc.errors import UserError
+from shearc.runtime.verify import locate_model, verify
+
+from ..helpers import tiny_project
+
+
+def test_the_source_is_found_next_to_the_plan_and_matched_field_by_field(tmp_path):
+    plan_path = tiny_project(tmp_path, "mistral-gqa", {})
+    verified = verify(plan_path)
+    assert verified.model_dir == tmp_path / "mistral-gqa"
+    assert verified.source.shape.kv_heads == 2 and verified.plan["plan_sha256"]
+
+
+def test_every_field_that_differs_is_named_at_once(tmp_path):
+    plan_path = tiny_project(tmp_path, "mistral-gqa", {})
+    config_path = tmp_path / "mistral-gqa" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(num_hidden_layers=5, intermediate_size=256)
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(UserError) as raised:
+        verify(plan_path)
+    paths = {problem.path for problem in raised.value.problems}
+    assert {"source.fingerprint_fields.num_hidden_layers", "source.fingerprint_fields.intermediate_size"} <= paths
+    assert "recompile the spec" in raised.value.title
+
+
+def test_a_missing_source_is_refused_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert locate_model("nobody/no-such-model", tmp_path, None) is None
+    plan_path = tiny_project(tmp_path, "llama-mha", {})
+    for path in (tmp_path / "llama-mha").iterdir():
+        path.unlink()
+    with pytest.raises(UserError, match="shearc never downloads weights") as raised:
+        verify(plan_path)
+    assert raised.value.problems[0].path == "source.model"
