@@ -142,13 +142,6 @@ def slice_tensor(key: str, tensor: torch.Tensor, adapter: LlamaFamilyAdapter, ke
     return key, tensor.contiguous()
 
 
-def slice_state(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, kept: Kept, head_dim: int
-                ) -> dict[str, torch.Tensor]:
-    """Every tensor cut to the kept units; layers renumbered."""
-    return dict(item for key, tensor in state.items()
-                if (item := slice_tensor(key, tensor, adapter, kept, head_dim)) is not None)
-
-
 def finalize_state(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, masks: dict[str, torch.Tensor],
                    shape: Shape, *, tied: bool) -> tuple[dict[str, torch.Tensor], Shape]:
     """The dense model's weights, in the source's dtypes. One tensor at a time is folded (in fp32) and
@@ -159,9 +152,10 @@ def finalize_state(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, 
     for key, tensor in state.items():
         if tied and key == adapter.output_head:
             continue  # the embedding's, once it is folded and sliced
+        tensor = tensor.detach()
         for axes, symbol, values in scalings.get(key, []):
-            tensor = _scale(tensor.detach(), axes, symbol, values)
-        item = slice_tensor(key, tensor.detach(), adapter, kept, shape.head_dim)
+            tensor = _scale(tensor, axes, symbol, values)
+        item = slice_tensor(key, tensor, adapter, kept, shape.head_dim)
         if item is not None:
             out[item[0]] = item[1]
     if tied:

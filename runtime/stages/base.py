@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from shearc.compiler.adapters import Shape
 from shearc.registry import Registry
 
 from ..data import DomainData, domain_eval_losses
@@ -40,7 +39,6 @@ class RunContext:
     finalize_tolerance: float | None = None  # replaces the finalize check's derived tolerance
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     dense_model: torch.nn.Module | None = None
-    target_shape: Shape | None = None
     mixer_state: dict[str, Any] | None = None  # where pruning left the mixer, for recovery
     checks: dict[str, Any] = field(default_factory=dict)  # what finalize verified, for the model card
     report: dict[str, Any] | None = None  # the evaluate stage's results

@@ -107,6 +107,5 @@ class FinalizeStage(Stage):
         if not agreement.passed:
             raise FinalizeCheckError(failure_message(agreement, context, trained))
         context.dense_model = dense
-        context.target_shape = reached
         context.checks["logits"] = agreement.as_dict()
         context.save_complete("finalize", 0, dense, {"mixer": context.mixer_state})

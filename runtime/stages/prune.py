@@ -58,6 +58,5 @@ class PruneStage(Stage):
                                              target, params, lambda: self.windows,
                                              batch_size=context.plan["schedule"]["micro_batch"])
             context.save_complete("prune", 0, None, {"masks": context.masks, "mixer": None})
-        context.target_shape = target
         kept = {kind: int(torch.count_nonzero(mask)) for kind, mask in context.masks.items()}
         context.metrics.write("prune", method=params["method"], kept=kept)
