@@ -45,8 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from shearc.compiler.adapters import ADAPTERS
-    from shearc.runtime import finalize
+    from shearc.compiler.families import ADAPTERS
+    from shearc.runtime import slicing
     from shearc.runtime.logits_check import SPREAD_FACTOR, compare_logits
     from shearc.runtime.models import build_dense
     from tests.helpers import off_by_one
@@ -62,14 +62,14 @@ def main() -> None:
     windows = [tokenizer(doc, return_tensors="pt").input_ids[0, :128] for name in documents
                for doc in documents[name][3:6]][:8]
 
-    right = finalize.kept_units
+    right = slicing.kept_units
 
     def check(masks, seed, kept=right):
-        finalize.kept_units = kept
+        slicing.kept_units = kept
         try:
-            state, target = finalize.finalize_state(model.state_dict(), adapter, masks, shape, tied=True)
+            state, target = slicing.finalize_state(model.state_dict(), adapter, masks, shape, tied=True)
         finally:
-            finalize.kept_units = right
+            slicing.kept_units = right
         dense = build_dense(adapter.config_for(config, target), state, adapter)
         return compare_logits(model, masks, dense, adapter, windows, seed=seed)
 

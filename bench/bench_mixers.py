@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from shearc.compiler.spec import DRPruningMixer, DynamicBatchLoadingMixer
-from shearc.runtime.mixers import Observation, StageInfo, build_mixer
+from shearc.runtime.mixers import MIXER_IMPLEMENTATIONS, Observation, StageInfo
 from shearc.runtime.mixers.drpruning import DRPruningMixer as DRPruningImplementation
 from shearc.runtime.mixers.scaling_law import fit_scaling_law
+from shearc.sections import DRPruningSpec, DynamicBatchLoadingSpec
 
 DOMAINS = 7
 
@@ -32,12 +32,11 @@ def timed(function, repeats: int) -> list[float]:
     return times
 
 
-def mixer_after_history(params: dict, points: int) -> tuple:
+def mixer_after_history(params, points: int) -> tuple:
     """A mixer 32 evals into Sheared-LLaMA's pruning stage, and the observation of the next eval."""
     rng = np.random.default_rng(0)
-    plan = {"mixer": params, "data": {"domains": [
-        {"name": f"d{i}", "weight": 1 / DOMAINS, "reference_loss": 1.5 + 0.1 * i} for i in range(DOMAINS)]}}
-    mixer = build_mixer(plan)
+    mixer = MIXER_IMPLEMENTATIONS.get(params.method)([f"d{i}" for i in range(DOMAINS)], np.full(DOMAINS, 1 / DOMAINS),
+                                                     1.5 + 0.1 * np.arange(DOMAINS), params)
     mixer.start_stage(StageInfo("prune", total_steps=3200, target_sparsity=0.8))
     observations = []
     for point in range(1, points + 1):
@@ -66,8 +65,8 @@ def main() -> None:
         ("one fit, continued-pretraining law (A, alpha, E), 32 points",
          timed(lambda: fit_scaling_law(tokens, recovery_losses), args.repeats)),
     ]
-    for params in (DRPruningMixer(method="drpruning"), DynamicBatchLoadingMixer(method="dynamic-batch-loading")):
-        mixer, observation = mixer_after_history(params.model_dump(), 32)
+    for params in (DRPruningSpec(method="drpruning"), DynamicBatchLoadingSpec(method="dynamic-batch-loading")):
+        mixer, observation = mixer_after_history(params, 32)
         state = mixer.state_dict()
 
         def update(mixer=mixer, observation=observation, state=state):

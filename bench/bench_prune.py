@@ -18,16 +18,17 @@ import time
 import torch
 from transformers import AutoModelForCausalLM
 
-from shearc.compiler.adapters import Shape
 from shearc.compiler.estimates import forward_flops_per_token
+from shearc.compiler.families import Shape
 from shearc.compiler.graph import build_graph
 from shearc.compiler.source import hf_config, introspect
-from shearc.compiler.spec import HardConcretePrune, MagnitudePrune
-from shearc.runtime.finalize import finalize_state
-from shearc.runtime.importance.prune import score_and_select
+from shearc.runtime.importance.methods import MagnitudeImportance
+from shearc.runtime.importance.selection import score_and_select
 from shearc.runtime.masks.hooks import MaskHooks
 from shearc.runtime.masks.l0 import L0Masks
-from shearc.runtime.stages.hard_concrete import HardConcreteTask
+from shearc.runtime.slicing import finalize_state
+from shearc.runtime.stages.mask_learning import HardConcreteTask
+from shearc.sections import HardConcretePruneSpec, MagnitudePruneSpec
 
 # Sheared-LLaMA's 7B -> 1.3B proportions (3/4 of the layers, half of every width), scaled down.
 CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 8000, "hidden_size": 1024,
@@ -47,11 +48,11 @@ def step_overhead(repeats: int, batch: torch.Tensor) -> tuple[float, float, floa
     plain = AutoModelForCausalLM.from_config(hf_config(CONFIG))
     masked = AutoModelForCausalLM.from_config(hf_config(CONFIG))
     masked.load_state_dict(plain.state_dict())
-    params = HardConcretePrune(method="hard-concrete").model_dump()
+    params = HardConcretePruneSpec(method="hard-concrete")
     units = ["layer", "hidden", "kv_group", "intermediate"]
     l0 = L0Masks(source.shape, TARGET, units, params, torch.Generator().manual_seed(0))
     hooks = MaskHooks(masked, source.adapter)
-    task = HardConcreteTask(l0, hooks, params, sum(p.numel() for p in plain.parameters()), source.vocab, False, 1)
+    task = HardConcreteTask(l0, hooks, params, sum(p.numel() for p in plain.parameters()), source.parameter_count, 1)
     plain_optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
     masked_optimizer = torch.optim.AdamW([
         {"params": list(masked.parameters()), "lr": 1e-4},
@@ -93,7 +94,7 @@ def speedup(repeats: int, batch: torch.Tensor) -> tuple[float, float, int, int]:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf_config(CONFIG)).eval()
     masks = score_and_select(model, source.adapter, build_graph(source), source.shape, TARGET,
-                             MagnitudePrune(method="magnitude").model_dump(), list)
+                             MagnitudeImportance(MagnitudePruneSpec(method="magnitude")), list)
     state, reached = finalize_state(model.state_dict(), source.adapter, masks, source.shape, tied=False)
     dense = AutoModelForCausalLM.from_config(hf_config(source.adapter.config_for(CONFIG, reached))).eval()
     dense.load_state_dict(state, strict=True)

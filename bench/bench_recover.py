@@ -19,8 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shearc.compiler.source import hf_config
-from shearc.compiler.spec import LoraRecovery
 from shearc.runtime.stages.recover import with_lora
+from shearc.sections import LoraRecoverySpec
 
 CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 8000, "hidden_size": 256,
           "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -50,7 +50,7 @@ def main() -> None:
     full_model = AutoModelForCausalLM.from_config(hf_config(CONFIG)).train()
     lora_model = AutoModelForCausalLM.from_config(hf_config(CONFIG))
     lora_model.load_state_dict(full_model.state_dict())
-    lora_model = with_lora(lora_model, LoraRecovery(method="lora").model_dump()).train()
+    lora_model = with_lora(lora_model, LoraRecoverySpec(method="lora")).train()
     full_step, full_trainable = trainer(full_model)
     lora_step, lora_trainable = trainer(lora_model)
     generator = torch.Generator().manual_seed(0)

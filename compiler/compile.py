@@ -1,6 +1,6 @@
 """spec -> plan: the compiler's passes, in order.
 
-    resolve-source -> build-graph -> resolve-target -> check-feasibility -> check-loads
+    resolve-source -> resolve-family-defaults -> build-graph -> resolve-target -> check-feasibility -> check-loads
       -> survey-data -> estimate -> assemble-plan
 """
 
@@ -17,21 +17,22 @@ import networkx as nx
 from shearc import __version__
 from shearc.canonical import pretty_json, sha256_of, write_text_atomic
 from shearc.errors import Problem
+from shearc.plan import PLAN_VERSION, Plan
+from shearc.sections import TrainingStageSpec
 
 from . import estimates as est
-from .adapters import Shape
+from .families import Shape
 from .feasibility import UnitChange, check_loads, check_shape
 from .graph import build_graph, summarize_groups
 from .load import load_spec
 from .passes import Pass, run_passes
-from .plan import PLAN_VERSION, Plan
 from .shape import budget_shape, count_params, exact_shape
-from .source import SourceModel, load_source
-from .spec import HardConcretePrune, LoraRecovery, Spec, TaylorPrune
-from .spec.prune import SECOND_ORDER_ESTIMATORS
+from .source import SourceModel, resolve_source_config
+from .spec import Spec
 from .yaml_source import LoadedYaml
 
 DEFAULT_EVAL_SEQ_LEN = 128  # LLM-Pruner's perplexity windows, when no stage trains
+EVAL_SEQUENCES_WITHOUT_EVAL_STAGE = 16  # per domain, at a training stage's evals when `eval` is disabled
 FINALIZE_CHECK_WINDOWS = 8  # windows of eval text the sliced model is checked on, spread over the domains
 FINALIZE_CHECK_TOKENS = 128  # tokens per window
 
@@ -63,8 +64,23 @@ class Context:
 
 
 def resolve_source(ctx: Context) -> list[Problem]:
-    ctx.source = load_source(ctx.spec.source, ctx.spec_dir)
+    ctx.source = resolve_source_config(ctx.spec.source, ctx.spec_dir)
     return []
+
+
+def resolve_family_defaults(ctx: Context) -> list[Problem]:
+    """What the spec leaves to the source's family: the projections LoRA adapts (checked when given)."""
+    recovery = ctx.spec.recovery
+    if "target_modules" not in type(recovery).model_fields:
+        return []
+    adapter = ctx.source.adapter
+    known = list(adapter.lora_targets)
+    if recovery.target_modules is None:
+        ctx.spec = ctx.spec.model_copy(update={"recovery": recovery.model_copy(update={"target_modules": known})})
+        return []
+    return [Problem(f"{module!r} is not a projection {adapter.architecture} adapts with LoRA; known: "
+                    f"{', '.join(known)}", f"recovery.target_modules[{index}]")
+            for index, module in enumerate(recovery.target_modules) if module not in known]
 
 
 def build_dependency_graph(ctx: Context) -> list[Problem]:
@@ -124,27 +140,22 @@ def estimate_stages(ctx: Context) -> list[Problem]:
         return {"tokens": tokens, "steps": steps, "flops": flops, "memory_bytes": memory.as_dict(),
                 "fits_device": fits}
 
-    source_params, target_params = count_params(source, source.shape), count_params(source, target)
-    changes = [asdict(c) for c in ctx.changes]
-    stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"), "pruned_units": changes,
-                   "estimate": estimate(*_prune_cost(ctx, source_params), "prune")})
+    costing = est.Costing(source, target, spec, frozenset(c.kind for c in ctx.changes))
+    source_params, target_params = costing.source_params, costing.target_params
+
+    def costed(cost: est.StageCost, stage: str) -> dict[str, Any]:
+        return estimate(cost.tokens, cost.steps, cost.flops, cost.memory, stage)
+
+    training_evals = spec.eval.sequences_per_domain if spec.eval.enabled else EVAL_SEQUENCES_WITHOUT_EVAL_STAGE
+    stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"),
+                   "eval_sequences": training_evals if isinstance(spec.prune, TrainingStageSpec) else None,
+                   "estimate": costed(spec.prune.cost(costing), "prune")})
     check = {"windows": FINALIZE_CHECK_WINDOWS, "tokens": FINALIZE_CHECK_TOKENS}
-    stages.append({"stage": "finalize", "target_shape": target.as_dict(), "check": check, "estimate": estimate(
+    stages.append({"stage": "finalize", "check": check, "estimate": estimate(
         0, 0, 0, est.finalize_memory(source, target, spec, check["tokens"]), "finalize")})
-    recovery = spec.recovery
-    if recovery.method != "none":
-        fwd = est.forward_flops_per_token(source, target, recovery.seq_len)
-        if isinstance(recovery, LoraRecovery):
-            adapters = est.lora_params(target, recovery.rank, recovery.target_modules)
-            memory = est.training_memory(source, target, spec, recovery.seq_len, trained=adapters,
-                                         frozen=target_params, masked=False, lora=recovery)
-            flops = 2 * fwd * recovery.tokens  # frozen weights: no weight gradients
-        else:
-            memory = est.training_memory(source, target, spec, recovery.seq_len, trained=target_params,
-                                         frozen=0, masked=False)
-            flops = 3 * fwd * recovery.tokens
-        stages.append({"stage": "recover", "params": recovery.model_dump(mode="json"),
-                       "estimate": estimate(recovery.tokens, recovery.steps, flops, memory, "recover")})
+    if spec.recovery.method != "none":
+        stages.append({"stage": "recover", "params": spec.recovery.model_dump(mode="json"),
+                       "eval_sequences": training_evals, "estimate": costed(spec.recovery.cost(costing), "recover")})
     if spec.eval.enabled:
         params = spec.eval.model_dump(mode="json")
         params["seq_len"] = eval_seq_len(spec)
@@ -167,23 +178,6 @@ def estimate_stages(ctx: Context) -> list[Problem]:
                     f"mixer.fit_min_points ({mixer.fit_min_points}) evals, so DRPruning's reference losses never "
                     "move from the static ones; lower the eval_interval or mixer.fit_min_points")
     return []
-
-
-def _prune_cost(ctx: Context, source_params: int) -> tuple[int, int, int, est.Memory]:
-    spec, source, prune = ctx.spec, ctx.source, ctx.spec.prune
-    if isinstance(prune, HardConcretePrune):
-        masks = est.mask_units(source, {c.kind for c in ctx.changes})
-        memory = est.training_memory(source, source.shape, spec, prune.seq_len, trained=source_params, frozen=0,
-                                     masked=True, masks=masks)
-        flops = 3 * est.forward_flops_per_token(source, source.shape, prune.seq_len) * prune.tokens
-        return prune.tokens, prune.steps, flops, memory
-    if isinstance(prune, TaylorPrune):
-        tokens = prune.calibration_samples * prune.calibration_seq_len * prune.iterations
-        memory = est.taylor_memory(source, spec, prune.calibration_seq_len,
-                                   second_order=prune.estimator in SECOND_ORDER_ESTIMATORS)
-        flops = 3 * est.forward_flops_per_token(source, source.shape, prune.calibration_seq_len) * tokens
-        return tokens, prune.iterations, flops, memory
-    return 0, 0, 0, est.magnitude_memory(source, spec)
 
 
 def eval_seq_len(spec: Spec) -> int:
@@ -240,6 +234,7 @@ def assemble_plan(ctx: Context) -> list[Problem]:
 
 PASSES = [
     Pass("resolve-source", (), ("source",), resolve_source),
+    Pass("resolve-family-defaults", ("source",), (), resolve_family_defaults),
     Pass("build-graph", ("source",), ("graph",), build_dependency_graph),
     Pass("resolve-target", ("source",), ("target",), resolve_target),
     Pass("check-feasibility", ("source", "target"), ("changes", "target_config"), check_feasibility),

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .adapters import Shape
+from shearc.sections import DRPruningSpec, LoraRecoverySpec
+
+from .families import Shape
 from .shape import count_params, embedding_params
 from .source import SourceModel
-from .spec import DRPruningMixer, LoraRecovery, Spec
+from .spec import Spec
 
 GIB = 1024**3
 
@@ -47,6 +49,59 @@ class Memory:
         return {**asdict(self), "total": self.total}
 
 
+@dataclass(frozen=True)
+class StageCost:
+    tokens: int
+    steps: int
+    flops: int
+    memory: Memory
+
+
+@dataclass(frozen=True)
+class Costing:
+    """What a method's `cost` (shearc/sections) asks about the model and the run, in one place."""
+
+    source: SourceModel
+    target_shape: Shape
+    spec: Spec
+    pruned_kinds: frozenset[str]
+
+    @property
+    def source_shape(self) -> Shape:
+        return self.source.shape
+
+    @property
+    def source_params(self) -> int:
+        return count_params(self.source, self.source.shape)
+
+    @property
+    def target_params(self) -> int:
+        return count_params(self.source, self.target_shape)
+
+    def stage(self, tokens: int, steps: int, flops: int, memory: Memory) -> StageCost:
+        return StageCost(tokens, steps, flops, memory)
+
+    def forward_flops(self, shape: Shape, seq_len: int) -> int:
+        return forward_flops_per_token(self.source, shape, seq_len)
+
+    def training(self, shape: Shape, seq_len: int, *, trained: int, frozen: int, masked: bool, masks: int = 0,
+                 lora: LoraRecoverySpec | None = None) -> Memory:
+        return training_memory(self.source, shape, self.spec, seq_len, trained=trained, frozen=frozen, masked=masked,
+                               masks=masks, lora=lora)
+
+    def taylor(self, seq_len: int, *, second_order: bool) -> Memory:
+        return taylor_memory(self.source, self.spec, seq_len, second_order=second_order)
+
+    def magnitude(self) -> Memory:
+        return magnitude_memory(self.source, self.spec)
+
+    def mask_units(self) -> int:
+        return mask_units(self.source, set(self.pruned_kinds))
+
+    def lora_params(self, rank: int, modules: list[str]) -> int:
+        return lora_params(self.source, self.target_shape, rank, modules)
+
+
 def compute_bytes(spec: Spec) -> int:
     """bf16 on CUDA (auto or bf16), fp32 otherwise."""
     precision = spec.runtime.precision
@@ -56,7 +111,7 @@ def compute_bytes(spec: Spec) -> int:
 
 def source_bytes(spec: Spec) -> int:
     """The source as the run holds it: fp32 when pruning trains it (hard-concrete), else the compute dtype."""
-    return 4 if spec.prune.method == "hard-concrete" else compute_bytes(spec)
+    return 4 if spec.prune.trains_source else compute_bytes(spec)
 
 
 def result_bytes(spec: Spec) -> int:
@@ -78,7 +133,7 @@ def forward_flops_per_token(source: SourceModel, shape: Shape, seq_len: int) -> 
 
 
 def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *, masked: bool,
-                               lora: LoraRecovery | None = None) -> int:
+                               lora: LoraRecoverySpec | None = None) -> int:
     """What one token costs in saved activations across the whole model."""
     attn, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     per_layer = 6 * shape.hidden + 2 * attn + 2 * kv + 4 * shape.intermediate
@@ -87,7 +142,7 @@ def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *,
     size = compute_bytes(spec)
     per_layer *= size
     if lora is not None:  # each adapter saves its dropped-out input (and the dropout mask) and its rank-r output
-        inputs = sum(_in_out(shape)[module][0] for module in lora.target_modules)
+        inputs = sum(source.adapter.lora_in_out(shape, module)[0] for module in lora.target_modules)
         per_layer += inputs * (size + (lora.dropout > 0)) + len(lora.target_modules) * lora.rank * size
     if spec.schedule.activation_checkpointing:
         layers = shape.layers * shape.hidden * size + per_layer
@@ -98,7 +153,7 @@ def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *,
 
 
 def training_memory(source: SourceModel, shape: Shape, spec: Spec, seq_len: int, *, trained: int,
-                    frozen: int, masked: bool, masks: int = 0, lora: LoraRecovery | None = None) -> Memory:
+                    frozen: int, masked: bool, masks: int = 0, lora: LoraRecoverySpec | None = None) -> Memory:
     shards = spec.runtime.devices if spec.runtime.strategy == "fsdp2" else 1
     tokens = spec.schedule.micro_batch * seq_len
     return Memory(
@@ -165,25 +220,16 @@ def mask_units(source: SourceModel, pruned_kinds: set[str]) -> int:
     return sum(per_kind[kind] + 2 for kind in pruned_kinds)
 
 
-def _in_out(shape: Shape) -> dict[str, tuple[int, int]]:
-    """Input and output features of each projection LoRA can adapt."""
-    attn, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
-    return {
-        "q_proj": (shape.hidden, attn), "k_proj": (shape.hidden, kv), "v_proj": (shape.hidden, kv),
-        "o_proj": (attn, shape.hidden), "gate_proj": (shape.hidden, shape.intermediate),
-        "up_proj": (shape.hidden, shape.intermediate), "down_proj": (shape.intermediate, shape.hidden),
-    }
-
-
-def lora_params(shape: Shape, rank: int, modules: list[str]) -> int:
-    return shape.layers * sum(rank * sum(_in_out(shape)[m]) for m in modules)
+def lora_params(source: SourceModel, shape: Shape, rank: int, modules: list[str]) -> int:
+    """Adapter parameters: rank x (inputs + outputs) per adapted projection and layer."""
+    return shape.layers * sum(rank * sum(source.adapter.lora_in_out(shape, m)) for m in modules)
 
 
 def non_embedding(source: SourceModel, shape: Shape) -> int:
     return count_params(source, shape) - embedding_params(source, shape)
 
 
-def drpruning_fits(steps: int, eval_interval: int, mixer: DRPruningMixer) -> int:
+def drpruning_fits(steps: int, eval_interval: int, mixer: DRPruningSpec) -> int:
     """How many of a stage's mixer updates can refit DRPruning's scaling laws: the runtime records an eval once
     fit_history_after of the stage is done (keeping fit_max_points), and fits once it holds fit_min_points and
     fit_min_progress is done. An upper bound: a domain never drawn has no points."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from shearc.errors import Problem
 
-from .adapters import Shape
+from .families import Shape
 from .graph import UNIT_GRANULARITY, unit_counts
 from .shape import count_params
 from .source import SourceModel, meta_model

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from .adapters import Shape
+from .families import Shape
 from .source import SourceModel
 
 UNIT_GRANULARITY = {

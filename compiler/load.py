@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shearc.errors import Problem, UserError
+from shearc.sections import RuleError
 
 from .spec import Spec
-from .spec.base import RuleError
 from .yaml_source import LoadedYaml, PathKey, load_yaml, parse_yaml
 
 

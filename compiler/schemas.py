@@ -6,20 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from shearc.canonical import pretty_json
+from shearc.plan import plan_schema
+from shearc.plan.model import SCHEMA_DIALECT
 
-from .plan import Plan
 from .spec import Spec
-
-SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def spec_schema() -> dict[str, Any]:
     return {"$schema": SCHEMA_DIALECT, **Spec.model_json_schema(mode="validation")}
-
-
-def plan_schema() -> dict[str, Any]:
-    # Serialization mode: every field is required, so a plan must spell out every number.
-    return {"$schema": SCHEMA_DIALECT, **Plan.model_json_schema(mode="serialization")}
 
 
 def schema_files() -> dict[str, str]:

@@ -14,18 +14,14 @@ from functools import cache
 
 from shearc.errors import Problem
 
-from .adapters import Shape
+from .families import Shape
 from .source import SourceModel, hf_config
-from .spec import TargetSection
+from .spec import TargetSpec
 
 
 def count_params(source: SourceModel, shape: Shape) -> int:
     """All parameters of the architecture at `shape`, as sum(p.numel()) counts them."""
-    def numel(axes: tuple[str, ...]) -> int:
-        return math.prod(shape.extent(symbol, source.vocab) for symbol in axes)
-
-    outer = sum(numel(axes) for axes in source.outer_params.values())
-    return outer + shape.layers * sum(numel(axes) for axes in source.block_params.values())
+    return source.parameter_count(shape.extents(source.vocab), shape.layers)
 
 
 def embedding_params(source: SourceModel, shape: Shape) -> int:
@@ -33,7 +29,7 @@ def embedding_params(source: SourceModel, shape: Shape) -> int:
     return source.vocab * shape.hidden * (1 if source.tied else 2)
 
 
-def exact_shape(source: SourceModel, target: TargetSection) -> Shape:
+def exact_shape(source: SourceModel, target: TargetSpec) -> Shape:
     base = source.shape
     heads = target.heads or base.heads
     if target.kv_heads is not None:

@@ -10,13 +10,12 @@ import json
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shearc.canonical import sha256_of
 from shearc.errors import Problem, UserError
 
-from .adapters import LlamaFamilyAdapter, Shape, adapter_for
-from .spec import SourceSection
+from .families import FamilyAdapter, Shape, adapter_for
 
 Origin = Literal["local", "hf-cache", "card"]
 # Config values that decide shapes or numerics: the plan records them, and the runtime
@@ -27,13 +26,16 @@ FINGERPRINT_KEYS = (
     "mlp_bias", "hidden_act", "rms_norm_eps", "max_position_embeddings",
 )
 
+if TYPE_CHECKING:  # the runtime introspects configs too, and never loads the spec models
+    from .spec import SourceSpec
+
 
 @dataclass(frozen=True)
 class SourceModel:
     config: dict[str, Any]  # config.json as found
     origin: Origin
     config_path: Path
-    adapter: LlamaFamilyAdapter
+    adapter: FamilyAdapter
     shape: Shape
     vocab: int
     tied: bool
@@ -45,8 +47,13 @@ class SourceModel:
     def fingerprint(self) -> str:
         return sha256_of(self.fingerprint_fields)
 
+    def parameter_count(self, extents: dict[str, Any], layers: Any) -> Any:
+        """The adapter's count over the tensors this model has (FamilyAdapter.parameter_count)."""
+        return self.adapter.parameter_count(self.block_params, self.outer_params, {**extents, "vocab": self.vocab},
+                                            layers)
 
-def locate_config(source: SourceSection, spec_dir: Path) -> tuple[Path, Origin]:
+
+def locate_config(source: SourceSpec, spec_dir: Path) -> tuple[Path, Origin]:
     tried: list[str] = []
     local = (spec_dir / source.model).expanduser()
     if (local / "config.json").is_file():
@@ -153,6 +160,6 @@ def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def load_source(source: SourceSection, spec_dir: Path) -> SourceModel:
+def resolve_source_config(source: SourceSpec, spec_dir: Path) -> SourceModel:
     path, origin = locate_config(source, spec_dir)
     return introspect(read_config(path), origin, path)

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from shearc.compiler.adapters import LlamaFamilyAdapter, Shape
+from shearc.compiler.families import FamilyAdapter, Shape
 
-from .finalize import Kept, slice_tensor
 from .masks.hooks import MaskHooks
+from .slicing import Kept, slice_tensor
 
 SPREAD_FACTOR = 16.0
 FLOOR_ULPS = 4.0
@@ -74,7 +74,7 @@ def inverse(permutation: Kept) -> Kept:
 
 
 @torch.no_grad()
-def permute_channels_(model: torch.nn.Module, adapter: LlamaFamilyAdapter, permutation: Kept) -> None:
+def permute_channels_(model: torch.nn.Module, adapter: FamilyAdapter, permutation: Kept) -> None:
     """Reorder the model's channels in place, one tensor at a time (tied weights once)."""
     for name, param in model.named_parameters():
         param.data = slice_tensor(name, param.data, adapter, permutation, permutation.shape.head_dim)[1]
@@ -97,7 +97,7 @@ def kl_divergence_sum(reference: torch.Tensor, other: torch.Tensor, rows: int = 
 
 @torch.no_grad()
 def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor], dense: torch.nn.Module,
-                   adapter: LlamaFamilyAdapter, windows: Sequence[torch.Tensor], *, seed: int,
+                   adapter: FamilyAdapter, windows: Sequence[torch.Tensor], *, seed: int,
                    tolerance: float | None = None) -> Agreement:
     """`masked_model` under `masks` against `dense` on `windows` (1-D token tensors on the models' device).
     `tolerance`, when given, replaces the derived one. The dense model is permuted and put back in place,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from shearc.compiler.adapters import LlamaFamilyAdapter
+from shearc.compiler.families import FamilyAdapter
 from shearc.compiler.source import hf_config
 
 from .verify import VerifiedPlan
@@ -25,12 +25,12 @@ def load_source_weights(verified: VerifiedPlan, device: torch.device, dtype: tor
     """The source model from its directory, in `dtype` (see precision.py), on `device`."""
     from transformers import AutoModelForCausalLM
 
-    trust = verified.plan["source"]["trust_remote_code"]
+    trust = verified.plan.source.trust_remote_code
     return AutoModelForCausalLM.from_pretrained(verified.model_dir, dtype=dtype, trust_remote_code=trust,
                                                 device_map=str(device))
 
 
-def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter
+def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter: FamilyAdapter
                 ) -> torch.nn.Module:
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
@@ -47,7 +47,7 @@ def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter:
     return model.to(state[adapter.embedding].device)  # the buffers (built on the CPU) join the weights
 
 
-def dense_from_file(config: dict[str, Any], path: Path, adapter: LlamaFamilyAdapter,
+def dense_from_file(config: dict[str, Any], path: Path, adapter: FamilyAdapter,
                     device: torch.device | str = "cpu") -> torch.nn.Module:
     """The dense model saved in a checkpoint's safetensors file."""
     return build_dense(config, load_file(path, device=str(device)), adapter)

@@ -16,18 +16,19 @@ from typing import Any
 
 import torch
 
+from shearc.plan import Plan
+
 
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.bfloat16 if bf16 else torch.float32
 
 
-def source_dtype(plan: dict[str, Any], device: torch.device) -> torch.dtype:
-    """fp32 when pruning trains the source's weights (hard-concrete); else the compute dtype."""
-    prune = next(s for s in plan["stages"] if s["stage"] == "prune")
-    if prune["params"]["method"] == "hard-concrete":
+def source_dtype(plan: Plan, device: torch.device) -> torch.dtype:
+    """fp32 when the prune method trains the source's weights (hard-concrete); else the compute dtype."""
+    if plan.prune.params.trains_source:
         return torch.float32
-    return compute_dtype(plan["runtime"]["precision"], device)
+    return compute_dtype(plan.runtime.precision, device)
 
 
 def compute_autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:

@@ -16,21 +16,20 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
 
 from shearc.canonical import pretty_json, write_text_atomic
-from shearc.compiler.source import hf_config
 from shearc.errors import Problem, UserError
+from shearc.plan import EvaluatePlan, FinalizePlan, Plan, PrunePlan, RecoverPlan
 
 from . import distributed
 from . import stages as _stages  # noqa: F401  (registration)
 from .data import load_tokenizer
 from .memory import peaks, release_freed, reset_peaks, resident_bytes
 from .metrics import MetricsLog
-from .models import dense_from_file, load_source_weights
+from .models import load_source_weights
 from .precision import source_dtype
 from .stages.base import STAGES, RunContext
 from .stages.prune import PRUNE_IMPLEMENTATIONS
@@ -40,24 +39,23 @@ from .train.stop import stop_on_signals
 from .verify import verify
 
 
-def unsupported(plan: dict[str, Any]) -> list[str]:
+def unsupported(plan: Plan) -> list[str]:
     """What in the plan this shearc cannot execute yet."""
     missing = []
-    for stage in plan["stages"]:
-        if stage["stage"] not in STAGES:
-            method = stage.get("params", {}).get("method")
-            missing.append(f"stage {stage['stage']}" + (f" ({method})" if method else ""))
-        elif stage["stage"] == "prune" and stage["params"]["method"] not in PRUNE_IMPLEMENTATIONS:
-            missing.append(f"prune method {stage['params']['method']}")
-        elif stage["stage"] == "recover" and stage["params"]["method"] not in RECOVERY_IMPLEMENTATIONS:
-            missing.append(f"recovery method {stage['params']['method']}")
-        elif stage["stage"] == "evaluate" and stage["params"]["lm_eval_tasks"]:
+    for stage in plan.stages:
+        if stage.stage not in STAGES:
+            missing.append(f"stage {stage.stage}")
+        elif isinstance(stage, PrunePlan) and stage.params.method not in PRUNE_IMPLEMENTATIONS:
+            missing.append(f"prune method {stage.params.method}")
+        elif isinstance(stage, RecoverPlan) and stage.params.method not in RECOVERY_IMPLEMENTATIONS:
+            missing.append(f"recovery method {stage.params.method}")
+        elif isinstance(stage, EvaluatePlan) and stage.params.lm_eval_tasks:
             missing.append("lm-eval tasks (eval.lm_eval_tasks)")
     return missing
 
 
-def _device(plan: dict[str, Any]) -> torch.device:
-    wanted = plan["runtime"]["device"]
+def _device(plan: Plan) -> torch.device:
+    wanted = plan.runtime.device
     if wanted == "cuda" and not torch.cuda.is_available():
         raise UserError([Problem("the plan asks for CUDA, but no CUDA device is visible", "runtime.device")],
                         title="device not available")
@@ -66,44 +64,29 @@ def _device(plan: dict[str, Any]) -> torch.device:
     return torch.device("cpu")
 
 
-def _finished(run_dir: Path, plan: dict[str, Any]) -> bool:
+def _finished(run_dir: Path, plan: Plan) -> bool:
     marker = run_dir / "done.json"
     if not marker.is_file():
         return False
     done = json.loads(marker.read_text(encoding="utf-8"))
-    if done["plan_sha256"] != plan["plan_sha256"]:
+    if done["plan_sha256"] != plan.plan_sha256:
         raise UserError([Problem(f"{run_dir} holds a finished run of another plan (sha256 {done['plan_sha256'][:12]}); "
                                  "choose another --out", "runtime.output_dir")], title="run directory in use")
     return (run_dir / "model" / "config.json").is_file()
 
 
 def restore(context: RunContext, checkpoint: Checkpoint) -> None:
-    """Put back what the stages before `checkpoint` (and a stage it completes) produced."""
+    """Put back what the stages before `checkpoint` produced: the stage that wrote it restores what it handed on
+    when it completed; an unfinished stage restores itself when it runs again (context.resume)."""
     context.checks = dict(checkpoint.meta["checks"])
-    stage = checkpoint.meta["stage"]
-    if not checkpoint.complete:  # the stage itself reloads its weights and the loop's state
-        if stage == "recover":  # pruning and finalize are behind: a dense model of the target config to load into
-            from transformers import AutoModelForCausalLM
-
-            context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.plan["target"]["config"]))
-            context.dense_model.to(context.device)
-        return
-    trainer = checkpoint.trainer_state()
-    context.mixer_state = trainer["mixer"]
-    context.report = trainer.get("report")
-    if stage == "prune":
-        context.masks = trainer["masks"]
-        if checkpoint.weights is not None:  # hard-concrete trained the source with its masks
-            checkpoint.load_model(context.model)
-            context.source_modified = True
-    else:  # finalize and every later stage leave the dense model
-        context.dense_model = dense_from_file(context.plan["target"]["config"], checkpoint.weights,
-                                              context.verified.source.adapter, context.device)
+    if checkpoint.complete:
+        stage_plan = context.plan.stages[checkpoint.stage_index]
+        STAGES.get(stage_plan.stage)(stage_plan).restore(context, checkpoint)
 
 
-def needs_source(plan: dict[str, Any], first: int) -> bool:
+def needs_source(plan: Plan, first: int) -> bool:
     """Whether a stage from `first` on works on the source in memory (later ones reload it if they need it)."""
-    return any(stage["stage"] in ("prune", "finalize") for stage in plan["stages"][first:])
+    return any(isinstance(stage, PrunePlan | FinalizePlan) for stage in plan.stages[first:])
 
 
 def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None, *,
@@ -129,35 +112,35 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
     if missing:
         raise UserError([Problem(f"this shearc cannot run {item} yet", file=str(plan_path)) for item in missing],
                         title="plan needs parts of the runtime that have not landed")
-    expected, started = plan["runtime"]["devices"], distributed.world_size()
+    expected, started = plan.runtime.devices, distributed.world_size()
     if started != expected:  # the batch split, the sharding and the memory estimate all assumed `expected`
         launch = f"torchrun --nproc-per-node {expected} -m shearc.cli run" if expected > 1 else "shearc run"
         raise UserError([Problem(f"the plan was compiled for {expected} process(es), but {started} started; run it "
                                  f"with `{launch} {plan_path}`, or recompile with runtime.devices: {started}",
                                  "runtime.devices", str(plan_path))], title="wrong number of processes")
-    run_dir = Path(out) if out is not None else verified.plan_dir / plan["runtime"]["output_dir"]
+    run_dir = Path(out) if out is not None else verified.plan_dir / plan.runtime.output_dir
     if _finished(run_dir, plan):
         console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = Checkpoints(run_dir / "checkpoints", plan["plan_sha256"], plan["runtime"]["keep_checkpoints"])
+    checkpoints = Checkpoints(run_dir / "checkpoints", plan.plan_sha256, plan.runtime.keep_checkpoints)
     resume = checkpoints.latest()  # refuses another plan's checkpoints before anything is written here
     if distributed.is_main():  # beside metrics.jsonl, so `shearc report` can read a run that stopped early
-        write_text_atomic(run_dir / "plan.json", pretty_json(plan))
-    torch.manual_seed(plan["runtime"]["seed"])
-    if plan["runtime"]["deterministic"]:
+        write_text_atomic(run_dir / "plan.json", pretty_json(plan.as_json()))
+    torch.manual_seed(plan.runtime.seed)
+    if plan.runtime.deterministic:
         torch.use_deterministic_algorithms(True)
     device = _device(plan)
     metrics = MetricsLog(run_dir / "metrics.jsonl" if distributed.is_main() else None)
     first = 0 if resume is None else resume.stage_index + (1 if resume.complete else 0)
     metrics.write("memory", resident_bytes_before_models=resident_bytes())  # the baseline of the stages' peaks
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics, model=None,
-                         tokenizer=load_tokenizer(plan["data"]["tokenizer"], verified.plan_dir,
-                                                  plan["source"]["trust_remote_code"]),
+                         tokenizer=load_tokenizer(plan.data.tokenizer, verified.plan_dir,
+                                                  plan.source.trust_remote_code),
                          checkpoints=checkpoints, finalize_tolerance=finalize_tolerance)
     if needs_source(plan, first):  # held by the context alone, so releasing it there frees it
         dtype = source_dtype(plan, device)
-        console.print(f"loading {plan['source']['model']} from {verified.model_dir} on {device} "
+        console.print(f"loading {plan.source.model} from {verified.model_dir} on {device} "
                       f"({str(dtype).removeprefix('torch.')})", markup=False)
         context.model = load_source_weights(verified, device, dtype)
     if resume is not None:
@@ -167,10 +150,10 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
         metrics.write("resume", checkpoint=resume.path.name, stage=resume.meta["stage"], step=resume.step)
     try:
         with stop_on_signals():
-            for index, stage_plan in enumerate(plan["stages"]):
+            for index, stage_plan in enumerate(plan.stages):
                 if index < first:
                     continue
-                name = stage_plan["stage"]
+                name = stage_plan.stage
                 context.stage_index = index
                 context.resume = resume if resume is not None and index == resume.stage_index else None
                 started = time.perf_counter()
@@ -190,6 +173,6 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
     finally:  # an interrupted run keeps its TensorBoard scalars too
         metrics.close()
     if distributed.is_main():
-        write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan["plan_sha256"]}))
+        write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan.plan_sha256}))
     console.print(f"dense model in {run_dir / 'model'}", markup=False)
     return run_dir

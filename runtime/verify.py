@@ -1,6 +1,6 @@
 """Check a plan against the model it will run on, before any work; every mismatch in one error.
 
-The runtime reads only the plan: version, schema and hash (plan_io), then the source
+The runtime reads only the plan: version, schema and hash (shearc.plan.read), then the source
 model's config.json, compared field by field with the plan's fingerprint.
 """
 
@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from shearc.compiler.plan_io import read_plan
 from shearc.compiler.source import SourceModel, introspect
 from shearc.errors import Problem, UserError
+from shearc.plan import Plan, read_plan
 
 
 @dataclass(frozen=True)
 class VerifiedPlan:
-    plan: dict[str, Any]
+    plan: Plan
     plan_dir: Path
     model_dir: Path  # where the source weights are
     source: SourceModel  # the structure of the model found, on meta
@@ -40,10 +39,10 @@ def locate_model(reference: str, plan_dir: Path, revision: str | None) -> Path |
 def verify(plan_path: str | Path) -> VerifiedPlan:
     plan = read_plan(plan_path)
     plan_dir = Path(plan_path).resolve().parent
-    source = plan["source"]
-    model_dir = locate_model(source["model"], plan_dir, source["revision"])
+    source = plan.source
+    model_dir = locate_model(source.model, plan_dir, source.revision)
     if model_dir is None:
-        raise UserError([Problem(f"source model {source['model']!r} is neither a directory next to the plan nor in "
+        raise UserError([Problem(f"source model {source.model!r} is neither a directory next to the plan nor in "
                                  "the local Hugging Face cache; download it first (shearc never downloads weights "
                                  "during a run)", "source.model", str(plan_path))], title="source model not found")
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -51,7 +50,7 @@ def verify(plan_path: str | Path) -> VerifiedPlan:
     problems = [
         Problem(f"the plan was compiled for {key} = {expected!r}, the model at {model_dir} has {actual!r}",
                 f"source.fingerprint_fields.{key}", str(plan_path))
-        for key, expected in source["fingerprint_fields"].items()
+        for key, expected in source.fingerprint_fields.items()
         if (actual := found.fingerprint_fields.get(key)) != expected
     ]
     if problems:

@@ -71,9 +71,9 @@ def compile_command(spec: Path, output: Path) -> None:
 def explain(plan: Path) -> None:
     """Print a readable summary of PLAN: shapes, groups, stages, cost, mixture."""
     from shearc.compiler.explain import explain as render
-    from shearc.compiler.plan_io import read_plan
+    from shearc.plan import read_plan
 
-    render(read_plan(plan), stdout)
+    render(read_plan(plan).as_json(), stdout)
 
 
 @cli.command()

@@ -123,3 +123,13 @@ def off_by_one(kept, shape):
     from dataclasses import replace
 
     return replace(kept, intermediate={layer: (c + 1) % shape.intermediate for layer, c in kept.intermediate.items()})
+
+
+def data_plan(*domains: dict, eval_fraction: float = 0.0, text_field: str = "text"):
+    """A plan's `data` section for the runtime's data loading: each domain's name, train and eval files."""
+    from shearc.plan import DataPlan
+
+    nothing = {"files": 0, "bytes": 0}
+    return DataPlan(tokenizer="tokenizer", text_field=text_field, eval_fraction=eval_fraction, domains=[
+        {"weight": 1 / len(domains), "reference_loss": None, "train_found": nothing, "eval_found": nothing, **domain}
+        for domain in domains])

@@ -2,12 +2,11 @@
 
 Every field of every spec section (each method's variant included) lands in the plan, and the
 runtime reads it: tiny plans that together use every method, mixer and recovery are run with a
-plan that records which of its keys the runtime reads (`d[key]` or `d.get(key)`, not copies), and
-every spec-derived key must be read by some run. The few fields that act at compile time only are
+typed plan that records which of its fields the runtime reads (attribute access, not copies), and
+every spec-derived field must be read by some run. The few fields that act at compile time only are
 listed below, each with what it changes there.
 """
 
-import dataclasses
 import json
 from typing import Any
 
@@ -15,8 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from shearc.cli import main
-from shearc.compiler.registry import MIXERS, PRUNE_METHODS, RECOVERIES
-from shearc.compiler.spec import DataSection, Domain, EvalSection, ExportSection, RuntimeSection, ScheduleSection
+from shearc.compiler.spec import DataSpec, DomainSpec
+from shearc.sections import MIXERS, PRUNE_METHODS, RECOVERIES, EvalSpec, ExportSpec, RuntimeSpec, ScheduleSpec
 
 from .helpers import tiny_project
 
@@ -25,12 +24,12 @@ SECTIONS: dict[str, tuple[list[type[BaseModel]], tuple[str, ...]]] = {
     "prune": ([PRUNE_METHODS.get(n) for n in PRUNE_METHODS], ("stages", "stage:prune", "params")),
     "mixer": ([MIXERS.get(n) for n in MIXERS], ("mixer",)),
     "recovery": ([RECOVERIES.get(n) for n in RECOVERIES], ("stages", "stage:recover", "params")),
-    "schedule": ([ScheduleSection], ("schedule",)),
-    "runtime": ([RuntimeSection], ("runtime",)),
-    "eval": ([EvalSection], ("stages", "stage:evaluate", "params")),
-    "export": ([ExportSection], ("stages", "stage:export", "params")),
-    "data": ([DataSection], ("data",)),
-    "data.domains": ([Domain], ("data", "domains", "*")),
+    "schedule": ([ScheduleSpec], ("schedule",)),
+    "runtime": ([RuntimeSpec], ("runtime",)),
+    "eval": ([EvalSpec], ("stages", "stage:evaluate", "params")),
+    "export": ([ExportSpec], ("stages", "stage:export", "params")),
+    "data": ([DataSpec], ("data",)),
+    "data.domains": ([DomainSpec], ("data", "domains", "*")),
 }
 
 # Fields that act when compiling, not when running: what each changes.
@@ -44,29 +43,31 @@ COMPILE_TIME = {
 }
 
 
-class Recorder(dict):
-    """A plan dict that notes the paths of the keys read from it."""
-
-    def __init__(self, data: dict, path: tuple, reads: set) -> None:
-        super().__init__({k: _wrap(v, (*path, k), reads) for k, v in data.items()})
-        self._path, self._reads = path, reads
-
-    def __getitem__(self, key):
-        self._reads.add((*self._path, key))
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        self._reads.add((*self._path, key))
-        return super().get(key, default)
+def _paths(value: Any, path: tuple, paths: dict[int, tuple]) -> None:
+    """id of every model inside the typed plan -> its path (a stage known by its name, other list items alike)."""
+    if isinstance(value, BaseModel):
+        paths[id(value)] = path
+        for field in type(value).model_fields:
+            _paths(value.__dict__[field], (*path, field), paths)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _paths(item, (*path, f"stage:{item.stage}" if path == ("stages",) else "*"), paths)
 
 
-def _wrap(value: Any, path: tuple, reads: set) -> Any:
-    if isinstance(value, dict):
-        return Recorder(value, path, reads)
-    if isinstance(value, list):  # a stage is known by its name; other list items are alike
-        return [_wrap(item, (*path, f"stage:{item['stage']}" if path == ("stages",) else "*"), reads)
-                for item in value]
-    return value
+def record_reads(plan: BaseModel, reads: set, patch: pytest.MonkeyPatch) -> None:
+    """From now on, reading a field of `plan` (or of a model inside it) notes its path in `reads`; copies made by
+    pydantic (model_dump) read nothing."""
+    paths: dict[int, tuple] = {}
+    _paths(plan, (), paths)
+    original = BaseModel.__getattribute__
+
+    def recording(self, name):
+        path = paths.get(id(self))
+        if path is not None and name in type(self).model_fields:
+            reads.add((*path, name))
+        return original(self, name)
+
+    patch.setattr(BaseModel, "__getattribute__", recording)
 
 
 RUNS = {  # together: every prune method, mixer (and DRPruning signal), recovery, evaluation and export
@@ -93,12 +94,13 @@ def reads(tmp_path_factory):
     seen: set = set()
     plans = {}
     original = run_module.verify
+    patch = pytest.MonkeyPatch()
 
     def recording(path):
         verified = original(path)
-        return dataclasses.replace(verified, plan=_wrap(verified.plan, (), seen))
+        record_reads(verified.plan, seen, patch)
+        return verified
 
-    patch = pytest.MonkeyPatch()
     patch.setattr(run_module, "verify", recording)
     try:
         for name, sections in RUNS.items():

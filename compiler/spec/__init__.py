@@ -11,24 +11,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import Field, model_validator
 
-from ..registry import MIXERS, PRUNE_METHODS, RECOVERIES
-from .base import RuleError, Section
-from .data import DataSection, Domain
-from .mixer import ConstantMixer, DRPruningMixer, DynamicBatchLoadingMixer
-from .prune import HardConcretePrune, MagnitudePrune, TaylorPrune
-from .recovery import FullRecovery, LoraRecovery, NoRecovery
-from .settings import EvalSection, ExportSection, RuntimeSection, ScheduleSection
-from .source import SourceSection
-from .target import TargetSection
-from .training import TrainingStage
+from shearc.sections import (
+    ConstantMixerSpec,
+    EvalSpec,
+    ExportSpec,
+    MixerSpec,
+    NoRecoverySpec,
+    PruneSpec,
+    RecoverySpec,
+    RuleError,
+    RuntimeSpec,
+    ScheduleSpec,
+    Section,
+    TrainingStageSpec,
+)
 
-PruneSection = Annotated[PRUNE_METHODS.discriminated_union(), Field(description="Pruning method and its parameters.")]
-MixerSection = Annotated[MIXERS.discriminated_union(), Field(description="Data mixer and its parameters.")]
-RecoverySection = Annotated[RECOVERIES.discriminated_union(), Field(description="Recovery training after pruning.")]
+from .data import DataSpec, DomainSpec
+from .source import SourceSpec
+from .target import TargetSpec
 
 
 class Spec(Section):
@@ -36,23 +38,23 @@ class Spec(Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Recipe name; names the run directory.")
     description: str = Field("", description="Free text for people.")
-    source: SourceSection = Field(description="The pretrained model to prune.")
-    target: TargetSection = Field(description="Target shape or parameter budget.")
-    prune: PruneSection
-    data: DataSection = Field(description="Training domains and their initial mixture.")
-    mixer: MixerSection = ConstantMixer(method="constant")
-    recovery: RecoverySection = NoRecovery(method="none")
-    schedule: ScheduleSection = Field(ScheduleSection(), description="Optimizer and learning-rate schedule.")
-    runtime: RuntimeSection = Field(RuntimeSection(), description="Devices, precision, seed, checkpointing.")
-    export: ExportSection = Field(ExportSection(), description="How the dense model is saved.")
-    eval: EvalSection = Field(EvalSection(), description="Per-domain evaluation of source and result.")
+    source: SourceSpec = Field(description="The pretrained model to prune.")
+    target: TargetSpec = Field(description="Target shape or parameter budget.")
+    prune: PruneSpec
+    data: DataSpec = Field(description="Training domains and their initial mixture.")
+    mixer: MixerSpec = ConstantMixerSpec(method="constant")
+    recovery: RecoverySpec = NoRecoverySpec(method="none")
+    schedule: ScheduleSpec = Field(ScheduleSpec(), description="Optimizer and learning-rate schedule.")
+    runtime: RuntimeSpec = Field(RuntimeSpec(), description="Devices, precision, seed, checkpointing.")
+    export: ExportSpec = Field(ExportSpec(), description="How the dense model is saved.")
+    eval: EvalSpec = Field(EvalSpec(), description="Per-domain evaluation of source and result.")
 
-    def training_stages(self) -> dict[str, TrainingStage]:
+    def training_stages(self) -> dict[str, TrainingStageSpec]:
         """The stages that run the training loop, by section name."""
         stages = {}
-        if isinstance(self.prune, TrainingStage):
+        if isinstance(self.prune, TrainingStageSpec):
             stages["prune"] = self.prune
-        if isinstance(self.recovery, TrainingStage):
+        if isinstance(self.recovery, TrainingStageSpec):
             stages["recovery"] = self.recovery
         return stages
 
@@ -86,24 +88,4 @@ class Spec(Section):
         return self
 
 
-__all__ = [
-    "ConstantMixer",
-    "DRPruningMixer",
-    "DataSection",
-    "Domain",
-    "DynamicBatchLoadingMixer",
-    "EvalSection",
-    "ExportSection",
-    "FullRecovery",
-    "HardConcretePrune",
-    "LoraRecovery",
-    "MagnitudePrune",
-    "NoRecovery",
-    "RuleError",
-    "RuntimeSection",
-    "ScheduleSection",
-    "SourceSection",
-    "Spec",
-    "TargetSection",
-    "TaylorPrune",
-]
+__all__ = ["DataSpec", "DomainSpec", "SourceSpec", "Spec", "TargetSpec"]

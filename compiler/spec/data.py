@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from .base import RuleError, Section
+from shearc.sections import RuleError, Section
 
 WEIGHT_SUM_TOLERANCE = 1e-3
 
 
-class Domain(Section):
+class DomainSpec(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Domain name used in logs and plots.")
     train: list[str] = Field(
         min_length=1,
@@ -30,8 +30,8 @@ class Domain(Section):
     )
 
 
-class DataSection(Section):
-    domains: list[Domain] = Field(min_length=1, description="The training domains.")
+class DataSpec(Section):
+    domains: list[DomainSpec] = Field(min_length=1, description="The training domains.")
     tokenizer: str | None = Field(None, description="Tokenizer id or directory; default: the source model's.")
     text_field: str = Field("text", min_length=1, description="Field holding the text in JSON lines and parquet.")
     eval_fraction: float = Field(
@@ -40,7 +40,7 @@ class DataSection(Section):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> DataSection:
+    def _consistent(self) -> DataSpec:
         problems: list[tuple[tuple[str | int, ...], str]] = []
         seen: dict[str, int] = {}
         for index, domain in enumerate(self.domains):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .base import Section
+from shearc.sections import Section
 
 
-class SourceSection(Section):
+class SourceSpec(Section):
     model: str = Field(
         min_length=1,
         description="Hugging Face model id or local directory of the pretrained model. `compile` needs only "

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .base import RuleError, Section
+from shearc.sections import RuleError, Section
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
 
@@ -33,7 +33,7 @@ ParamCount = Annotated[int, BeforeValidator(_parse_count), Field(gt=0)]
 _SHAPE_FIELDS = ("layers", "hidden", "heads", "kv_heads", "intermediate")
 
 
-class TargetSection(Section):
+class TargetSpec(Section):
     layers: int | None = Field(None, gt=0, description="Decoder layers to keep; omitted keeps the source's.")
     hidden: int | None = Field(None, gt=0, description="Hidden (residual stream) size; omitted keeps the source's.")
     heads: int | None = Field(None, gt=0, description="Query heads per layer; omitted keeps the source's.")
@@ -54,7 +54,7 @@ class TargetSection(Section):
     )
 
     @model_validator(mode="after")
-    def _shape_or_budget(self) -> TargetSection:
+    def _shape_or_budget(self) -> TargetSpec:
         given = [name for name in _SHAPE_FIELDS if getattr(self, name) is not None]
         if self.params is not None and given:
             raise RuleError([(("params",), f"give either a shape or a parameter budget, not both "

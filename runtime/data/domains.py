@@ -22,6 +22,7 @@ import numpy as np
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from shearc.errors import Problem, UserError
+from shearc.plan import DataPlan, DomainPlan
 
 from .files import expand, read_documents
 from .tokens import TokenCache, files_fingerprint, token_dtype, tokenize, tokenizer_fingerprint
@@ -62,15 +63,15 @@ def _concatenate(arrays: Iterable[np.ndarray], dtype: np.dtype) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def load_domains(data: dict[str, Any], *, base_dir: Path, tokenizer: Any, seq_len: int, seed: int,
+def load_domains(data: DataPlan, *, base_dir: Path, tokenizer: Any, seq_len: int, seed: int,
                  cache_dir: Path) -> list[DomainData]:
     """Every domain of the plan's `data` section; all problems reported together."""
     cache = TokenCache(cache_dir / "tokens")
     domains, problems = [], []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   disable=not sys.stderr.isatty(), transient=True) as progress:
-        for index, domain in enumerate(data["domains"]):
-            task = progress.add_task(f"tokenizing domain {domain['name']}")
+        for index, domain in enumerate(data.domains):
+            task = progress.add_task(f"tokenizing domain {domain.name}")
             try:
                 domains.append(_load_domain(domain, index, data, base_dir, tokenizer, seq_len, seed, cache, cache_dir))
             except UserError as exc:
@@ -81,20 +82,20 @@ def load_domains(data: dict[str, Any], *, base_dir: Path, tokenizer: Any, seq_le
     return domains
 
 
-def _load_domain(domain: dict[str, Any], index: int, data: dict[str, Any], base_dir: Path, tokenizer: Any,
+def _load_domain(domain: DomainPlan, index: int, data: DataPlan, base_dir: Path, tokenizer: Any,
                  seq_len: int, seed: int, cache: TokenCache, cache_dir: Path) -> DomainData:
-    name, path = domain["name"], f"data.domains[{index}]"
-    train_files = expand(domain["train"], base_dir)
+    name, path = domain.name, f"data.domains[{index}]"
+    train_files = expand(domain.train, base_dir)
     if not train_files:
-        raise UserError([Problem(f"domain {name!r}: no file matches {domain['train']} (relative to {base_dir})",
+        raise UserError([Problem(f"domain {name!r}: no file matches {domain.train} (relative to {base_dir})",
                                  f"{path}.train")])
-    eval_files = expand(domain["eval"], base_dir)
-    if domain["eval"] and not eval_files:
-        raise UserError([Problem(f"domain {name!r}: no file matches {domain['eval']} (relative to {base_dir})",
+    eval_files = expand(domain.eval, base_dir)
+    if domain.eval and not eval_files:
+        raise UserError([Problem(f"domain {name!r}: no file matches {domain.eval} (relative to {base_dir})",
                                  f"{path}.eval")])
-    fraction = 0.0 if eval_files else data["eval_fraction"]
+    fraction = 0.0 if eval_files else data.eval_fraction
     dtype = token_dtype(len(tokenizer))
-    common = {"tokenizer": tokenizer_fingerprint(tokenizer), "text_field": data["text_field"], "dtype": dtype.str}
+    common = {"tokenizer": tokenizer_fingerprint(tokenizer), "text_field": data.text_field, "dtype": dtype.str}
     train_key = cache.key(kind="train", files=files_fingerprint(train_files), seq_len=seq_len, fraction=fraction,
                           seed=seed if fraction else None, **common)
     eval_key = cache.key(kind="eval", files=files_fingerprint(eval_files or train_files), fraction=fraction,
@@ -102,7 +103,7 @@ def _load_domain(domain: dict[str, Any], index: int, data: dict[str, Any], base_
     train, held = cache.load(train_key), cache.load(eval_key)
     if train is None or held is None:
         datasets_cache = cache_dir / "datasets"
-        documents = tokenize(read_documents(train_files, data["text_field"], datasets_cache), tokenizer)
+        documents = tokenize(read_documents(train_files, data.text_field, datasets_cache), tokenizer)
         if fraction:
             kept, evaluated = [], []
             for number, ids in enumerate(documents):
@@ -110,7 +111,7 @@ def _load_domain(domain: dict[str, Any], index: int, data: dict[str, Any], base_
             stream, held_stream = _concatenate(kept, dtype), _concatenate(evaluated, dtype)
         else:
             stream = _concatenate(documents, dtype)
-            held_stream = _concatenate(tokenize(read_documents(eval_files, data["text_field"], datasets_cache),
+            held_stream = _concatenate(tokenize(read_documents(eval_files, data.text_field, datasets_cache),
                                                 tokenizer), dtype)
         sequences = len(stream) // seq_len
         train = cache.store(train_key, stream[: sequences * seq_len].reshape(sequences, seq_len))

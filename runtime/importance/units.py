@@ -14,7 +14,7 @@ from __future__ import annotations
 import networkx as nx
 import torch
 
-from shearc.compiler.adapters import Shape
+from shearc.compiler.families import Shape
 
 from .scores import aggregate
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from shearc.sections import HardConcretePruneSpec
+
 LOG_ALPHA_RANGE = (math.log(1e-2), math.log(1e2))
 
 
@@ -30,8 +32,8 @@ class Constants:
     epsilon: float = 1e-6
 
     @classmethod
-    def from_plan(cls, params: dict) -> Constants:
-        return cls(params["temperature"], params["stretch_low"], params["stretch_high"], params["epsilon"])
+    def from_plan(cls, params: HardConcretePruneSpec) -> Constants:
+        return cls(params.temperature, params.stretch_low, params.stretch_high, params.epsilon)
 
 
 def init_log_alpha(shape: tuple[int, ...], mean: float, std: float, generator: torch.Generator | None = None

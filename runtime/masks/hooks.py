@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from shearc.compiler.adapters import LlamaFamilyAdapter
+from shearc.compiler.families import FamilyAdapter
 
 MASK_KINDS = ("layer", "hidden", "head", "intermediate")
 
@@ -36,7 +36,7 @@ def norm_rescale(hidden: torch.Tensor | None) -> float:
 
 
 class MaskHooks:
-    def __init__(self, model: torch.nn.Module, adapter: LlamaFamilyAdapter) -> None:
+    def __init__(self, model: torch.nn.Module, adapter: FamilyAdapter) -> None:
         self._values: dict[str, torch.Tensor] = {}
         self._rescale = 1.0
         self._handles: list[Any] = []

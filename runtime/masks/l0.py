@@ -10,10 +10,14 @@ group's query heads).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
-from shearc.compiler.adapters import Shape
+from shearc.compiler.families import Shape
+from shearc.sections import HardConcretePruneSpec
 
 from .hard_concrete import (
     LOG_ALPHA_RANGE,
@@ -35,29 +39,22 @@ def counts(shape: Shape) -> dict[str, tuple[int, int]]:
             "intermediate": (shape.layers, shape.intermediate)}
 
 
-def parameter_count(layer: torch.Tensor, hidden: torch.Tensor, kv_heads: torch.Tensor, intermediate: torch.Tensor,
-                    shape: Shape, vocab: int, tied: bool) -> torch.Tensor:
-    """Parameters (biases aside) from per-layer keep values and (expected) widths: per layer
-    layer * d' * (head_dim * (2 heads + 2 kv heads) + 3 intermediate + 2), plus embeddings and the
-    final norm. Heads are kv heads x the source's group size: under GQA the k/v projections count kv
-    heads, not query heads (the reference counts 4 x heads)."""
-    per_layer = hidden * (shape.head_dim * (2 * kv_heads * shape.group_size + 2 * kv_heads) + 3 * intermediate + 2)
-    return (layer * per_layer).sum() + vocab * hidden * (1 if tied else 2) + hidden
+ParameterCount = Callable[[dict[str, Any], Any], torch.Tensor]  # SourceModel.parameter_count: (extents, layers)
 
 
 class L0Masks(nn.Module):
-    def __init__(self, source: Shape, target: Shape, pruned_units: list[str], params: dict,
+    def __init__(self, source: Shape, target: Shape, pruned_units: list[str], params: HardConcretePruneSpec,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.source, self.target = source, target
         self.constants = Constants.from_plan(params)
-        self.soft_scale = params["soft_mask_scale"]
+        self.soft_scale = params.soft_mask_scale
         self.kinds = [_KIND_OF_UNIT[unit] for unit in pruned_units]
         rows = counts(source)
         kept = counts(target)
         self.log_alpha = nn.ParameterDict({
-            kind: nn.Parameter(init_log_alpha(rows[kind], params["init_log_alpha_mean"],
-                                              params["init_log_alpha_std"], generator))
+            kind: nn.Parameter(init_log_alpha(rows[kind], params.init_log_alpha_mean,
+                                              params.init_log_alpha_std, generator))
             for kind in self.kinds})
         self.lambda_1 = nn.ParameterDict({kind: nn.Parameter(torch.zeros(())) for kind in self.kinds})
         self.lambda_2 = nn.ParameterDict({kind: nn.Parameter(torch.zeros(())) for kind in self.kinds})
@@ -108,8 +105,11 @@ class L0Masks(nn.Module):
             return {k: min(rows[k][1], max(self.keep[k], round(float(fractions[k]) * rows[k][1])))
                     for k in self.kinds}
 
-    def expected_params(self, vocab: int, tied: bool) -> torch.Tensor:
-        """Expected parameter count under the masks' keep probabilities (see `parameter_count`)."""
+    def expected_params(self, count: ParameterCount) -> torch.Tensor:
+        """Expected parameter count under the masks' keep probabilities, from the family adapter's count
+        (`count`) at expected widths: per layer, kept layers x expected KV groups, intermediate and hidden
+        channels. Heads are KV groups x the source's group size: under GQA k and v count KV heads, not query
+        heads (the reference counts 4 x heads)."""
         probabilities = {k: keep_probability(a, self.constants) for k, a in self.log_alpha.items()}
         shape = self.source
         hidden = probabilities["hidden"].sum() if "hidden" in probabilities else torch.tensor(float(shape.hidden))
@@ -118,20 +118,25 @@ class L0Masks(nn.Module):
                                                                                       float(shape.kv_heads))
         inter = probabilities["intermediate"].sum(-1) if "intermediate" in probabilities else torch.full(
             (shape.layers,), float(shape.intermediate))
-        return parameter_count(layer, hidden, kv, inter, shape, vocab, tied)
+        return count(self._extents(hidden, kv, inter), layer)
 
-    def target_params(self, vocab: int, tied: bool) -> float:
+    def target_params(self, count: ParameterCount) -> float:
         """The same count at the target shape, where every kept unit is kept for sure."""
         t = self.target
         layers = torch.ones(t.layers)
-        count = parameter_count(layers, torch.tensor(float(t.hidden)), layers * t.kv_heads, layers * t.intermediate,
-                                self.source, vocab, tied)
-        return float(count)
+        return float(count(self._extents(torch.tensor(float(t.hidden)), layers * t.kv_heads,
+                                         layers * t.intermediate), layers))
 
-    def expected_sparsity(self, vocab: int, tied: bool, source_params: int) -> float:
+    def _extents(self, hidden: torch.Tensor, kv_heads: torch.Tensor, intermediate: torch.Tensor
+                 ) -> dict[str, torch.Tensor]:
+        head_dim = self.source.head_dim
+        return {"hidden": hidden, "attn": kv_heads * self.source.group_size * head_dim, "kv": kv_heads * head_dim,
+                "inter": intermediate}
+
+    def expected_sparsity(self, count: ParameterCount, source_params: int) -> float:
         """DRPruning's s: the expected fraction of the source's parameters removed."""
         with torch.no_grad():
-            return max(0.0, 1.0 - float(self.expected_params(vocab, tied)) / source_params)
+            return max(0.0, 1.0 - float(self.expected_params(count)) / source_params)
 
     def clamp_(self) -> None:
         """Keep log-alphas in the reference's range after each step."""

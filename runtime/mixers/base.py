@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from shearc.plan import Plan
 from shearc.registry import Registry
 
 from ..metrics import MetricsLog
@@ -39,8 +40,8 @@ class Observation:
 
 
 class Mixer(ABC):
-    def __init__(self, names: list[str], weights: np.ndarray, references: np.ndarray | None,
-                 params: dict[str, Any]) -> None:
+    def __init__(self, names: list[str], weights: np.ndarray, references: np.ndarray | None, params: Any) -> None:
+        """`params`: the plan's mixer section (shearc.sections.mixer), the spec model of this mixer."""
         self.names = list(names)
         self.initial = np.asarray(weights, dtype=np.float64) / np.sum(weights)
         self.params = params
@@ -49,11 +50,21 @@ class Mixer(ABC):
         self.stage: StageInfo | None = None
 
     @classmethod
-    def from_plan(cls, plan: dict[str, Any]) -> Mixer:
-        domains = plan["data"]["domains"]
-        references = [d["reference_loss"] for d in domains]
-        return cls([d["name"] for d in domains], np.array([d["weight"] for d in domains]),
-                   None if any(r is None for r in references) else np.array(references), plan["mixer"])
+    def from_plan(cls, plan: Plan) -> Mixer:
+        domains = plan.data.domains
+        references = [d.reference_loss for d in domains]
+        return cls([d.name for d in domains], np.array([d.weight for d in domains]),
+                   None if any(r is None for r in references) else np.array(references), plan.mixer)
+
+    @property
+    def uses_source_reference(self) -> bool:
+        """Whether the source model's per-domain eval losses are to be measured as the reference losses."""
+        return False
+
+    @property
+    def signal(self) -> str:
+        """The per-domain losses the mixer reads: `eval`, or `train-ema` (an EMA of the training losses)."""
+        return "eval"
 
     @property
     def weights(self) -> np.ndarray:
@@ -89,7 +100,7 @@ class Mixer(ABC):
 
     def _require_references(self) -> np.ndarray:
         if self.references is None:
-            raise RuntimeError(f"mixer {self.params['method']} has no reference losses: the plan gives none, "
+            raise RuntimeError(f"mixer {self.params.method} has no reference losses: the plan gives none, "
                                "and set_reference was not called with the source model's losses")
         return self.references
 
@@ -100,7 +111,7 @@ def update_and_log(mixer: Mixer, observation: Observation, metrics: MetricsLog,
     eval losses (`eval_losses`: the same, unless the mixer's signal is the training loss)."""
     record = mixer.update(observation)
     metrics.write("mixer", stage=mixer.stage.name if mixer.stage else None, step=observation.step,
-                  method=mixer.params["method"], domains=mixer.names, losses=observation.losses,
+                  method=mixer.params.method, domains=mixer.names, losses=observation.losses,
                   eval_losses=observation.losses if eval_losses is None else eval_losses,
                   tokens=observation.tokens, sparsity=observation.sparsity, weights=mixer.weights, **record)
     return mixer.weights
@@ -113,5 +124,5 @@ def log_stage_start(mixer: Mixer, stage: StageInfo, metrics: MetricsLog, *, rest
                   target_sparsity=stage.target_sparsity, restart_weights=restart_weights, weights=mixer.weights)
 
 
-def build_mixer(plan: dict[str, Any]) -> Mixer:
-    return MIXER_IMPLEMENTATIONS.get(plan["mixer"]["method"]).from_plan(plan)
+def build_mixer(plan: Plan) -> Mixer:
+    return MIXER_IMPLEMENTATIONS.get(plan.mixer.method).from_plan(plan)

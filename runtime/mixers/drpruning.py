@@ -58,6 +58,14 @@ class DRPruningMixer(Mixer):
         self.history: list[list[float]] = []  # rows of [tokens..., sparsity, losses...] for this stage
         self.fitted = [False] * len(self.names)  # has this stage's law replaced the static reference yet?
 
+    @property
+    def uses_source_reference(self) -> bool:
+        return self.params.reference == "source"
+
+    @property
+    def signal(self) -> str:
+        return self.params.signal
+
     def set_reference(self, losses: np.ndarray) -> None:
         super().set_reference(losses)
         self.static_references = self.references.copy()
@@ -76,25 +84,25 @@ class DRPruningMixer(Mixer):
         params, stage = self.params, self.stage
         losses = np.asarray(observation.losses, dtype=np.float64)
         progress = observation.step / stage.total_steps
-        if progress >= params["fit_history_after"]:
+        if progress >= params.fit_history_after:
             row = np.concatenate([observation.tokens, [observation.sparsity or 0.0], losses]).astype(np.float64)
             # plain floats: checkpoints hold no numpy values
-            self.history = [*self.history, row.tolist()][-params["fit_max_points"]:]
-        fits = self._refit(progress, observation) if params["fit_reference"] else {}
+            self.history = [*self.history, row.tolist()][-params.fit_max_points:]
+        fits = self._refit(progress, observation) if params.fit_reference else {}
         for index, fit in fits.items():
             if fit is not None:
                 first = not self.fitted[index]
                 references[index] = fit["prediction"] if first else min(references[index], fit["prediction"])
                 self.fitted[index] = True
         self.references = references
-        excess, factor = positive_excess(losses, references, params["reference_shrink"])
-        q, eta = worst_case_weights(excess, self.ratio, rho=params["rho"], min_prob=params["min_prob"],
-                                    tolerance=params["bisection_tolerance"], clamp_q_to_min=params["clamp_q_to_min"])
+        excess, factor = positive_excess(losses, references, params.reference_shrink)
+        q, eta = worst_case_weights(excess, self.ratio, rho=params.rho, min_prob=params.min_prob,
+                                    tolerance=params.bisection_tolerance, clamp_q_to_min=params.clamp_q_to_min)
         self._weights = q
-        if progress >= params["ratio_update_after"]:
-            self.ratio = move_reference_ratio(self.ratio, q, self.ratio_start, step=params["ratio_step"],
-                                              clamp=params["ratio_clamp"],
-                                              clamp_to_initial_range=params["ratio_clamp_to_initial_range"])
+        if progress >= params.ratio_update_after:
+            self.ratio = move_reference_ratio(self.ratio, q, self.ratio_start, step=params.ratio_step,
+                                              clamp=params.ratio_clamp,
+                                              clamp_to_initial_range=params.ratio_clamp_to_initial_range)
         return {"reference_losses": references, "excess": excess, "reference_scale": factor, "eta": eta,
                 "reference_ratio": self.ratio, "fits": {self.names[i]: f for i, f in fits.items()}}
 
@@ -106,18 +114,18 @@ class DRPruningMixer(Mixer):
 
     def _refit(self, progress: float, observation: Observation) -> dict[int, dict[str, Any] | None]:
         params, stage = self.params, self.stage
-        if progress < params["fit_min_progress"] or len(self.history) < params["fit_min_points"]:
+        if progress < params.fit_min_progress or len(self.history) < params.fit_min_points:
             return {}
         pruning = stage.target_sparsity is not None
         fits: dict[int, dict[str, Any] | None] = {}
         for index in range(len(self.names)):
             tokens, losses = self._column(index, 0), self._column(index, 2)
             usable = tokens > 0
-            if usable.sum() < params["fit_min_points"]:
+            if usable.sum() < params.fit_min_points:
                 continue
             laws = fit_scaling_laws(tokens[usable], losses[usable],
                                     self._column(index, 1)[usable] if pruning else None,
-                                    huber_delta=params["fit_huber_delta"], count=params["fit_average_of"])
+                                    huber_delta=params.fit_huber_delta, count=params.fit_average_of)
             if not laws:
                 fits[index] = None
                 continue

@@ -24,8 +24,12 @@ def dynamic_batch_loading_update(weights: np.ndarray, losses: np.ndarray, refere
 
 @MIXER_IMPLEMENTATIONS.register("dynamic-batch-loading")
 class DynamicBatchLoadingMixer(Mixer):
+    @property
+    def uses_source_reference(self) -> bool:
+        return self.params.reference == "source"
+
     def update(self, observation: Observation) -> dict[str, Any]:
         references = self._require_references()
         self._weights = dynamic_batch_loading_update(self._weights, observation.losses, references,
-                                                     eta=self.params["eta"], smoothing=self.params["smoothing"])
+                                                     eta=self.params.eta, smoothing=self.params.smoothing)
         return {"reference_losses": references, "excess": observation.losses - references}

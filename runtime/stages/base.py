@@ -1,8 +1,12 @@
 """What every stage shares: one small lifecycle, and the run's context.
 
-    stage = STAGES.get("prune")(stage_plan)
+    stage = STAGES.get(stage_plan.stage)(stage_plan)      # the stage's own typed section of the plan
     stage.setup(context); stage.run(context); stage.finalize(context)
-    stage.state_dict() / stage.load_state_dict(state)     # checkpoints (recovery and resume)
+    stage.restore(context, checkpoint)                    # resume: what a finished stage handed on
+
+A stage ends with a complete checkpoint (RunContext.save_complete) holding what later stages
+need; a run resumed after it asks the stage to put that back (`restore`). A stage resumed from
+one of its own unfinished checkpoints finds it in `context.resume` and restores itself.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from typing import Any
 
 import torch
 
+from shearc.plan import Plan, StagePlan
 from shearc.registry import Registry
 
-from ..data import DomainData, domain_eval_losses
+from ..data import DomainData, domain_eval_losses, load_domains
 from ..memory import release_freed
 from ..metrics import MetricsLog
 from ..mixers import Mixer
-from ..models import load_source_weights
+from ..models import dense_from_file, load_source_weights
 from ..precision import compute_autocast, compute_dtype
 from ..train.checkpoint import Checkpoint, Checkpoints
 from ..train.loop import Saving, Schedule
@@ -49,7 +54,7 @@ class RunContext:
     def saving(self) -> Saving | None:
         if self.checkpoints is None:
             return None
-        return Saving(self.checkpoints, self.stage_index, self.plan["runtime"]["checkpoint_interval"], self.checks)
+        return Saving(self.checkpoints, self.stage_index, self.plan.runtime.checkpoint_interval, self.checks)
 
     def save_complete(self, stage: str, step: int, model: torch.nn.Module | None, trainer: dict[str, Any]) -> None:
         """The checkpoint that ends a stage, with what the later stages need; `model` None when the stage
@@ -62,7 +67,7 @@ class RunContext:
         """The unmodified source: the copy in memory when there is one, else loaded from disk in the compute dtype."""
         if self.model is not None and not self.source_modified:
             return self.model
-        dtype = compute_dtype(self.plan["runtime"]["precision"], self.device)
+        dtype = compute_dtype(self.plan.runtime.precision, self.device)
         return load_source_weights(self.verified, self.device, dtype)
 
     def release_source(self) -> None:
@@ -72,12 +77,21 @@ class RunContext:
             release_freed(collect=True)
 
     @property
-    def plan(self) -> dict[str, Any]:
+    def plan(self) -> Plan:
         return self.verified.plan
 
     @property
     def seed(self) -> int:
-        return self.plan["runtime"]["seed"]
+        return self.plan.runtime.seed
+
+    def load_domains(self, seq_len: int) -> list[DomainData]:
+        """The plan's domains, tokenized and packed at `seq_len` (cached in the run directory)."""
+        return load_domains(self.plan.data, base_dir=self.verified.plan_dir, tokenizer=self.tokenizer,
+                            seq_len=seq_len, seed=self.seed, cache_dir=self.run_dir / "cache")
+
+    def load_dense(self, weights: Path) -> torch.nn.Module:
+        """A dense model of the target config with the weights in the safetensors file `weights`."""
+        return dense_from_file(self.plan.target.config, weights, self.verified.source.adapter, self.device)
 
 
 def reference_from_source(context: RunContext, mixer: Mixer, domains: list[DomainData], schedule: Schedule) -> None:
@@ -85,10 +99,10 @@ def reference_from_source(context: RunContext, mixer: Mixer, domains: list[Domai
 
     Measured once, when a stage starts a mixer that has none (a resumed stage restores them from its
     checkpoint), on the source in memory when it is unmodified, else on the source from disk."""
-    if context.plan["mixer"].get("reference") != "source" or mixer.references is not None:
+    if not mixer.uses_source_reference or mixer.references is not None:
         return
     source = context.source_for_reading()
-    with compute_autocast(context.plan["runtime"]["precision"], context.device):
+    with compute_autocast(context.plan.runtime.precision, context.device):
         losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len,
                                     max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
                                     device=context.device)
@@ -97,7 +111,7 @@ def reference_from_source(context: RunContext, mixer: Mixer, domains: list[Domai
 
 
 class Stage(ABC):
-    def __init__(self, stage_plan: dict[str, Any]) -> None:
+    def __init__(self, stage_plan: StagePlan) -> None:
         self.stage_plan = stage_plan
 
     # setup, finalize and load_state_dict are optional: most stages need none of them.
@@ -111,11 +125,13 @@ class Stage(ABC):
     def finalize(self, context: RunContext) -> None:  # noqa: B027
         """Hand results to the next stage; release what is no longer needed."""
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027
-        """Restore from state_dict()."""
+    def restore(self, context: RunContext, checkpoint: Checkpoint) -> None:
+        """Put back what this stage handed on, from the complete checkpoint it ended with. Here, for the
+        stages from finalize on: the dense model, the mixer's state and any report."""
+        handed = checkpoint.trainer_state()
+        context.mixer_state = handed["mixer"]
+        context.report = handed.get("report")
+        context.dense_model = context.load_dense(checkpoint.weights)
 
 
 STAGES: Registry[type[Stage]] = Registry("stage")

@@ -18,8 +18,10 @@ from typing import Any
 import torch
 
 from shearc.canonical import pretty_json, write_text_atomic
+from shearc.plan import EvaluatePlan
+from shearc.sections import EvalSpec
 
-from ..data import domain_eval_losses, load_domains
+from ..data import domain_eval_losses
 from ..distributed import is_main
 from ..precision import compute_autocast
 from .base import STAGES, RunContext, Stage
@@ -40,41 +42,41 @@ def forward_latency_ms(model: torch.nn.Module, ids: torch.Tensor) -> float:
     return 1000 * statistics.median(times)
 
 
-def measure(model: torch.nn.Module, domains: list, params: dict[str, Any], ids: torch.Tensor, batch_size: int,
+def measure(model: torch.nn.Module, domains: list, params: EvalSpec, ids: torch.Tensor, batch_size: int,
             device: torch.device, autocast: AbstractContextManager[Any]) -> dict[str, Any]:
     model.eval()
     with autocast:
-        losses = domain_eval_losses(model, domains, seq_len=params["seq_len"],
-                                    max_sequences=params["sequences_per_domain"], batch_size=batch_size, device=device)
+        losses = domain_eval_losses(model, domains, seq_len=params.seq_len,
+                                    max_sequences=params.sequences_per_domain, batch_size=batch_size, device=device)
         latency = forward_latency_ms(model, ids)
     return {"params": sum(p.numel() for p in model.parameters()),
             "domains": [{"loss": float(loss), "perplexity": math.exp(float(loss))} for loss in losses],
             "latency_ms": latency, "tokens_per_second": ids.numel() / (latency / 1000)}
 
 
-def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, params: dict[str, Any], *, vocab: int,
+def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, params: EvalSpec, *, vocab: int,
             seed: int, batch_size: int, device: torch.device,
             autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, Any]:
     """The report: source and result measured on the same eval sequences and the same latency batch, both
     under `autocast()` (the plan's compute dtype)."""
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (params["latency_batch"], params["seq_len"]), generator=generator).to(device)
-    return {"domains": [d.name for d in domains], "seq_len": params["seq_len"],
-            "latency_batch": params["latency_batch"],
+    ids = torch.randint(0, vocab, (params.latency_batch, params.seq_len), generator=generator).to(device)
+    return {"domains": [d.name for d in domains], "seq_len": params.seq_len, "latency_batch": params.latency_batch,
             "source": measure(source, domains, params, ids, batch_size, device, autocast()),
             "result": measure(result, domains, params, ids, batch_size, device, autocast())}
 
 
 @STAGES.register("evaluate")
 class EvaluateStage(Stage):
+    stage_plan: EvaluatePlan
+
     def run(self, context: RunContext) -> None:
-        plan, params = context.plan, self.stage_plan["params"]
-        domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
-                               seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
+        plan, params = context.plan, self.stage_plan.params
+        domains = context.load_domains(params.seq_len)
         report = compare(context.source_for_reading(), context.dense_model, domains, params,
                          vocab=context.verified.source.vocab, seed=context.seed,
-                         batch_size=plan["schedule"]["micro_batch"], device=context.device,
-                         autocast=lambda: compute_autocast(plan["runtime"]["precision"], context.device))
+                         batch_size=plan.schedule.micro_batch, device=context.device,
+                         autocast=lambda: compute_autocast(plan.runtime.precision, context.device))
         context.release_source()
         if is_main():
             write_text_atomic(context.run_dir / "report.json", pretty_json(report))

@@ -19,6 +19,7 @@ import torch
 
 from shearc.canonical import atomic_directory, pretty_json
 from shearc.errors import CheckFailed
+from shearc.plan import ExportPlan, Plan
 
 from ..distributed import is_main
 from .base import STAGES, RunContext, Stage
@@ -30,30 +31,31 @@ class ExportCheckError(CheckFailed):
     """The saved model is not the one the run produced: a bug (exit 1)."""
 
 
-def model_card(plan: dict[str, Any], checks: dict[str, Any], report: dict[str, Any] | None) -> str:
-    source, target = plan["source"]["model_info"], plan["target"]["model_info"]
-    stages = ", ".join(s["stage"] + (f" ({s['params']['method']})" if "method" in s.get("params", {}) else "")
-                       for s in plan["stages"])
-    rows = "\n".join(f"| {name} | {source['shape'][name]} | {target['shape'][name]} |" for name in source["shape"])
+def model_card(plan: Plan, checks: dict[str, Any], report: dict[str, Any] | None) -> str:
+    source, target = plan.source.model_info, plan.target.model_info
+    stages = ", ".join(s.stage + (f" ({s.params.method})" if hasattr(getattr(s, "params", None), "method") else "")
+                       for s in plan.stages)
+    rows = "\n".join(f"| {name} | {value} | {getattr(target.shape, name)} |"
+                     for name, value in source.shape.model_dump().items())
     return f"""---
 library_name: transformers
-base_model: {plan['source']['model']}
+base_model: {plan.source.model}
 tags: [shearc, pruning]
 ---
 
-# {plan['spec']['name']}
+# {plan.spec.name}
 
-{plan['spec']['description'] or 'Pruned with shearc.'}
+{plan.spec.description or 'Pruned with shearc.'}
 
-A dense {plan['source']['architecture']} pruned from `{plan['source']['model']}` by shearc
-{plan['shearc_version']} (plan sha256 `{plan['plan_sha256']}`, in `plan.json` beside this card).
+A dense {plan.source.architecture} pruned from `{plan.source.model}` by shearc
+{plan.shearc_version} (plan sha256 `{plan.plan_sha256}`, in `plan.json` beside this card).
 
 | | source | target |
 |---|---|---|
 {rows}
-| parameters | {source['params']:,} | {target['params']:,} |
+| parameters | {source.params:,} | {target.params:,} |
 
-Stages: {stages}. Mixer: {plan['mixer']['method']}.
+Stages: {stages}. Mixer: {plan.mixer.method}.
 
 {logits_check(checks['logits'])}; at export, strict reload, dimensions and parameter count as planned,
 weights equal to the run's model.
@@ -87,17 +89,19 @@ result {report['result']['latency_ms']:.1f} ms ({report['result']['tokens_per_se
 
 @STAGES.register("export")
 class ExportStage(Stage):
+    stage_plan: ExportPlan
+
     def run(self, context: RunContext) -> None:
         if not is_main():  # one writer
             return
-        plan, params = context.plan, self.stage_plan["params"]
+        plan, params = context.plan, self.stage_plan.params
         dense = context.dense_model.float().cpu().eval()
         final = context.run_dir / "model"
         with atomic_directory(final) as staging:
-            exported = dense.to(_DTYPES[params["dtype"]])
-            exported.save_pretrained(staging, safe_serialization=True, max_shard_size=params["max_shard_size"])
+            exported = dense.to(_DTYPES[params.dtype])
+            exported.save_pretrained(staging, safe_serialization=True, max_shard_size=params.max_shard_size)
             context.tokenizer.save_pretrained(staging)
-            (staging / "plan.json").write_text(pretty_json(plan), encoding="utf-8")
+            (staging / "plan.json").write_text(pretty_json(plan.as_json()), encoding="utf-8")
             checks = {**context.checks, **self._reload_and_check(staging, exported, context)}
             (staging / "README.md").write_text(model_card(plan, checks, context.report), encoding="utf-8")
         context.metrics.write("export", directory=str(final), **checks)
@@ -107,17 +111,17 @@ class ExportStage(Stage):
 
         plan = context.plan
         reloaded, info = AutoModelForCausalLM.from_pretrained(directory, output_loading_info=True,
-                                                              dtype=_DTYPES[self.stage_plan["params"]["dtype"]])
+                                                              dtype=_DTYPES[self.stage_plan.params.dtype])
         problems = [f"{kind}: {keys}" for kind, keys in info.items() if keys]
         config = json.loads((directory / "config.json").read_text())
-        shape = plan["target"]["model_info"]["shape"]
-        expected = {"num_hidden_layers": shape["layers"], "hidden_size": shape["hidden"],
-                    "num_attention_heads": shape["heads"], "num_key_value_heads": shape["kv_heads"],
-                    "intermediate_size": shape["intermediate"], "head_dim": shape["head_dim"]}
+        shape = plan.target.model_info.shape
+        expected = {"num_hidden_layers": shape.layers, "hidden_size": shape.hidden,
+                    "num_attention_heads": shape.heads, "num_key_value_heads": shape.kv_heads,
+                    "intermediate_size": shape.intermediate, "head_dim": shape.head_dim}
         problems += [f"config {k} = {config.get(k)}, planned {v}" for k, v in expected.items() if config.get(k) != v]
         params = sum(p.numel() for p in reloaded.parameters())
-        if params != plan["target"]["model_info"]["params"]:
-            problems.append(f"{params:,} parameters, planned {plan['target']['model_info']['params']:,}")
+        if params != plan.target.model_info.params:
+            problems.append(f"{params:,} parameters, planned {plan.target.model_info.params:,}")
         saved = exported.state_dict()
         problems += [f"weight {k} differs from the checked model" for k, v in reloaded.state_dict().items()
                      if not torch.equal(v, saved[k])]

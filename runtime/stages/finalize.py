@@ -17,15 +17,15 @@ import torch
 from safetensors.torch import save_file
 
 from shearc.canonical import atomic_directory, pretty_json, write_text_atomic
-from shearc.compiler.adapters import Shape
+from shearc.compiler.families import Shape
 from shearc.errors import CheckFailed
+from shearc.plan import FinalizePlan, Plan
 
-from ..data import load_domains
 from ..data.evaluation import eval_chunks
 from ..distributed import is_main
-from ..finalize import finalize_state
 from ..logits_check import Agreement, compare_logits
 from ..models import build_dense
+from ..slicing import finalize_state
 from .base import STAGES, RunContext, Stage
 
 
@@ -35,21 +35,19 @@ class FinalizeCheckError(CheckFailed):
 
 def check_windows(context: RunContext, count: int, tokens: int) -> list[torch.Tensor]:
     """Up to `count` windows of `tokens` tokens of eval text, spread over the domains."""
-    plan = context.plan
-    domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
-                           seq_len=_cached_seq_len(plan, tokens), seed=context.seed,
-                           cache_dir=context.run_dir / "cache")
+    domains = context.load_domains(_cached_seq_len(context.plan, tokens))
     per_domain = math.ceil(count / len(domains))
     windows = [chunk for domain in domains for chunk in eval_chunks(domain.eval, tokens, per_domain)]
     return [torch.as_tensor(w.astype("int64"), device=context.device) for w in windows[:count]]
 
 
-def _cached_seq_len(plan: dict, default: int) -> int:
+def _cached_seq_len(plan: Plan, default: int) -> int:
     """A sequence length another stage tokenizes the data at, so the check reuses its token cache."""
-    for stage in plan["stages"]:
+    for stage in plan.stages:
+        params = getattr(stage, "params", None)
         for key in ("calibration_seq_len", "seq_len"):
-            if key in stage.get("params", {}):
-                return stage["params"][key]
+            if hasattr(params, key):
+                return getattr(params, key)
     return default
 
 
@@ -83,23 +81,25 @@ def failure_message(agreement: Agreement, context: RunContext, trained: bool) ->
 
 @STAGES.register("finalize")
 class FinalizeStage(Stage):
+    stage_plan: FinalizePlan
+
     def run(self, context: RunContext) -> None:
         source, plan = context.verified.source, context.plan
-        trained = next(s for s in plan["stages"] if s["stage"] == "prune")["params"]["method"] == "hard-concrete"
+        trained = plan.prune.params.trains_source
         if is_main():
             save_masks(context.masks, context.run_dir / "masks.safetensors")
             if trained:  # the weights trained with the masks
                 save_masked_model(context.model, context.run_dir / "masked")
         dense_state, reached = finalize_state(context.model.state_dict(), source.adapter, context.masks,
                                               source.shape, tied=source.tied)
-        expected = Shape(**self.stage_plan["target_shape"])
+        expected = Shape(**plan.target.model_info.shape.model_dump())
         if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
             raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
-        dense = build_dense(plan["target"]["config"], dense_state, source.adapter)
+        dense = build_dense(plan.target.config, dense_state, source.adapter)
         del dense_state
-        check = self.stage_plan["check"]
+        check = self.stage_plan.check
         agreement = compare_logits(context.model, context.masks, dense, source.adapter,
-                                   check_windows(context, check["windows"], check["tokens"]), seed=context.seed,
+                                   check_windows(context, check.windows, check.tokens), seed=context.seed,
                                    tolerance=context.finalize_tolerance)
         context.metrics.write("finalize", **agreement.as_dict())
         if is_main():

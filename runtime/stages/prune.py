@@ -1,62 +1,74 @@
 """The prune stage: turn the plan's method into masks of the exact target shape.
 
-    prune: {method: hard-concrete}  # masks learned with the model and a Lagrangian (see hard_concrete.py)
-    prune: {method: taylor}       # calibration windows from the mixture, scored once or in rounds
-    prune: {method: magnitude}    # weights only
+    prune: {method: hard-concrete}  # masks learned with the model and a Lagrangian (mask_learning.py)
+    prune: {method: taylor}       # an importance method (importance/methods.py): calibration windows from
+    prune: {method: magnitude}    # the mixture, or none; scored once or in rounds
+
+The runtime's prune methods, under the compiler's names: hard-concrete, and every importance method.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from shearc.compiler.adapters import Shape
+from shearc.compiler.families import Shape
 from shearc.compiler.graph import build_graph
+from shearc.plan import PrunePlan
 from shearc.registry import Registry
 
-from ..data import MixtureSampler, load_domains
-from ..importance.prune import score_and_select
+from ..data import MixtureSampler
+from ..importance.methods import IMPORTANCE_METHODS
+from ..importance.selection import score_and_select
+from ..train.checkpoint import Checkpoint
 from .base import STAGES, RunContext, Stage
-from .hard_concrete import learn_masks
+from .mask_learning import learn_masks
 
-# The runtime's prune methods, under the compiler's names.
-PRUNE_IMPLEMENTATIONS: Registry[str] = Registry("prune method implementation")
-for _name in ("hard-concrete", "taylor", "magnitude"):
-    PRUNE_IMPLEMENTATIONS.register(_name)(_name)
+PruneMethod = Callable[[RunContext, PrunePlan], dict[str, torch.Tensor]]
 
 
 def calibration_windows(context: RunContext, count: int, seq_len: int) -> list[torch.Tensor]:
     """`count` windows of `seq_len` tokens drawn from the plan's initial mixture, reproducibly."""
-    plan = context.plan
-    domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
-                           seq_len=seq_len, seed=context.seed, cache_dir=context.run_dir / "cache")
-    weights = np.array([d["weight"] for d in plan["data"]["domains"]])
+    domains = context.load_domains(seq_len)
+    weights = np.array([domain.weight for domain in context.plan.data.domains])
     batch = MixtureSampler(domains, seed=context.seed).next_batch(weights, count)
     return [torch.as_tensor(row, device=context.device) for row in batch.input_ids]
 
 
+def scored_masks(context: RunContext, stage_plan: PrunePlan) -> dict[str, torch.Tensor]:
+    """An importance method's masks. The weights stay the source's: the checkpoint holds the masks only."""
+    method = IMPORTANCE_METHODS.get(stage_plan.params.method)(stage_plan.params)
+    windows = [] if method.calibration is None else calibration_windows(context, *method.calibration)
+    source = context.verified.source
+    target = Shape(**context.plan.target.model_info.shape.model_dump())
+    masks = score_and_select(context.model, source.adapter, build_graph(source), source.shape, target, method,
+                             lambda: windows, batch_size=context.plan.schedule.micro_batch)
+    context.save_complete("prune", 0, None, {"masks": masks, "mixer": None})
+    return masks
+
+
+PRUNE_IMPLEMENTATIONS: Registry[PruneMethod] = Registry("prune method implementation")
+PRUNE_IMPLEMENTATIONS.register("hard-concrete")(learn_masks)
+for _name in IMPORTANCE_METHODS:
+    PRUNE_IMPLEMENTATIONS.register(_name)(scored_masks)
+
+
 @STAGES.register("prune")
 class PruneStage(Stage):
-    def setup(self, context: RunContext) -> None:
-        params = self.stage_plan["params"]
-        self.windows: Iterable[torch.Tensor] = []
-        if params["method"] == "taylor":
-            self.windows = calibration_windows(context, params["calibration_samples"], params["calibration_seq_len"])
+    stage_plan: PrunePlan
 
     def run(self, context: RunContext) -> None:
-        params: dict[str, Any] = self.stage_plan["params"]
-        source = context.verified.source
-        target = Shape(**context.plan["target"]["model_info"]["shape"])
         context.model.train()
-        if params["method"] == "hard-concrete":
-            context.masks = learn_masks(context, self.stage_plan)
-        else:  # the weights are the source's: the checkpoint holds the masks only
-            context.masks = score_and_select(context.model, source.adapter, build_graph(source), source.shape,
-                                             target, params, lambda: self.windows,
-                                             batch_size=context.plan["schedule"]["micro_batch"])
-            context.save_complete("prune", 0, None, {"masks": context.masks, "mixer": None})
+        context.masks = PRUNE_IMPLEMENTATIONS.get(self.stage_plan.params.method)(context, self.stage_plan)
         kept = {kind: int(torch.count_nonzero(mask)) for kind, mask in context.masks.items()}
-        context.metrics.write("prune", method=params["method"], kept=kept)
+        context.metrics.write("prune", method=self.stage_plan.params.method, kept=kept)
+
+    def restore(self, context: RunContext, checkpoint: Checkpoint) -> None:
+        """The masks; and the source's weights as they trained with them, when the method trained them."""
+        handed = checkpoint.trainer_state()
+        context.masks, context.mixer_state = handed["masks"], handed["mixer"]
+        if checkpoint.weights is not None:
+            checkpoint.load_model(context.model)
+            context.source_modified = True

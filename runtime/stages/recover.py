@@ -20,15 +20,16 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shearc.compiler.source import hf_config
+from shearc.plan import RecoverPlan
 from shearc.registry import Registry
+from shearc.sections import LoraRecoverySpec
 
 from .. import distributed
-from ..data import MixtureSampler, load_domains
-from ..mixers import build_mixer
 from ..precision import compute_dtype
-from ..train.loop import Schedule, adamw, prepare, train
+from ..train.loop import Task
 from ..train.signal import sequence_losses
-from .base import STAGES, RunContext, Stage, reference_from_source
+from .base import STAGES, RunContext, Stage
+from .training import Training
 
 
 class LanguageModelling:
@@ -64,70 +65,63 @@ class LanguageModelling:
         pass
 
 
-def with_lora(model: torch.nn.Module, params: dict[str, Any]) -> torch.nn.Module:
+def with_lora(model: torch.nn.Module, params: LoraRecoverySpec) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=params["rank"], lora_alpha=params["alpha"], lora_dropout=params["dropout"],
-                        target_modules=list(params["target_modules"]), task_type="CAUSAL_LM")
+    config = LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
+                        target_modules=list(params.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
 @dataclass(frozen=True)
 class Recovery:
-    """How a recovery method trains the dense model: what wraps it, and what comes out."""
+    """How a recovery method trains the dense model: what wraps it, and what comes out. (Whether the dense
+    weights train is the method's section's `frozen_base`.)"""
 
-    frozen_base: bool  # the dense weights are only read (held in the compute dtype), not trained
-    wrap: Callable[[torch.nn.Module, dict[str, Any]], torch.nn.Module]
+    wrap: Callable[[torch.nn.Module, Any], torch.nn.Module]  # (dense model, the plan's recovery section)
     inner: Callable[[torch.nn.Module], torch.nn.Module]  # the transformers model inside the wrapped one
     unwrap: Callable[[torch.nn.Module], torch.nn.Module]  # the dense model to hand on, adapters merged
+    # The objective the loop trains (train/loop.py's Task), made before the source is released from memory.
+    task: Callable[[RunContext, Any], Task] = lambda _context, _params: LanguageModelling()
 
 
 # The runtime's recovery methods, under the compiler's names (but `none`, which plans no recover stage).
 RECOVERY_IMPLEMENTATIONS: Registry[Recovery] = Registry("recovery method implementation")
-RECOVERY_IMPLEMENTATIONS.register("full")(Recovery(False, lambda model, _: model, lambda model: model,
-                                                   lambda model: model))
-RECOVERY_IMPLEMENTATIONS.register("lora")(Recovery(True, with_lora, lambda model: model.base_model.model,
+RECOVERY_IMPLEMENTATIONS.register("full")(Recovery(lambda model, _: model, lambda model: model, lambda model: model))
+RECOVERY_IMPLEMENTATIONS.register("lora")(Recovery(with_lora, lambda model: model.base_model.model,
                                                    lambda model: model.merge_and_unload()))
 
 
 @STAGES.register("recover")
 class RecoverStage(Stage):
+    stage_plan: RecoverPlan
+
     def run(self, context: RunContext) -> None:
-        plan, params = context.plan, self.stage_plan["params"]
-        schedule = Schedule.from_plan(params, plan)
-        domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
-                               seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
-        sampler = MixtureSampler(domains, seed=context.seed + 1, rank=distributed.rank(),
-                                 world_size=distributed.world_size())
-        mixer = build_mixer(plan)
-        if context.mixer_state is not None:  # pruning's reference losses; its weights unless restarted
-            mixer.load_state_dict(context.mixer_state)
-        restart = params["mixer_start"] == "initial" or context.mixer_state is None
-        if context.resume is None:  # a resumed stage has its mixer's references in the checkpoint
-            reference_from_source(context, mixer, domains, schedule)
+        plan, params = context.plan, self.stage_plan.params
+        restart = params.mixer_start == "initial" or context.mixer_state is None
+        training = Training.start(context, self.stage_plan, sampler_seed=context.seed + 1)
+        recovery = RECOVERY_IMPLEMENTATIONS.get(params.method)
+        task = recovery.task(context, params)
         context.release_source()
-        recovery = RECOVERY_IMPLEMENTATIONS.get(params["method"])
+        if context.dense_model is None:  # resumed inside this stage: its checkpoint's weights go into a fresh one
+            context.dense_model = AutoModelForCausalLM.from_config(hf_config(plan.target.config))
         # What trains keeps fp32 master weights; a frozen base is only read, in the compute dtype
         # (peft keeps LoRA's adapters in fp32).
-        frozen = compute_dtype(plan["runtime"]["precision"], context.device)
-        model = context.dense_model.to(context.device, dtype=frozen if recovery.frozen_base else torch.float32)
+        frozen = compute_dtype(plan.runtime.precision, context.device)
+        model = context.dense_model.to(context.device, dtype=frozen if params.frozen_base else torch.float32)
         model = recovery.wrap(model, params)
         if context.resume is not None:  # the (adapted) weights back; the loop restores the rest
             context.resume.load_model(model)
-        prepare(model, plan)
         blocks = recovery.inner(model).get_submodule(context.verified.source.adapter.layer_prefix)
-        replicated = distributed.wrap(model, context.device, plan["runtime"]["strategy"], blocks)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = adamw(trainable, plan, context.device, lr=params["lr"])
-        train(stage="recover", model=model, optimizer=optimizer, schedule=schedule, sampler=sampler, mixer=mixer,
-              eval_domains=domains, task=LanguageModelling(), metrics=context.metrics, device=context.device,
-              restart_mixer=restart, saving=context.saving(), resume=context.resume, replicated=replicated)
+        training.run(context, "recover", model, blocks, lambda: [
+            {"params": [p for p in model.parameters() if p.requires_grad], "lr": params.lr}],
+            task, restart_mixer=restart)
 
         def fresh() -> torch.nn.Module:
-            dense = AutoModelForCausalLM.from_config(hf_config(plan["target"]["config"])).to(context.device)
+            dense = AutoModelForCausalLM.from_config(hf_config(plan.target.config)).to(context.device)
             return recovery.wrap(dense, params)
 
         model = distributed.unsharded(model, fresh)
         context.dense_model = recovery.unwrap(model).eval()
-        context.mixer_state = mixer.state_dict()
-        context.save_complete("recover", schedule.steps, context.dense_model, {"mixer": context.mixer_state})
+        context.mixer_state = training.mixer.state_dict()
+        context.save_complete("recover", training.schedule.steps, context.dense_model, {"mixer": context.mixer_state})

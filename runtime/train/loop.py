@@ -26,6 +26,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from shearc.errors import Interrupted
+from shearc.plan import Plan, PrunePlan, RecoverPlan
+from shearc.sections import ScheduleSpec
 
 from .. import distributed
 from ..data import DomainData, MixtureSampler, domain_eval_losses
@@ -63,13 +65,12 @@ class Schedule:
     precision: str  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 or fp32 anywhere
 
     @classmethod
-    def from_plan(cls, stage_params: dict[str, Any], plan: dict[str, Any]) -> Schedule:
-        schedule = plan["schedule"]
-        evaluate = next((s["params"] for s in plan["stages"] if s["stage"] == "evaluate"), None)
-        return cls(stage_params["steps"], stage_params["global_batch"], stage_params["seq_len"], stage_params["lr"],
-                   stage_params["warmup_steps"], stage_params["eval_interval"], schedule["micro_batch"],
-                   schedule["lr_decay"], schedule["min_lr_ratio"], schedule["grad_clip"],
-                   evaluate["sequences_per_domain"] if evaluate else 16, plan["runtime"]["precision"])
+    def from_plan(cls, stage: PrunePlan | RecoverPlan, plan: Plan) -> Schedule:
+        """A training stage's schedule: its own section's length and learning rate, the plan's optimizer settings."""
+        params, schedule = stage.params, plan.schedule
+        return cls(params.steps, params.global_batch, params.seq_len, params.lr, params.warmup_steps,
+                   params.eval_interval, schedule.micro_batch, schedule.lr_decay, schedule.min_lr_ratio,
+                   schedule.grad_clip, stage.eval_sequences, plan.runtime.precision)
 
 
 def lr_scale(step: int, schedule: Schedule) -> float:
@@ -100,17 +101,16 @@ class Task(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def adamw(groups: list[dict[str, Any]] | list[torch.nn.Parameter], plan: dict[str, Any], device: torch.device,
+def adamw(groups: list[dict[str, Any]] | list[torch.nn.Parameter], schedule: ScheduleSpec, device: torch.device,
           **kwargs: Any) -> torch.optim.AdamW:
     """AdamW with the plan's betas and weight decay; the fused kernel on CUDA."""
-    schedule = plan["schedule"]
-    return torch.optim.AdamW(groups, betas=tuple(schedule["betas"]), weight_decay=schedule["weight_decay"],
+    return torch.optim.AdamW(groups, betas=tuple(schedule.betas), weight_decay=schedule.weight_decay,
                              fused=device.type == "cuda", **kwargs)
 
 
-def prepare(model: torch.nn.Module, plan: dict[str, Any]) -> None:
+def prepare(model: torch.nn.Module, schedule: ScheduleSpec) -> None:
     """Activation checkpointing when the plan asks (recompute in backward, to save memory)."""
-    if plan["schedule"]["activation_checkpointing"]:
+    if schedule.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
@@ -128,7 +128,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     peaks = [group["lr"] for group in optimizer.param_groups]
     started_as = StageInfo(stage, schedule.steps, task.target_sparsity)
     mixer.start_stage(started_as, restart_weights=restart_mixer)
-    signal = MixerSignal(mixer.params, len(mixer.names))
+    signal = MixerSignal(mixer.signal, len(mixer.names),
+                         mixer.params.ema_alpha if mixer.signal == "train-ema" else None)
     first = 0
     if resume is not None:  # the caller restored the weights; the rest of the loop's state is here
         state = resume.trainer_state()

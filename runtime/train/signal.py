@@ -51,9 +51,9 @@ class TrainLossEMA:
 class MixerSignal:
     """Per-domain losses for the mixer, from the eval or (train-ema) from the steps' training losses."""
 
-    def __init__(self, mixer_params: dict[str, Any], domains: int) -> None:
-        train_ema = mixer_params.get("signal", "eval") == "train-ema"
-        self.ema = TrainLossEMA(domains, mixer_params["ema_alpha"]) if train_ema else None
+    def __init__(self, signal: str, domains: int, ema_alpha: float | None = None) -> None:
+        """`signal`: the mixer's (Mixer.signal); `ema_alpha` is read when it is `train-ema`."""
+        self.ema = TrainLossEMA(domains, ema_alpha) if signal == "train-ema" else None
         self._sums, self._counts = np.zeros(domains), np.zeros(domains)
 
     def add(self, domains: np.ndarray, losses: torch.Tensor) -> None:

@@ -52,8 +52,8 @@ def test_bf16_on_gpu_halves_activation_bytes(llama7b):
 def test_lora_parameters(llama7b):
     shape = replace(llama7b.shape, heads=16, kv_heads=16, hidden=2048, intermediate=5504, layers=24)
     per_layer = 8 * ((2048 + 2048) * 4 + (2048 + 5504) * 3)
-    assert est.lora_params(shape, 8, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                      "down_proj"]) == 24 * per_layer
+    assert est.lora_params(llama7b, shape, 8, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                               "down_proj"]) == 24 * per_layer
 
 
 def test_mask_count(llama7b):
@@ -103,8 +103,8 @@ def test_memory_estimate_within_a_quarter_of_a_measured_step(tmp_path, stage):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from shearc.compiler.adapters import Shape
     from shearc.compiler.compile import compile_spec
+    from shearc.compiler.families import Shape
     from shearc.compiler.source import hf_config
     from shearc.runtime.masks.hooks import MaskHooks
     from shearc.runtime.masks.l0 import L0Masks
@@ -130,7 +130,7 @@ def test_memory_estimate_within_a_quarter_of_a_measured_step(tmp_path, stage):
         model = AutoModelForCausalLM.from_config(hf_config(MEASURED_CONFIG))
         target = Shape(**plan.target.model_info.shape.model_dump())
         l0 = L0Masks(source.shape, target, [u.kind for u in plan.target.pruned_units],
-                     next(s for s in plan.stages if s.stage == "prune").params.model_dump())
+                     plan.prune.params)
         hooks = MaskHooks(model, source.adapter)
         measured = _measure_step(model, list(l0.parameters()), ids, lambda: setattr(hooks, "values", l0.sample()))
     for part in ("weights", "grads", "optimizer"):
@@ -141,14 +141,14 @@ def test_memory_estimate_within_a_quarter_of_a_measured_step(tmp_path, stage):
 
 def test_drpruning_fits_count_the_updates_that_can_refit():
     from shearc.compiler.estimates import drpruning_fits
-    from shearc.compiler.spec import DRPruningMixer
+    from shearc.sections import DRPruningSpec
 
-    mixer = DRPruningMixer(method="drpruning")  # history from 2%, fits from the 11th point and 10% of the stage
+    mixer = DRPruningSpec(method="drpruning")  # history from 2%, fits from the 11th point and 10% of the stage
     # Sheared-LLaMA's pruning: 2% is step 64, so evals from 100 are recorded; the 11th is at 600, then 650..3200
     assert drpruning_fits(3200, 50, mixer) == 53
     assert drpruning_fits(150, 25, mixer) == 0  # six evals can never hold eleven points
     assert drpruning_fits(150, 10, mixer) == 5  # evals 10..150: the 11th at 110, then 120..150
-    late = DRPruningMixer(method="drpruning", fit_history_after=0.5)
+    late = DRPruningSpec(method="drpruning", fit_history_after=0.5)
     assert drpruning_fits(100, 5, late) == 1  # from 50% in: evals 50..100 are eleven, the fit comes at 100
 
 

@@ -3,9 +3,8 @@ import json
 import jsonschema
 
 from shearc.cli import main
-from shearc.compiler.plan import Plan
-from shearc.compiler.plan_io import schema_problems
-from shearc.compiler.schemas import plan_schema, stale_schemas
+from shearc.compiler.schemas import stale_schemas
+from shearc.plan import Plan, plan_schema, schema_problems
 
 from ..helpers import REPO
 

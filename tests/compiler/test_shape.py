@@ -4,7 +4,7 @@ import pytest
 
 from shearc.compiler.shape import budget_shape, count_params, exact_shape
 from shearc.compiler.source import hf_config, introspect, meta_model, read_config
-from shearc.compiler.spec import TargetSection
+from shearc.compiler.spec import TargetSpec
 
 from ..helpers import SPECS, TINY_CONFIGS, write_model_dir
 
@@ -49,10 +49,10 @@ def test_omitted_dimensions_keep_the_source(tmp_path):
     mha = _source(write_model_dir(tmp_path, "llama-mha") / "config.json")
     gqa = _source(write_model_dir(tmp_path, "mistral-gqa") / "config.json")
     # a multi-head source stays multi-head: kv_heads follows heads
-    assert exact_shape(mha, TargetSection(heads=4)).kv_heads == 4
+    assert exact_shape(mha, TargetSpec(heads=4)).kv_heads == 4
     # a GQA source keeps its KV heads unless told otherwise
-    assert exact_shape(gqa, TargetSection(heads=4)).kv_heads == 2
-    assert exact_shape(gqa, TargetSection(intermediate=96)) == replace(gqa.shape, intermediate=96)
+    assert exact_shape(gqa, TargetSpec(heads=4)).kv_heads == 2
+    assert exact_shape(gqa, TargetSpec(intermediate=96)) == replace(gqa.shape, intermediate=96)
 
 
 def test_budget_gives_the_largest_accepted_shape_within_budget(llama7b):
@@ -83,4 +83,4 @@ def test_unreachable_budgets(llama7b, budget, needle):
 @pytest.mark.parametrize(("text", "value"), [("1.3B", 1_300_000_000), ("350m", 350_000_000), (1.3e9, 1_300_000_000),
                                              (1234, 1234)])
 def test_parameter_budget_notation(text, value):
-    assert TargetSection(params=text).params == value
+    assert TargetSpec(params=text).params == value

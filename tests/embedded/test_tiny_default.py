@@ -8,7 +8,7 @@ import yaml
 
 from shearc.cli import main
 
-from ..helpers import SPECS
+from ..helpers import SPECS, data_plan
 
 MODEL = SPECS / "tiny" / "model"
 TINY_SPECS = ["tiny_drpruning.yaml", "tiny_sheared_llama.yaml", "tiny_llm_pruner.yaml"]
@@ -41,8 +41,7 @@ def test_the_committed_weights_are_the_ones_the_training_note_measured(tmp_path)
     args, final = log["args"], log["evals"][-1]
     write_corpus(tmp_path / "data", train_documents=30, seed=int(args["seed"]))
     names = list(final["eval_loss"])
-    data = {"domains": [{"name": n, "train": [f"{n}/train.jsonl"], "eval": [f"{n}/eval.jsonl"]} for n in names],
-            "text_field": "text", "eval_fraction": 0.0}
+    data = data_plan(*({"name": n, "train": [f"{n}/train.jsonl"], "eval": [f"{n}/eval.jsonl"]} for n in names))
     domains = load_domains(data, base_dir=tmp_path / "data", tokenizer=AutoTokenizer.from_pretrained(MODEL),
                            seq_len=int(args["seq_len"]), seed=0, cache_dir=tmp_path / "cache")
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)

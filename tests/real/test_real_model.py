@@ -90,8 +90,8 @@ def test_a_slice_broken_on_purpose_fails_the_check_at_real_depth(real_model_dir,
     """Masks from weight magnitudes, sliced right and sliced one channel off: only the right slice passes."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from shearc.compiler.adapters import ADAPTERS
-    from shearc.runtime import finalize
+    from shearc.compiler.families import ADAPTERS
+    from shearc.runtime import slicing
     from shearc.runtime.logits_check import compare_logits
     from shearc.runtime.models import build_dense
 
@@ -109,14 +109,14 @@ def test_a_slice_broken_on_purpose_fails_the_check_at_real_depth(real_model_dir,
     config = json.loads((real_model_dir / "config.json").read_text())
 
     def checked():
-        state, target = finalize.finalize_state(model.state_dict(), adapter, masks, shape, tied=True)
+        state, target = slicing.finalize_state(model.state_dict(), adapter, masks, shape, tied=True)
         dense = build_dense(adapter.config_for(config, target), state, adapter)
         return compare_logits(model, masks, dense, adapter, windows, seed=0)
 
     right = checked()
     assert right.passed and right.top1_agreement == 1.0
-    correct = finalize.kept_units
-    monkeypatch.setattr(finalize, "kept_units", lambda masks, shape: off_by_one(correct(masks, shape), shape))
+    correct = slicing.kept_units
+    monkeypatch.setattr(slicing, "kept_units", lambda masks, shape: off_by_one(correct(masks, shape), shape))
     wrong = checked()
     assert not wrong.passed and wrong.max_difference > 100 * wrong.tolerance
     record("real-broken-slice", {"right": right.as_dict(), "wrong": wrong.as_dict()})

@@ -2,10 +2,9 @@
 
 import torch
 
-from shearc.compiler.adapters import ADAPTERS
+from shearc.compiler.families import ADAPTERS
 from shearc.compiler.source import hf_config
-from shearc.runtime import finalize
-from shearc.runtime.finalize import finalize_state, kept_units
+from shearc.runtime import slicing
 from shearc.runtime.logits_check import (
     FLOOR_ULPS,
     SPREAD_FACTOR,
@@ -17,6 +16,7 @@ from shearc.runtime.logits_check import (
     permute_channels_,
 )
 from shearc.runtime.models import build_dense
+from shearc.runtime.slicing import finalize_state, kept_units
 
 from ..helpers import TINY_CONFIGS, off_by_one
 
@@ -89,7 +89,7 @@ def test_a_slice_one_channel_off_fails_by_orders_of_magnitude(monkeypatch):
     adapter = ADAPTERS.get("MistralForCausalLM")
     shape = adapter.shape_of(model.config)
     masks = _masks(shape)
-    monkeypatch.setattr(finalize, "kept_units", lambda m, s: off_by_one(kept_units(m, s), s))
+    monkeypatch.setattr(slicing, "kept_units", lambda m, s: off_by_one(kept_units(m, s), s))
     broken = _dense(model, masks, adapter, shape)
     agreement = compare_logits(model, masks, broken, adapter, _windows(), seed=0)
     assert not agreement.passed and agreement.max_difference > 100 * agreement.tolerance

@@ -1,6 +1,8 @@
 """`shearc run` end to end on tiny models saved to local directories: prune, finalize, export, reload."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -87,11 +89,11 @@ def test_parts_not_yet_landed_are_refused_clearly(tmp_path, capsys):
 
 def test_a_failed_check_keeps_the_masks_says_what_to_do_and_a_rerun_finishes_without_pruning_again(
         tmp_path, capsys, monkeypatch):
-    from shearc.runtime import finalize
+    from shearc.runtime import slicing
 
     plan_path = tiny_project(tmp_path, "qwen2-bias", {"prune": METHODS["taylor"]})
-    correct = finalize.kept_units
-    monkeypatch.setattr(finalize, "kept_units", lambda masks, shape: off_by_one(correct(masks, shape), shape))
+    correct = slicing.kept_units
+    monkeypatch.setattr(slicing, "kept_units", lambda masks, shape: off_by_one(correct(masks, shape), shape))
     assert main(["run", str(plan_path)]) == 1
     monkeypatch.undo()
     err = capsys.readouterr().err
@@ -122,3 +124,13 @@ def test_a_bad_export_is_never_published(tmp_path, monkeypatch, capsys):
     assert "differs from the checked model" in capsys.readouterr().err
     run_dir = tmp_path / "runs" / "tiny"
     assert not (run_dir / "model").exists() and not [p for p in run_dir.iterdir() if p.name.startswith(".model.")]
+
+
+def test_the_runtime_never_loads_the_spec_models():
+    """ARCHITECTURE.md: the runtime reads only the plan. A fresh process imports the runtime's entry point and
+    lists the spec (and compile) modules that came with it: none may."""
+    code = ("import sys, shearc.runtime.run; assert 'shearc.plan' in sys.modules and 'shearc.sections' in sys.modules; "
+            "print(*sorted(m for m in sys.modules if m.startswith(('shearc.compiler.spec', 'shearc.compiler.compile', "
+            "'shearc.compiler.load', 'shearc.compiler.estimates'))))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert found == []

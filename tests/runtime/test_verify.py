@@ -14,7 +14,7 @@ def test_the_source_is_found_next_to_the_plan_and_matched_field_by_field(tmp_pat
     plan_path = tiny_project(tmp_path, "mistral-gqa", {})
     verified = verify(plan_path)
     assert verified.model_dir == tmp_path / "mistral-gqa"
-    assert verified.source.shape.kv_heads == 2 and verified.plan["plan_sha256"]
+    assert verified.source.shape.kv_heads == 2 and verified.plan.plan_sha256
 
 
 def test_every_field_that_differs_is_named_at_once(tmp_path):

@@ -7,7 +7,7 @@ from shearc.errors import UserError
 from shearc.runtime.data.domains import held_out, load_domains
 from shearc.runtime.data.sampler import MixtureSampler
 
-from ...helpers import tiny_tokenizer, write_jsonl
+from ...helpers import data_plan, tiny_tokenizer, write_jsonl
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
@@ -22,7 +22,7 @@ def tokenizer(tmp_path):
 
 
 def _data(*domains, eval_fraction=0.0):
-    return {"text_field": "text", "eval_fraction": eval_fraction, "domains": list(domains)}
+    return data_plan(*domains, eval_fraction=eval_fraction)
 
 
 def test_packs_documents_with_bos_and_eos(tmp_path, tokenizer):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from shearc.compiler.adapters import Shape
+from shearc.compiler.families import Shape
 from shearc.runtime.importance.scores import SIGNED_ESTIMATORS, magnitude_element_scores, taylor_element_scores
 from shearc.runtime.importance.units import channel_scores, combine_members, select_masks
 

@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from shearc.compiler.spec import HardConcretePrune
 from shearc.runtime.masks.hard_concrete import (
     Constants,
     deterministic_mask,
@@ -13,14 +12,15 @@ from shearc.runtime.masks.hard_concrete import (
     sample,
     target_fraction,
 )
+from shearc.sections import HardConcretePruneSpec
 
 
 def test_constants_are_the_references():
-    params = HardConcretePrune(method="hard-concrete").model_dump()
+    params = HardConcretePruneSpec(method="hard-concrete")
     constants = Constants.from_plan(params)
     assert (constants.temperature, constants.low, constants.high, constants.epsilon) == (2 / 3, -0.1, 1.1, 1e-6)
-    assert (params["init_log_alpha_mean"], params["init_log_alpha_std"], params["soft_mask_scale"]) == (5.0, 0.01, 0.8)
-    schedule = (params["steps"], params["target_warmup_fraction"], params["mask_lr"], params["lr"])
+    assert (params.init_log_alpha_mean, params.init_log_alpha_std, params.soft_mask_scale) == (5.0, 0.01, 0.8)
+    schedule = (params.steps, params.target_warmup_fraction, params.mask_lr, params.lr)
     assert schedule == (3200, 0.2, 1.0, 1e-4)
 
 

@@ -3,15 +3,15 @@ import math
 import pytest
 import torch
 
-from shearc.compiler.adapters import Shape
+from shearc.compiler.families import Shape
 from shearc.compiler.shape import count_params
 from shearc.compiler.source import introspect
-from shearc.compiler.spec import HardConcretePrune
 from shearc.runtime.masks.l0 import L0Masks
+from shearc.sections import HardConcretePruneSpec
 
 from ...helpers import TINY_CONFIGS
 
-PARAMS = HardConcretePrune(method="hard-concrete").model_dump()
+PARAMS = HardConcretePruneSpec(method="hard-concrete")
 UNITS = ["layer", "hidden", "kv_group", "intermediate"]
 
 
@@ -36,13 +36,13 @@ def test_expected_params_is_the_real_count_at_both_ends(name):
     _, l0 = _masks(name, target)
     _saturate(l0, {"layer": shape.layers, "hidden": shape.hidden, "head": shape.kv_heads,
                    "intermediate": shape.intermediate})
-    assert float(l0.expected_params(source.vocab, source.tied).detach()) == pytest.approx(count_params(source, shape))
+    assert float(l0.expected_params(source.parameter_count).detach()) == pytest.approx(count_params(source, shape))
     _saturate(l0, {"layer": target.layers, "hidden": target.hidden, "head": target.kv_heads,
                    "intermediate": target.intermediate})
     # GQA's k/v projections count kv heads: the count is exact, not 4 x heads
-    assert float(l0.expected_params(source.vocab, source.tied).detach()) == pytest.approx(count_params(source, target))
-    assert l0.target_params(source.vocab, source.tied) == pytest.approx(count_params(source, target))
-    assert l0.expected_sparsity(source.vocab, source.tied, count_params(source, shape)) == pytest.approx(
+    assert float(l0.expected_params(source.parameter_count).detach()) == pytest.approx(count_params(source, target))
+    assert l0.target_params(source.parameter_count) == pytest.approx(count_params(source, target))
+    assert l0.expected_sparsity(source.parameter_count, count_params(source, shape)) == pytest.approx(
         1 - count_params(source, target) / count_params(source, shape))
 
 

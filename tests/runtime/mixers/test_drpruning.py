@@ -1,16 +1,16 @@
 import numpy as np
 import pytest
 
-from shearc.compiler.spec import DRPruningMixer as DRPruningParams
 from shearc.runtime.mixers import Observation, StageInfo
 from shearc.runtime.mixers.drpruning import DRPruningMixer, move_reference_ratio, positive_excess
+from shearc.sections import DRPruningSpec
 
 NAMES = ["a", "b", "c"]
 
 
 def _mixer(references=(2.0, 2.0, 2.0), weights=(0.5, 0.3, 0.2), **params):
     mixer = DRPruningMixer(NAMES, np.array(weights), np.array(references),
-                           DRPruningParams(method="drpruning", **params).model_dump())
+                           DRPruningSpec(method="drpruning", **params))
     return mixer
 
 

@@ -8,8 +8,8 @@ same total tokens.
 import numpy as np
 import pytest
 
-from shearc.compiler.spec import ConstantMixer, DRPruningMixer, DynamicBatchLoadingMixer
-from shearc.runtime.mixers import Observation, StageInfo, build_mixer
+from shearc.runtime.mixers import MIXER_IMPLEMENTATIONS, Observation, StageInfo
+from shearc.sections import ConstantMixerSpec, DRPruningSpec, DynamicBatchLoadingSpec
 
 FLOOR = np.array([1.2, 0.6])  # hard, easy
 SCALE = np.array([3.0, 3.0])
@@ -22,11 +22,9 @@ def losses_after(tokens: np.ndarray) -> np.ndarray:
     return FLOOR + SCALE * (1 + tokens / 1e5) ** -DECAY
 
 
-def simulate(params: dict) -> tuple[np.ndarray, np.ndarray, float]:
-    plan = {"mixer": params, "data": {"domains": [
-        {"name": "hard", "weight": 0.5, "reference_loss": REFERENCE[0]},
-        {"name": "easy", "weight": 0.5, "reference_loss": REFERENCE[1]}]}}
-    mixer = build_mixer(plan)
+def simulate(params) -> tuple[np.ndarray, np.ndarray, float]:
+    mixer = MIXER_IMPLEMENTATIONS.get(params.method)(["hard", "easy"], np.array([0.5, 0.5]), np.array(REFERENCE),
+                                                     params)
     mixer.start_stage(StageInfo("recover", total_steps=STEPS))
     tokens, history = np.zeros(2), []
     for step in range(1, STEPS + 1):
@@ -39,14 +37,14 @@ def simulate(params: dict) -> tuple[np.ndarray, np.ndarray, float]:
 
 @pytest.fixture(scope="module")
 def constant():
-    return simulate(ConstantMixer(method="constant").model_dump())
+    return simulate(ConstantMixerSpec(method="constant"))
 
 
-@pytest.mark.parametrize("params", [DynamicBatchLoadingMixer(method="dynamic-batch-loading"),
-                                    DRPruningMixer(method="drpruning")], ids=lambda p: p.method)
+@pytest.mark.parametrize("params", [DynamicBatchLoadingSpec(method="dynamic-batch-loading"),
+                                    DRPruningSpec(method="drpruning")], ids=lambda p: p.method)
 def test_dynamic_mixers_help_the_hard_domain(constant, params):
     baseline_losses, _, baseline_tokens = constant
-    final_losses, history, total_tokens = simulate(params.model_dump())
+    final_losses, history, total_tokens = simulate(params)
     assert total_tokens == pytest.approx(baseline_tokens)
     # more of the stage's weight went to the hard domain than constant mixing gives it (DRPruning's floors,
     # q >= min p_R = 0.5 with two equal domains, hold its share under 0.59 here)

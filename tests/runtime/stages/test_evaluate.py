@@ -8,10 +8,11 @@ from shearc.compiler.source import hf_config
 from shearc.runtime.data import domain_eval_losses
 from shearc.runtime.data.domains import DomainData
 from shearc.runtime.stages.evaluate import compare
+from shearc.sections import EvalSpec
 
 from ...helpers import TINY_CONFIGS
 
-PARAMS = {"seq_len": 16, "sequences_per_domain": 3, "latency_batch": 2}
+PARAMS = EvalSpec(seq_len=16, sequences_per_domain=3, latency_batch=2)
 
 
 def _model(seed):

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from shearc.cli import main
-from shearc.compiler.registry import RECOVERIES
 from shearc.registry import Registry
 from shearc.runtime import run as run_module
 from shearc.runtime.metrics import MetricsLog
@@ -72,9 +71,6 @@ def test_a_mixer_referenced_to_the_source_works_after_one_shot_pruning(tmp_path)
     updates = metrics.read("mixer")
     assert len(updates) == 2 and all(u["reference_losses"] == reference["losses"] for u in updates)
 
-
-def test_runtime_implements_exactly_the_compiler_recovery_methods():
-    assert set(RECOVERY_IMPLEMENTATIONS.names()) == set(RECOVERIES.names()) - {"none"}  # none plans no stage
 
 
 def test_a_recovery_method_the_runtime_lacks_is_refused_before_any_work(tmp_path, capsys, monkeypatch):

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from shearc.cli import main
+from shearc.plan import read_plan
 from shearc.runtime.mixers import Observation, StageInfo, build_mixer
 
 from ...helpers import tiny_project
@@ -44,7 +45,7 @@ def test_two_processes_match_one(tmp_path, strategy):
     # one writer: a single metrics file, one export record
     single, double = (_records(tmp_path / run) for run in ("one", "two"))
     assert sum(r["event"] == "export" for r in double) == 1
-    _assert_same_mixer_decisions(json.loads(plan.read_text()), single, double)
+    _assert_same_mixer_decisions(read_plan(plan), single, double)
 
 
 def _records(run_dir):

@@ -34,7 +34,7 @@ def test_sequence_losses_average_to_the_models_own_loss():
 
 
 def test_the_signal_is_the_per_domain_mean_of_each_step_moved_by_the_ema():
-    signal = MixerSignal({"signal": "train-ema", "ema_alpha": 0.5}, domains=3)
+    signal = MixerSignal("train-ema", domains=3, ema_alpha=0.5)
     signal.add(np.array([0, 0]), torch.tensor([2.0, 4.0]))
     signal.add(np.array([1]), torch.tensor([1.0]))
     signal.end_step()  # domain 0: mean 3.0; domain 1: 1.0; domain 2 not drawn yet
@@ -42,7 +42,7 @@ def test_the_signal_is_the_per_domain_mean_of_each_step_moved_by_the_ema():
     signal.add(np.array([0]), torch.tensor([5.0]))
     signal.end_step()
     np.testing.assert_allclose(signal.losses(np.array([9.0, 9.0, 7.0])), [4.0, 1.0, 7.0])
-    evals = MixerSignal({"signal": "eval", "ema_alpha": 0.1}, domains=3)
+    evals = MixerSignal("eval", domains=3)
     evals.add(np.array([0]), torch.tensor([5.0]))
     evals.end_step()
     np.testing.assert_array_equal(evals.losses(np.array([9.0, 8.0, 7.0])), [9.0, 8.0, 7.0])

@@ -15,7 +15,7 @@ from pydantic import Field
 from .base import Section
 
 
-class ScheduleSection(Section):
+class ScheduleSpec(Section):
     micro_batch: int = Field(4, gt=0, description="Sequences per device per forward pass; gradient "
                                                   "accumulation makes up each stage's global batch.")
     lr_decay: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warm-up.")
@@ -26,7 +26,7 @@ class ScheduleSection(Section):
     activation_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
 
 
-class RuntimeSection(Section):
+class RuntimeSpec(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     devices: int = Field(1, gt=0, description="Processes (one per GPU) the run expects under torchrun.")
     strategy: Literal["ddp", "fsdp2"] = Field("ddp", description="Data parallel, or FSDP2 sharding.")
@@ -43,7 +43,7 @@ class RuntimeSection(Section):
     )
 
 
-class ExportSection(Section):
+class ExportSpec(Section):
     dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="dtype of the saved weights.")
     tensor_parallel: int | None = Field(
         None, gt=0, description="If set, check that heads, kv_heads and intermediate divide by it (for serving)."
@@ -51,7 +51,7 @@ class ExportSection(Section):
     max_shard_size: str = Field("5GB", description="save_pretrained's shard size.")
 
 
-class EvalSection(Section):
+class EvalSpec(Section):
     enabled: bool = Field(True, description="Evaluate source and result per domain after recovery.")
     sequences_per_domain: int = Field(64, gt=0, description="Eval sequences per domain (cap).")
     seq_len: int | None = Field(None, gt=0, description="Eval sequence length; default: the longest stage's.")

@@ -2,8 +2,8 @@ import typing
 
 import pytest
 
-from shearc.compiler.registry import MIXERS, PRUNE_METHODS, RECOVERIES
 from shearc.compiler.spec import Spec
+from shearc.sections import MIXERS, PRUNE_METHODS, RECOVERIES
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,21 @@
 
     recovery: {method: full}                 # continued pretraining (Sheared-LLaMA, DRPruning)
     recovery: {method: lora, rank: 8}        # LLM-Pruner, merged before export
+
+Each method's section says what it costs (`cost`, asked by the compiler's estimate pass) and
+whether the dense weights train (`frozen_base`: a frozen base is held in the compute dtype).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from ..registry import RECOVERIES
 from .base import Section
+from .registry import RECOVERIES
 from .training import (
-    TrainingStage,
+    TrainingStageSpec,
     eval_interval_field,
     global_batch_field,
     lr_field,
@@ -22,10 +25,10 @@ from .training import (
     warmup_field,
 )
 
-LoraModule = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
 MixerStart = Literal["pruned", "initial"]
+
+if TYPE_CHECKING:
+    from shearc.compiler.estimates import Costing, StageCost
 
 
 def _mixer_start_field() -> MixerStart | None:
@@ -36,17 +39,18 @@ def _mixer_start_field() -> MixerStart | None:
 
 
 @RECOVERIES.register("none")
-class NoRecovery(Section):
+class NoRecoverySpec(Section):
     """Export the pruned model as it is."""
 
     method: Literal["none"]
 
 
 @RECOVERIES.register("full")
-class FullRecovery(TrainingStage):
+class FullRecoverySpec(TrainingStageSpec):
     """Continued pretraining of every weight."""
 
     method: Literal["full"]
+    frozen_base: ClassVar[bool] = False
     steps: int = steps_field(48000, "Sheared-LLaMA: 48,000, i.e. 50B tokens")
     global_batch: int = global_batch_field(256)
     seq_len: int = seq_len_field(4096)
@@ -55,19 +59,28 @@ class FullRecovery(TrainingStage):
     eval_interval: int = eval_interval_field(400)
     mixer_start: MixerStart | None = _mixer_start_field()
 
+    def cost(self, costing: Costing) -> StageCost:
+        """Every dense weight trains: fp32 master weights, gradients and AdamW states."""
+        memory = costing.training(costing.target_shape, self.seq_len, trained=costing.target_params, frozen=0,
+                                  masked=False)
+        flops = 3 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
+        return costing.stage(self.tokens, self.steps, flops, memory)
+
 
 @RECOVERIES.register("lora")
-class LoraRecovery(TrainingStage):
+class LoraRecoverySpec(TrainingStageSpec):
     """LoRA adapters through peft, merged into dense weights before export."""
 
     method: Literal["lora"]
+    frozen_base: ClassVar[bool] = True
     rank: int = Field(8, gt=0, description="LoRA rank r.")
     alpha: float = Field(16.0, gt=0, description="LoRA alpha (scale alpha / r).")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
-    target_modules: list[LoraModule] = Field(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    target_modules: list[str] | None = Field(
+        None,
         min_length=1,
-        description="Projections that get adapters.",
+        description="Projections that get adapters, by module name. Unset: every projection the source's family "
+        "adapts (Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj); the plan holds the list.",
     )
     steps: int = steps_field(1618, "LLM-Pruner: 2 epochs of 51,760 examples at batch 64")
     global_batch: int = global_batch_field(64)
@@ -76,3 +89,11 @@ class LoraRecovery(TrainingStage):
     warmup_steps: int = warmup_field(100)
     eval_interval: int = eval_interval_field(100)
     mixer_start: MixerStart | None = _mixer_start_field()
+
+    def cost(self, costing: Costing) -> StageCost:
+        """fp32 adapters train beside the frozen base; the frozen weights take no weight gradients."""
+        adapters = costing.lora_params(self.rank, self.target_modules)
+        memory = costing.training(costing.target_shape, self.seq_len, trained=adapters, frozen=costing.target_params,
+                                  masked=False, lora=self)
+        flops = 2 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
+        return costing.stage(self.tokens, self.steps, flops, memory)

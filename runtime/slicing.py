@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shearc.compiler.adapters import LlamaFamilyAdapter, Shape
+from shearc.compiler.families import FamilyAdapter, Shape
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def _scale(tensor: torch.Tensor, axes: tuple[str, ...], symbol: str, values: tor
 Scaling = tuple[tuple[str, ...], str, torch.Tensor]  # the parameter's axes, the axis symbol, the mask values
 
 
-def fold_scalings(state_keys: set[str], adapter: LlamaFamilyAdapter, masks: dict[str, torch.Tensor], shape: Shape,
+def fold_scalings(state_keys: set[str], adapter: FamilyAdapter, masks: dict[str, torch.Tensor], shape: Shape,
                   *, tied: bool) -> dict[str, list[Scaling]]:
     """Per parameter, the mask values to multiply in so that, unmasked, it computes what the masked model computes.
 
@@ -121,7 +121,7 @@ def fold_scalings(state_keys: set[str], adapter: LlamaFamilyAdapter, masks: dict
     return scalings
 
 
-def slice_tensor(key: str, tensor: torch.Tensor, adapter: LlamaFamilyAdapter, kept: Kept, head_dim: int
+def slice_tensor(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, kept: Kept, head_dim: int
                  ) -> tuple[str, torch.Tensor] | None:
     """The tensor cut to the kept units, under its renumbered name; None for a dropped layer's."""
     if key.startswith(adapter.layer_prefix + "."):
@@ -142,7 +142,15 @@ def slice_tensor(key: str, tensor: torch.Tensor, adapter: LlamaFamilyAdapter, ke
     return key, tensor.contiguous()
 
 
-def finalize_state(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, masks: dict[str, torch.Tensor],
+def _is_norm(key: str, adapter: FamilyAdapter) -> bool:
+    module = key.rsplit(".", 1)[0]
+    if module.startswith(adapter.layer_prefix + "."):
+        module = module[len(adapter.layer_prefix) + 1:].split(".", 1)[1]
+        return module in adapter.block_norms
+    return module == adapter.final_norm
+
+
+def finalize_state(state: dict[str, torch.Tensor], adapter: FamilyAdapter, masks: dict[str, torch.Tensor],
                    shape: Shape, *, tied: bool) -> tuple[dict[str, torch.Tensor], Shape]:
     """The dense model's weights, in the source's dtypes. One tensor at a time is folded (in fp32) and
     sliced, so the peak is the source plus the result plus one tensor, whatever the model's size."""
@@ -153,8 +161,10 @@ def finalize_state(state: dict[str, torch.Tensor], adapter: LlamaFamilyAdapter, 
         if tied and key == adapter.output_head:
             continue  # the embedding's, once it is folded and sliced
         tensor = tensor.detach()
-        for axes, symbol, values in scalings.get(key, []):
-            tensor = _scale(tensor, axes, symbol, values)
+        offset = adapter.norm_offset if _is_norm(key, adapter) else 0.0
+        for axes, symbol, values in scalings.get(key, []):  # a norm computing x * (offset + w) scales offset + w
+            tensor = _scale(tensor + offset, axes, symbol, values) - offset if offset else \
+                _scale(tensor, axes, symbol, values)
         item = slice_tensor(key, tensor, adapter, kept, shape.head_dim)
         if item is not None:
             out[item[0]] = item[1]

@@ -3,18 +3,22 @@
     prune: {method: hard-concrete}                 # Sheared-LLaMA
     prune: {method: taylor, estimator: element-first}   # LLM-Pruner
     prune: {method: magnitude, norm: l2}
+
+Each method's section says which unit kinds it can remove (`units`), whether it trains the
+source's weights (`trains_source`: then the run holds them in fp32) and what it costs (`cost`,
+asked by the compiler's estimate pass through a `compiler.estimates.Costing`).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from ..registry import PRUNE_METHODS
 from .base import Section
+from .registry import PRUNE_METHODS
 from .training import (
-    TrainingStage,
+    TrainingStageSpec,
     eval_interval_field,
     global_batch_field,
     lr_field,
@@ -44,6 +48,10 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
+if TYPE_CHECKING:
+    from shearc.compiler.estimates import Costing, StageCost
+
+
 def _aggregation_field(default: str) -> Aggregation:
     return Field(default, description="How a coupled group's member tensors combine, channel by channel, before "
                  "a unit's channels are summed: sum, mean, prod, max, or the last-executed member only (LLM-Pruner's "
@@ -51,13 +59,14 @@ def _aggregation_field(default: str) -> Aggregation:
 
 
 @PRUNE_METHODS.register("hard-concrete")
-class HardConcretePrune(TrainingStage):
+class HardConcretePruneSpec(TrainingStageSpec):
     """Sheared-LLaMA: learned hard-concrete L0 masks with a Lagrangian size constraint."""
 
     method: Literal["hard-concrete"]
     # Unit kinds the method can remove; its head mask is [layers, kv_heads], so under GQA
     # it removes whole KV groups and cannot thin the query heads inside a group.
     units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "intermediate"})
+    trains_source: ClassVar[bool] = True
     granularities: list[Granularity] = _granularities_field(ALL_GRANULARITIES)
     steps: int = steps_field(3200, "Sheared-LLaMA: 3,200")
     global_batch: int = global_batch_field(32)
@@ -86,13 +95,21 @@ class HardConcretePrune(TrainingStage):
 
     _check_granularities = field_validator("granularities")(_unique)
 
+    def cost(self, costing: Costing) -> StageCost:
+        """The source trains with its masks: fp32 weights, gradients, AdamW states and the masked activations."""
+        memory = costing.training(costing.source_shape, self.seq_len, trained=costing.source_params, frozen=0,
+                                  masked=True, masks=costing.mask_units())
+        flops = 3 * costing.forward_flops(costing.source_shape, self.seq_len) * self.tokens
+        return costing.stage(self.tokens, self.steps, flops, memory)
+
 
 @PRUNE_METHODS.register("taylor")
-class TaylorPrune(Section):
+class TaylorPruneSpec(Section):
     """LLM-Pruner: first/second-order Taylor importance of coupled groups on calibration samples."""
 
     method: Literal["taylor"]
     units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
+    trains_source: ClassVar[bool] = False
     granularities: list[Granularity] = _granularities_field(("head", "intermediate"))
     estimator: Literal["vector", "element-first", "element-hessian", "element-mix"] = Field(
         "element-first",
@@ -107,15 +124,31 @@ class TaylorPrune(Section):
 
     _check_granularities = field_validator("granularities")(_unique)
 
+    @property
+    def second_order(self) -> bool:
+        return self.estimator in SECOND_ORDER_ESTIMATORS
+
+    def cost(self, costing: Costing) -> StageCost:
+        """A forward and backward per calibration window and round; gradients (and Fisher) beside the source."""
+        tokens = self.calibration_samples * self.calibration_seq_len * self.iterations
+        memory = costing.taylor(self.calibration_seq_len, second_order=self.second_order)
+        flops = 3 * costing.forward_flops(costing.source_shape, self.calibration_seq_len) * tokens
+        return costing.stage(tokens, self.iterations, flops, memory)
+
 
 @PRUNE_METHODS.register("magnitude")
-class MagnitudePrune(Section):
+class MagnitudePruneSpec(Section):
     """Weight-norm importance of coupled groups: no gradients, no data."""
 
     method: Literal["magnitude"]
     units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
+    trains_source: ClassVar[bool] = False
     granularities: list[Granularity] = _granularities_field(("head", "intermediate"))
     norm: Literal["l1", "l2"] = Field("l2", description="Per channel, the sum of |w| (l1) or of w^2 (l2).")
     aggregation: Aggregation = _aggregation_field("mean")
 
     _check_granularities = field_validator("granularities")(_unique)
+
+    def cost(self, costing: Costing) -> StageCost:
+        """No data: the source and a score per weight."""
+        return costing.stage(0, 0, 0, costing.magnitude())

@@ -35,7 +35,7 @@ def eval_interval_field(default: int) -> int:
     return Field(default, gt=0, description="Steps between per-domain evaluations (the mixer updates then).")
 
 
-class TrainingStage(Section):
+class TrainingStageSpec(Section):
     steps: int
     global_batch: int
     seq_len: int

@@ -1,4 +1,4 @@
-"""Hard-concrete mask learning (Sheared-LLaMA) for the prune stage.
+"""Learning hard-concrete masks (Sheared-LLaMA): the prune stage's `hard-concrete` method.
 
     prune: {method: hard-concrete, steps: 3200, mask_lr: 1.0, lagrangian_lr: 1.0}
 
@@ -18,27 +18,27 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from shearc.compiler.adapters import Shape
+from shearc.compiler.families import Shape
 from shearc.compiler.source import hf_config
+from shearc.plan import PrunePlan
+from shearc.sections import HardConcretePruneSpec
 
 from .. import distributed
-from ..data import MixtureSampler, load_domains
 from ..masks.hooks import MaskHooks
-from ..masks.l0 import L0Masks
-from ..mixers import build_mixer
-from ..train.loop import Schedule, adamw, prepare, train
+from ..masks.l0 import L0Masks, ParameterCount
 from ..train.signal import sequence_losses
-from .base import RunContext, reference_from_source
+from .base import RunContext
+from .training import Training
 
 
 class HardConcreteTask:
-    def __init__(self, l0: L0Masks, hooks: MaskHooks, params: dict[str, Any], source_params: int, vocab: int,
-                 tied: bool, seed: int) -> None:
+    def __init__(self, l0: L0Masks, hooks: MaskHooks, params: HardConcretePruneSpec, source_params: int,
+                 count: ParameterCount, seed: int) -> None:
         self.l0, self.hooks, self.params = l0, hooks, params
-        self.source_params, self.vocab, self.tied = source_params, vocab, tied
+        self.source_params, self.count = source_params, count
         self.seed = seed
-        self.warmup = round(params["target_warmup_fraction"] * params["steps"])
-        self.target_sparsity = 1.0 - l0.target_params(vocab, tied) / source_params
+        self.warmup = round(params.target_warmup_fraction * params.steps)
+        self.target_sparsity = 1.0 - l0.target_params(count) / source_params
 
     def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
         """One mask sample per micro-batch, drawn from (seed, step, micro): the same on any number of ranks,
@@ -64,7 +64,7 @@ class HardConcreteTask:
         yield
 
     def sparsity(self) -> float:
-        return self.l0.expected_sparsity(self.vocab, self.tied, self.source_params)
+        return self.l0.expected_sparsity(self.count, self.source_params)
 
     def state_dict(self) -> dict[str, Any]:
         return {"l0": self.l0.state_dict()}
@@ -76,51 +76,40 @@ class HardConcreteTask:
         with torch.no_grad():
             expected = {k: float(v) for k, v in self.l0.expected_fractions().items()}
             return {"expected_fraction": expected, "target_fraction": self.l0.targets(step, self.warmup),
-                    "expected_params": float(self.l0.expected_params(self.vocab, self.tied)),
+                    "expected_params": float(self.l0.expected_params(self.count)),
                     "lambda_1": {k: float(v) for k, v in self.l0.lambda_1.items()},
                     "lambda_2": {k: float(v) for k, v in self.l0.lambda_2.items()}}
 
 
-def learn_masks(context: RunContext, stage_plan: dict[str, Any]) -> dict[str, torch.Tensor]:
-    plan, params = context.plan, stage_plan["params"]
+def learn_masks(context: RunContext, stage_plan: PrunePlan) -> dict[str, torch.Tensor]:
+    plan, params = context.plan, stage_plan.params
     source = context.verified.source
-    target = Shape(**plan["target"]["model_info"]["shape"])
-    schedule = Schedule.from_plan(params, plan)
-    domains = load_domains(plan["data"], base_dir=context.verified.plan_dir, tokenizer=context.tokenizer,
-                           seq_len=params["seq_len"], seed=context.seed, cache_dir=context.run_dir / "cache")
-    sampler = MixtureSampler(domains, seed=context.seed, rank=distributed.rank(), world_size=distributed.world_size())
-    mixer = build_mixer(plan)
+    training = Training.start(context, stage_plan, sampler_seed=context.seed)
     if context.resume is not None:  # trained weights back; the loop restores the rest
         context.resume.load_model(context.model)
-    else:
-        reference_from_source(context, mixer, domains, schedule)
     context.source_modified = True  # its weights train with the masks from here on
     generator = torch.Generator().manual_seed(context.seed)
-    l0 = L0Masks(source.shape, target, [u["kind"] for u in stage_plan["pruned_units"]], params, generator)
+    target = Shape(**plan.target.model_info.shape.model_dump())
+    l0 = L0Masks(source.shape, target, [unit.kind for unit in plan.target.pruned_units], params, generator)
     l0.to(context.device)
     hooks = MaskHooks(context.model, source.adapter)
-    prepare(context.model, plan)
-    replicated = distributed.wrap(context.model, context.device, plan["runtime"]["strategy"],
-                                  context.model.get_submodule(source.adapter.layer_prefix))
-    optimizer = adamw([
-        {"params": list(context.model.parameters()), "lr": params["lr"]},
-        {"params": list(l0.log_alpha.parameters()), "lr": params["mask_lr"], "weight_decay": 0.0},
-        {"params": [*l0.lambda_1.parameters(), *l0.lambda_2.parameters()], "lr": params["lagrangian_lr"],
-         "weight_decay": 0.0},
-    ], plan, context.device)
-    task = HardConcreteTask(l0, hooks, params, int(plan["source"]["model_info"]["params"]), source.vocab,
-                            source.tied, context.seed + 1)
+    model = context.model
+    task = HardConcreteTask(l0, hooks, params, plan.source.model_info.params, source.parameter_count, context.seed + 1)
     try:
-        train(stage="prune", model=context.model, optimizer=optimizer, schedule=schedule, sampler=sampler,
-              mixer=mixer, eval_domains=domains, task=task, metrics=context.metrics, device=context.device,
-              saving=context.saving(), resume=context.resume, replicated=replicated)
+        training.run(context, "prune", model, model.get_submodule(source.adapter.layer_prefix), lambda: [
+            {"params": list(model.parameters()), "lr": params.lr},
+            {"params": list(l0.log_alpha.parameters()), "lr": params.mask_lr, "weight_decay": 0.0},
+            {"params": [*l0.lambda_1.parameters(), *l0.lambda_2.parameters()], "lr": params.lagrangian_lr,
+             "weight_decay": 0.0},
+        ], task)
     finally:
         hooks.remove()
-    context.model = distributed.unsharded(context.model, lambda: AutoModelForCausalLM.from_config(
+    context.model = distributed.unsharded(model, lambda: AutoModelForCausalLM.from_config(
         hf_config(source.config)).to(context.device))
     masks = l0.deterministic()
     context.metrics.write("masks", kept={k: int(torch.count_nonzero(v)) for k, v in masks.items()},
-                          final_weights=np.asarray(mixer.weights))
-    context.mixer_state = mixer.state_dict()
-    context.save_complete("prune", schedule.steps, context.model, {"masks": masks, "mixer": context.mixer_state})
+                          final_weights=np.asarray(training.mixer.weights))
+    context.mixer_state = training.mixer.state_dict()
+    context.save_complete("prune", training.schedule.steps, context.model,
+                          {"masks": masks, "mixer": context.mixer_state})
     return masks

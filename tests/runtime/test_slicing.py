@@ -1,13 +1,15 @@
 """The sliced dense model computes what the masked model computes (fp32, max abs diff < 1e-4)."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from shearc.compiler.adapters import ADAPTERS
+from shearc.compiler.families import ADAPTERS
 from shearc.compiler.source import hf_config
-from shearc.runtime.finalize import finalize_state, kept_units
 from shearc.runtime.masks.hard_concrete import Constants, deterministic_mask
 from shearc.runtime.masks.hooks import MaskHooks
+from shearc.runtime.slicing import finalize_state, kept_units
 
 from ..helpers import TINY_CONFIGS
 
@@ -86,21 +88,6 @@ def test_sliced_model_matches_masked_model(name, kinds, keep, soft):
     assert (sliced - masked).abs().max().item() < 1e-4
 
 
-def test_hooks_change_nothing_without_masks_and_remove_cleanly():
-    config = TINY_CONFIGS["qwen2-bias"]
-    adapter = ADAPTERS.get(config["architectures"][0])
-    model = _model(config)
-    ids = torch.randint(0, 512, (1, 9), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        plain = model(input_ids=ids).logits
-        hooks = MaskHooks(model, adapter)
-        assert torch.equal(model(input_ids=ids).logits, plain)
-        hooks.values = {"hidden": torch.zeros(64)}
-        assert not torch.equal(model(input_ids=ids).logits, plain)
-        hooks.remove()
-        assert torch.equal(model(input_ids=ids).logits, plain)
-
-
 def test_uneven_masks_are_refused():
     shape = ADAPTERS.get("LlamaForCausalLM").shape_of(hf_config(TINY_CONFIGS["llama-mha"]))
     inter = torch.ones(shape.layers, shape.intermediate)
@@ -112,3 +99,22 @@ def test_uneven_masks_are_refused():
     heads[:, 0] = 0  # group 0 keeps 3 heads, group 1 keeps 4
     with pytest.raises(ValueError, match="same number"):
         kept_units({"head": heads}, gqa)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+def test_a_mask_folds_into_a_norm_as_the_norm_computes(offset):
+    """A family whose RMSNorm computes x * (offset + w) (Gemma: 1 + w) gets the weight whose (offset + w') is the
+    masked (offset + w): the norms' outputs, and nothing else, see the offset."""
+    adapter = dataclasses.replace(ADAPTERS.get("LlamaForCausalLM"), norm_offset=offset)
+    config = TINY_CONFIGS["llama-mha"]
+    source = adapter.shape_of(hf_config(config))
+    state = _model(config).state_dict()
+    hidden = torch.ones(source.hidden)
+    hidden[::2] = 0.0
+    hidden[1::4] = 0.5  # soft kept values
+    dense, _ = finalize_state(state, adapter, {"hidden": hidden}, source, tied=False)
+    kept = hidden.nonzero().flatten()
+    for name in ("model.norm.weight", "model.layers.1.input_layernorm.weight"):
+        torch.testing.assert_close(offset + dense[name], (offset + state[name][kept]) * hidden[kept])
+    projection = "model.layers.1.self_attn.o_proj.weight"  # not a norm: the mask multiplies its rows alone
+    torch.testing.assert_close(dense[projection], state[projection][kept] * hidden[kept, None])

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..registry import MIXERS
 from .base import Section
+from .registry import MIXERS
 
 
 def _reference_field() -> Literal["given", "source"]:
@@ -24,14 +24,14 @@ def _reference_field() -> Literal["given", "source"]:
 
 
 @MIXERS.register("constant")
-class ConstantMixer(Section):
+class ConstantMixerSpec(Section):
     """The initial proportions throughout."""
 
     method: Literal["constant"]
 
 
 @MIXERS.register("dynamic-batch-loading")
-class DynamicBatchLoadingMixer(Section):
+class DynamicBatchLoadingSpec(Section):
     """Sheared-LLaMA: w <- softmax(log w + eta * (L_eval - L_ref)), smoothed, every eval."""
 
     method: Literal["dynamic-batch-loading"]
@@ -41,7 +41,7 @@ class DynamicBatchLoadingMixer(Section):
 
 
 @MIXERS.register("drpruning")
-class DRPruningMixer(Section):
+class DRPruningSpec(Section):
     """DRPruning: worst case in a chi-square ball around a moving reference ratio, against reference losses
     that scaling-law fits move during each stage."""
 
@@ -81,7 +81,7 @@ class DRPruningMixer(Section):
     reference: Literal["given", "source"] = _reference_field()
 
     @model_validator(mode="after")
-    def _history_holds_a_fit(self) -> DRPruningMixer:
+    def _history_holds_a_fit(self) -> DRPruningSpec:
         if self.fit_min_points > self.fit_max_points:
             raise ValueError(f"fit_min_points ({self.fit_min_points}) exceeds fit_max_points ({self.fit_max_points}):"
                              " no fit could ever happen")

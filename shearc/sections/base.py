@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
@@ -28,6 +26,3 @@ class RuleError(ValueError):
         self.problems = problems
         super().__init__("; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in problems))
 
-
-PositiveInt = Annotated[int, Field(gt=0)]
-Probability = Annotated[float, Field(gt=0.0, le=1.0)]

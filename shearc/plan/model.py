@@ -1,6 +1,7 @@
 """The plan: a versioned, hashed, fully resolved IR between compiler and runtime.
 
-Every default is written out. Its JSON Schema (serialization mode) requires every
+The compiler builds it, the runtime parses it once (shearc.plan.read_plan) and hands each
+stage its own typed section. Every default is written out. Its JSON Schema (serialization mode) requires every
 field, so a runtime that validates against it never falls back on a default.
 Bump PLAN_VERSION's minor for an added optional field, the major for a removal or
 a type change.
@@ -12,18 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .spec import (
-    EvalSection,
-    ExportSection,
-    FullRecovery,
-    LoraRecovery,
-    MixerSection,
-    PruneSection,
-    RuntimeSection,
-    ScheduleSection,
-)
+from shearc.sections import EvalSpec, ExportSpec, MixerSpec, PruneSpec, RecoverySpec, RuntimeSpec, ScheduleSpec
 
-PLAN_VERSION = (3, 0)  # 3: the finalize stage says how it checks the sliced model
+# 4: sections typed on both sides; the target shape and pruned units written once (under `target`);
+# the training stages' eval size written out
+PLAN_VERSION = (4, 0)
 
 
 class PlanPart(BaseModel):
@@ -123,10 +117,15 @@ class StageEstimate(PlanPart):
     fits_device: bool
 
 
-class PruneStage(PlanPart):
+def _eval_sequences_field() -> int | None:
+    return Field(description="Eval sequences per domain at each of the stage's eval_interval evaluations "
+                 "(None when the stage does not train).")
+
+
+class PrunePlan(PlanPart):
     stage: Literal["prune"]
-    params: PruneSection
-    pruned_units: list[UnitChangeInfo]
+    params: PruneSpec
+    eval_sequences: int | None = _eval_sequences_field()
     estimate: StageEstimate
 
 
@@ -135,33 +134,33 @@ class FinalizeCheck(PlanPart):
     tokens: int = Field(description="Tokens per window.")
 
 
-class FinalizeStage(PlanPart):
+class FinalizePlan(PlanPart):
     stage: Literal["finalize"]
-    target_shape: ShapeInfo
     check: FinalizeCheck = Field(description="The logits check of the sliced model against the masked one.")
     estimate: StageEstimate
 
 
-class RecoverStage(PlanPart):
+class RecoverPlan(PlanPart):
     stage: Literal["recover"]
-    params: Annotated[FullRecovery | LoraRecovery, Field(discriminator="method")]
+    params: RecoverySpec
+    eval_sequences: int = _eval_sequences_field()
     estimate: StageEstimate
 
 
-class EvaluateStage(PlanPart):
+class EvaluatePlan(PlanPart):
     stage: Literal["evaluate"]
-    params: EvalSection
+    params: EvalSpec
     estimate: StageEstimate
 
 
-class ExportStage(PlanPart):
+class ExportPlan(PlanPart):
     stage: Literal["export"]
-    params: ExportSection
+    params: ExportSpec
     estimate: StageEstimate
 
 
-Stage = Annotated[PruneStage | FinalizeStage | RecoverStage | EvaluateStage | ExportStage,
-                  Field(discriminator="stage")]
+StagePlan = Annotated[PrunePlan | FinalizePlan | RecoverPlan | EvaluatePlan | ExportPlan,
+                      Field(discriminator="stage")]
 
 
 class SpecInfo(PlanPart):
@@ -178,9 +177,29 @@ class Plan(PlanPart):
     target: TargetInfo
     groups: list[GroupInfo]
     data: DataPlan
-    mixer: MixerSection
-    schedule: ScheduleSection
-    runtime: RuntimeSection = Field(description="output_dir resolved, relative to the plan file.")
-    stages: list[Stage]
+    mixer: MixerSpec
+    schedule: ScheduleSpec
+    runtime: RuntimeSpec = Field(description="output_dir resolved, relative to the plan file.")
+    stages: list[StagePlan]
     warnings: list[str]
     plan_sha256: str = Field(description="sha256 of this plan without this field, in canonical JSON.")
+
+    def stage(self, name: str) -> StagePlan | None:
+        """The stage of that name, or None when the plan has none."""
+        return next((stage for stage in self.stages if stage.stage == name), None)
+
+    @property
+    def prune(self) -> PrunePlan:
+        """Every plan prunes."""
+        return next(stage for stage in self.stages if isinstance(stage, PrunePlan))
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def plan_schema() -> dict[str, Any]:
+    # Serialization mode: every field is required, so a plan must spell out every number.
+    return {"$schema": SCHEMA_DIALECT, **Plan.model_json_schema(mode="serialization")}

@@ -1,4 +1,4 @@
-"""Read a plan file: JSON, the plan schema, and its own hash, each failure a UserError."""
+"""Read a plan file: JSON, the plan schema, and its own hash, each failure a UserError; then the typed plan."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from shearc.canonical import sha256_of
 from shearc.errors import Problem, UserError
 
-from .plan import PLAN_VERSION
-from .schemas import plan_schema
+from .model import PLAN_VERSION, Plan, plan_schema
 
 
 @cache
@@ -43,8 +42,8 @@ def schema_problems(data: dict[str, Any], file: str) -> list[Problem]:
     return problems
 
 
-def read_plan(path: str | Path) -> dict[str, Any]:
-    """The plan as a dict, after checking its version, its schema and its hash."""
+def read_plan(path: str | Path) -> Plan:
+    """The typed plan, after checking its version, its schema and its hash."""
     file = str(path)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -67,4 +66,4 @@ def read_plan(path: str | Path) -> dict[str, Any]:
         raise UserError([Problem("plan_sha256 does not match the contents: the plan was edited after compile; "
                                  "change the spec and recompile instead", "plan_sha256", file)],
                         title="invalid plan")
-    return data
+    return Plan.model_validate(data)

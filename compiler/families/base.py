@@ -1,0 +1,108 @@
+"""What a model family's adapter says about its architecture, and the registry of adapters.
+
+An adapter names, for every parameter of a decoder block and of the model around it, the
+symbolic extent of each axis (`hidden`, `attn` = heads x head_dim, `kv` = kv_heads x head_dim,
+`inter`, `vocab`), where each mask multiplies an activation, how its norms and embeddings
+compute, which projections LoRA adapts, and how many parameters a shape has. The dependency
+graph, the parameter counts (exact at compile time, expected under hard-concrete masks), the
+folding and slicing and the target config all derive from that description: a new family is
+one module (see docs/EXTENDING.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from shearc.registry import Registry
+
+Axes = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The prunable dimensions of a decoder."""
+
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    head_dim: int
+
+    @property
+    def group_size(self) -> int:
+        return self.heads // self.kv_heads
+
+    def extents(self, vocab: int) -> dict[str, int]:
+        """Axis symbol -> its length at this shape."""
+        return {"hidden": self.hidden, "attn": self.heads * self.head_dim, "kv": self.kv_heads * self.head_dim,
+                "inter": self.intermediate, "vocab": vocab}
+
+    def extent(self, symbol: str, vocab: int) -> int:
+        return self.extents(vocab)[symbol]
+
+    def as_dict(self) -> dict[str, int]:
+        return {"layers": self.layers, "hidden": self.hidden, "heads": self.heads, "kv_heads": self.kv_heads,
+                "intermediate": self.intermediate, "head_dim": self.head_dim}
+
+
+@dataclass(frozen=True)
+class FamilyAdapter:
+    """One architecture of a family. Fields describe the layout; methods read configs and count."""
+
+    architecture: str
+    layer_prefix: str
+    block: dict[str, Axes]  # parameter name inside a block -> axis symbols (weight rows first, as nn.Linear)
+    outer: dict[str, Axes]  # parameters outside the blocks, by full name
+    # Where each mask multiplies an activation. A mask on a module's output folds into all its
+    # parameters along the masked axis; a mask on its input folds into its weight's input axis.
+    hidden_outputs: tuple[str, ...]  # model modules writing the residual stream (embedding, final norm)
+    block_hidden_outputs: tuple[str, ...]  # block modules whose output is hidden-wide
+    layer_sites: tuple[str, ...]  # block outputs added to the residual: the layer mask multiplies them
+    head_site: str  # its input holds the heads' contexts, head after head
+    intermediate_site: str  # its input is the gated activation
+    final_norm: str
+    block_norms: tuple[str, ...]  # RMSNorms inside a block: under a hidden mask they average over the kept channels
+    embedding: str  # the token embedding's weight
+    output_head: str  # the same tensor as `embedding` when tied
+    lora_targets: dict[str, tuple[str, str]]  # module name LoRA may adapt -> (input symbol, output symbol)
+    # An RMSNorm computes x * (norm_offset + w): 0 for Llama, 1 for Gemma's (1 + w). A hidden mask m
+    # folds into such a weight as (norm_offset + w) * m - norm_offset.
+    norm_offset: float = 0.0
+
+    @property
+    def norms(self) -> tuple[str, ...]:
+        return (self.final_norm, *self.block_norms)
+
+    def shape_of(self, config: Any) -> Shape:
+        """The prunable dimensions of a transformers config object."""
+        raise NotImplementedError
+
+    def config_for(self, source_config: dict[str, Any], shape: Shape) -> dict[str, Any]:
+        """The source's config.json with `shape` written in: a standard config of the architecture."""
+        raise NotImplementedError
+
+    def parameter_count(self, block: dict[str, Axes], outer: dict[str, Axes], extents: dict[str, Any],
+                        layers: Any) -> Any:
+        """Parameters of the `block` and `outer` tensors present (as found on the real module), at `extents`
+        (axis symbol -> length). Integer extents and `layers` give the exact count; tensors give the expected
+        count under hard-concrete masks: block extents per layer [L], `layers` the layers' keep values [L]."""
+        def numel(axes: Axes) -> Any:
+            return math.prod(extents[symbol] for symbol in axes)
+
+        per_layer = sum(numel(axes) for axes in block.values())
+        around = sum(numel(axes) for axes in outer.values())
+        if isinstance(layers, int):
+            return around + layers * per_layer
+        return around + (layers * per_layer).sum()
+
+    def lora_in_out(self, shape: Shape, module: str) -> tuple[int, int]:
+        """Input and output features of a projection LoRA adapts, at `shape`."""
+        extents = shape.extents(0)
+        inputs, outputs = self.lora_targets[module]
+        return extents[inputs], extents[outputs]
+
+
+ADAPTERS: Registry[FamilyAdapter] = Registry("architecture")

@@ -1,0 +1,48 @@
+"""The spec sections the plan carries verbatim: method parameters and run settings.
+
+The spec (compiler/spec) validates a YAML file into these, filling the reference papers'
+defaults; the compiler writes them into the plan with every field spelled out (the plan's
+schema requires each one); the runtime reads them from the plan and never sees a default.
+"""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .base import RuleError, Section
+from .mixer import ConstantMixerSpec, DRPruningSpec, DynamicBatchLoadingSpec
+from .prune import SECOND_ORDER_ESTIMATORS, HardConcretePruneSpec, MagnitudePruneSpec, TaylorPruneSpec
+from .recovery import FullRecoverySpec, LoraRecoverySpec, NoRecoverySpec
+from .registry import MIXERS, PRUNE_METHODS, RECOVERIES
+from .settings import EvalSpec, ExportSpec, RuntimeSpec, ScheduleSpec
+from .training import TrainingStageSpec
+
+PruneSpec = Annotated[PRUNE_METHODS.discriminated_union(), Field(description="Pruning method and its parameters.")]
+MixerSpec = Annotated[MIXERS.discriminated_union(), Field(description="Data mixer and its parameters.")]
+RecoverySpec = Annotated[RECOVERIES.discriminated_union(), Field(description="Recovery training after pruning.")]
+
+__all__ = [
+    "MIXERS",
+    "PRUNE_METHODS",
+    "RECOVERIES",
+    "SECOND_ORDER_ESTIMATORS",
+    "ConstantMixerSpec",
+    "DRPruningSpec",
+    "DynamicBatchLoadingSpec",
+    "EvalSpec",
+    "ExportSpec",
+    "FullRecoverySpec",
+    "HardConcretePruneSpec",
+    "LoraRecoverySpec",
+    "MagnitudePruneSpec",
+    "MixerSpec",
+    "NoRecoverySpec",
+    "PruneSpec",
+    "RecoverySpec",
+    "RuleError",
+    "RuntimeSpec",
+    "ScheduleSpec",
+    "Section",
+    "TaylorPruneSpec",
+    "TrainingStageSpec",
+]
