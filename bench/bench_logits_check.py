@@ -29,10 +29,10 @@ TARGETS = {"heads 6, intermediate 768": (6, 768, 576), "heads 3, intermediate 38
 
 def magnitude_masks(model, shape, heads: int, intermediate: int, hidden: int) -> dict[str, torch.Tensor]:
     masks = {"intermediate": torch.zeros(shape.layers, shape.intermediate),
-             "head": torch.ones(shape.layers, shape.heads)}
+             "query_head": torch.ones(shape.layers, shape.heads)}
     for layer, block in enumerate(model.model.layers):
         masks["intermediate"][layer, block.mlp.down_proj.weight.abs().sum(0).topk(intermediate).indices] = 1
-    masks["head"][:, heads:] = 0  # whole KV groups, from the last
+    masks["query_head"][:, heads:] = 0  # whole KV groups, from the last
     if hidden < shape.hidden:
         masks["hidden"] = torch.zeros(shape.hidden)
         masks["hidden"][model.model.embed_tokens.weight.abs().sum(0).topk(hidden).indices] = 1

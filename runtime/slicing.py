@@ -43,7 +43,7 @@ def kept_units(masks: dict[str, torch.Tensor], shape: Shape) -> Kept:
     if not layers:
         raise ValueError("the layer mask removes every layer")
     hidden = _nonzero(masks.get("hidden"), shape.hidden)
-    head_mask = masks.get("head")
+    head_mask = masks.get("query_head")
     heads, groups, inter = {}, {}, {}
     for layer in layers:
         heads[layer] = _nonzero(None if head_mask is None else head_mask[layer], shape.heads)
@@ -113,9 +113,9 @@ def fold_scalings(state_keys: set[str], adapter: FamilyAdapter, masks: dict[str,
         if "layer" in masks:
             for module in adapter.layer_sites:
                 apply(module, adapter.block, prefix, "hidden", masks["layer"][layer].expand(shape.hidden))
-        if "head" in masks:  # on o_proj's input: only its weight has an `attn` axis
+        if "query_head" in masks:  # on o_proj's input: only its weight has an `attn` axis
             apply(adapter.head_site, adapter.block, prefix, "attn",
-                  masks["head"][layer].repeat_interleave(shape.head_dim))
+                  masks["query_head"][layer].repeat_interleave(shape.head_dim))
         if "intermediate" in masks:  # on down_proj's input: only its weight has an `inter` axis
             apply(adapter.intermediate_site, adapter.block, prefix, "inter", masks["intermediate"][layer])
     return scalings

@@ -79,7 +79,7 @@ def select_masks(scores: dict[tuple[str, int | None], torch.Tensor], source: Sha
                  None if "intermediate" not in alive else alive["intermediate"][layer])
             for layer in range(source.layers)])
     if target.heads < source.heads:
-        masks["head"] = torch.stack([_head_mask(scores, layer, source, target, alive.get("head"))
+        masks["query_head"] = torch.stack([_head_mask(scores, layer, source, target, alive.get("query_head"))
                                      for layer in range(source.layers)])
     return masks
 

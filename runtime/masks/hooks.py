@@ -1,12 +1,13 @@
 """Masks on an unmodified transformers model, applied with forward hooks (no forked modeling code).
 
     hooks = MaskHooks(model, adapter)
-    hooks.values = {"hidden": z_h, "layer": z_l, "head": z_heads, "intermediate": z_int}
+    hooks.values = {"hidden": z_h, "layer": z_l, "query_head": z_heads, "intermediate": z_int}
     model(input_ids)          # every forward reads the current values
     hooks.remove()
 
-Shapes: hidden [d], layer [L], head [L, H] (one value per query head; a KV-group mask is
-repeated over its group), intermediate [L, I]. A kind left out is not masked.
+Shapes: hidden [d], layer [L], query_head [L, H] (one value per query head; a KV group's value is
+repeated over its query heads), intermediate [L, I]. A kind left out is not masked. The kinds are
+the dependency graph's unit kinds (a KV group is masked through its query heads).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from typing import Any
 import torch
 
 from shearc.compiler.families import FamilyAdapter
-
-MASK_KINDS = ("layer", "hidden", "head", "intermediate")
 
 
 def norm_rescale(hidden: torch.Tensor | None) -> float:
@@ -89,7 +88,7 @@ class MaskHooks:
 
     def _head_input(self, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def transform(x: torch.Tensor) -> torch.Tensor:
-            heads = self.values.get("head")
+            heads = self.values.get("query_head")
             if heads is None:
                 return x
             mask = heads[layer].to(x.dtype)

@@ -1,11 +1,11 @@
 """The learnable masks of hard-concrete pruning, and their Lagrangian size constraint.
 
-One log-alpha vector per kind the plan prunes (layer [L], hidden [d], head [L, K] with one
+One log-alpha vector per kind the plan prunes (layer [L], hidden [d], kv_group [L, K] with one
 value per KV group, intermediate [L, I]) and one pair of multipliers per kind. The
 constraint's target for a kind is its target count over its source count, ramped from 1
 over the warm-up; per-layer kinds are constrained layer by layer (Sheared-LLaMA's l0_module).
-Samples and deterministic masks come out in the hooks' layout (head values repeated over each
-group's query heads).
+Samples and deterministic masks come out in the hooks' layout (KV-group values repeated over each
+group's query heads, as `query_head`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from .hard_concrete import (
     target_fraction,
 )
 
-_KIND_OF_UNIT = {"layer": "layer", "hidden": "hidden", "kv_group": "head", "intermediate": "intermediate"}
-
 
 def counts(shape: Shape) -> dict[str, tuple[int, int]]:
     """mask kind -> (rows, units per row)."""
-    return {"layer": (1, shape.layers), "hidden": (1, shape.hidden), "head": (shape.layers, shape.kv_heads),
+    return {"layer": (1, shape.layers), "hidden": (1, shape.hidden), "kv_group": (shape.layers, shape.kv_heads),
             "intermediate": (shape.layers, shape.intermediate)}
 
 
@@ -49,7 +47,7 @@ class L0Masks(nn.Module):
         self.source, self.target = source, target
         self.constants = Constants.from_plan(params)
         self.soft_scale = params.soft_mask_scale
-        self.kinds = [_KIND_OF_UNIT[unit] for unit in pruned_units]
+        self.kinds = list(pruned_units)
         rows = counts(source)
         kept = counts(target)
         self.log_alpha = nn.ParameterDict({
@@ -65,8 +63,8 @@ class L0Masks(nn.Module):
         """Hooks' layout: 1-row kinds flattened, KV-group values repeated over their query heads."""
         out = {}
         for kind, value in values.items():
-            if kind == "head":
-                out[kind] = value.repeat_interleave(self.source.group_size, dim=-1)
+            if kind == "kv_group":
+                out["query_head"] = value.repeat_interleave(self.source.group_size, dim=-1)
             else:
                 out[kind] = value[0] if kind in ("layer", "hidden") else value
         return out
@@ -82,7 +80,7 @@ class L0Masks(nn.Module):
         return {k: target_fraction(step, warmup_steps, self.final_fraction[k]) for k in self.kinds}
 
     def lagrangian(self, step: int, warmup_steps: int) -> torch.Tensor:
-        """Sum over kinds of the mean over rows of each row's own term: per-layer kinds (head,
+        """Sum over kinds of the mean over rows of each row's own term: per-layer kinds (kv_group,
         intermediate) pay for every layer's gap, so layers are pushed towards the equal sizes the
         final top-k forces, not just their average towards the target."""
         targets = self.targets(step, warmup_steps)
@@ -114,7 +112,7 @@ class L0Masks(nn.Module):
         shape = self.source
         hidden = probabilities["hidden"].sum() if "hidden" in probabilities else torch.tensor(float(shape.hidden))
         layer = probabilities["layer"][0] if "layer" in probabilities else torch.ones(shape.layers)
-        kv = probabilities["head"].sum(-1) if "head" in probabilities else torch.full((shape.layers,),
+        kv = probabilities["kv_group"].sum(-1) if "kv_group" in probabilities else torch.full((shape.layers,),
                                                                                       float(shape.kv_heads))
         inter = probabilities["intermediate"].sum(-1) if "intermediate" in probabilities else torch.full(
             (shape.layers,), float(shape.intermediate))

@@ -99,10 +99,10 @@ def test_a_slice_broken_on_purpose_fails_the_check_at_real_depth(real_model_dir,
     adapter = ADAPTERS.get("LlamaForCausalLM")
     shape = adapter.shape_of(model.config)
     masks = {"intermediate": torch.zeros(shape.layers, shape.intermediate),
-             "head": torch.ones(shape.layers, shape.heads)}
+             "query_head": torch.ones(shape.layers, shape.heads)}
     for layer, block in enumerate(model.model.layers):
         masks["intermediate"][layer, block.mlp.down_proj.weight.abs().sum(0).topk(TARGET["intermediate"]).indices] = 1
-    masks["head"][:, TARGET["heads"]:] = 0  # the last KV group's query heads
+    masks["query_head"][:, TARGET["heads"]:] = 0  # the last KV group's query heads
     tokenizer = AutoTokenizer.from_pretrained(real_model_dir)
     windows = [tokenizer(json.loads(path.read_text().splitlines()[0])["text"], return_tensors="pt").input_ids[0, :128]
                for path in real_text.values()]

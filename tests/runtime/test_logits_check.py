@@ -44,7 +44,7 @@ def _masks(shape):
         inter[layer, torch.randperm(shape.intermediate, generator=generator)[:128]] = 1
     heads = torch.ones(shape.layers, shape.heads)
     heads[:, :4] = 0  # the first KV group
-    return {"hidden": hidden, "intermediate": inter, "head": heads}
+    return {"hidden": hidden, "intermediate": inter, "query_head": heads}
 
 
 def _windows(count=3, length=24):

@@ -43,10 +43,10 @@ def _masks(shape, kinds, generator, *, keep_groups=None, keep_heads_per_group=No
         masks["intermediate"] = top(shape.layers, shape.intermediate, shape.intermediate // 2)
     if "kv_group" in kinds:  # one value per KV group, repeated over its query heads
         groups = top(shape.layers, shape.kv_heads, keep_groups)
-        masks["head"] = groups.repeat_interleave(shape.group_size, dim=1)
+        masks["query_head"] = groups.repeat_interleave(shape.group_size, dim=1)
     if "query_head" in kinds:  # thin the query heads inside every group, the same count in each
         per_group = top(shape.layers * shape.kv_heads, shape.group_size, keep_heads_per_group)
-        masks["head"] = per_group.reshape(shape.layers, shape.heads)
+        masks["query_head"] = per_group.reshape(shape.layers, shape.heads)
     return masks
 
 
@@ -98,7 +98,7 @@ def test_uneven_masks_are_refused():
     heads = torch.ones(gqa.layers, gqa.heads)
     heads[:, 0] = 0  # group 0 keeps 3 heads, group 1 keeps 4
     with pytest.raises(ValueError, match="same number"):
-        kept_units({"head": heads}, gqa)
+        kept_units({"query_head": heads}, gqa)
 
 
 @pytest.mark.parametrize("offset", [0.0, 1.0])

@@ -88,14 +88,14 @@ def test_exact_counts_in_every_layer():
     assert masks["hidden"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     assert (masks["intermediate"].sum(1) == 3).all()
     assert masks["intermediate"][0].tolist() == [1, 0, 1, 0, 1, 0]
-    assert masks["head"][0].tolist() == [0, 0, 1, 1]  # KV group 1 scores higher; both its heads stay
+    assert masks["query_head"][0].tolist() == [0, 0, 1, 1]  # KV group 1 scores higher; both its heads stay
 
 
 def test_query_heads_inside_kept_groups():
     target = Shape(layers=3, hidden=8, heads=2, kv_heads=2, intermediate=6, head_dim=2)
     masks = select_masks(_scores(), SOURCE, target)
-    assert set(masks) == {"head"}
-    assert masks["head"][1].tolist() == [1, 0, 0, 1]  # the better head of each group
+    assert set(masks) == {"query_head"}
+    assert masks["query_head"][1].tolist() == [1, 0, 0, 1]  # the better head of each group
 
 
 def test_dead_units_stay_dead():

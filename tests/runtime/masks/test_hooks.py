@@ -57,7 +57,7 @@ def test_each_kind_masks_its_own_site():
     heads[1, 2] = 0.0
     inter = torch.ones(shape.layers, shape.intermediate)
     inter[2, :5] = 0.0
-    hooks.values = {"head": heads, "intermediate": inter}
+    hooks.values = {"query_head": heads, "intermediate": inter}
     ids = torch.randint(0, 512, (1, 7), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model(input_ids=ids)

@@ -34,10 +34,10 @@ def test_expected_params_is_the_real_count_at_both_ends(name):
     shape = source.shape
     target = Shape(shape.layers - 1, 32, shape.heads // 2, shape.kv_heads // 2, shape.intermediate // 2, shape.head_dim)
     _, l0 = _masks(name, target)
-    _saturate(l0, {"layer": shape.layers, "hidden": shape.hidden, "head": shape.kv_heads,
+    _saturate(l0, {"layer": shape.layers, "hidden": shape.hidden, "kv_group": shape.kv_heads,
                    "intermediate": shape.intermediate})
     assert float(l0.expected_params(source.parameter_count).detach()) == pytest.approx(count_params(source, shape))
-    _saturate(l0, {"layer": target.layers, "hidden": target.hidden, "head": target.kv_heads,
+    _saturate(l0, {"layer": target.layers, "hidden": target.hidden, "kv_group": target.kv_heads,
                    "intermediate": target.intermediate})
     # GQA's k/v projections count kv heads: the count is exact, not 4 x heads
     assert float(l0.expected_params(source.parameter_count).detach()) == pytest.approx(count_params(source, target))
@@ -50,17 +50,17 @@ def test_samples_and_deterministic_masks_use_the_hooks_layout():
     source, l0 = _masks("mistral-gqa", Shape(3, 32, 4, 1, 96, 8))
     shape = source.shape
     sample = l0.sample(torch.Generator().manual_seed(0))
-    assert sample["head"].shape == (shape.layers, shape.heads)  # one value per query head
-    assert torch.equal(sample["head"][:, 0], sample["head"][:, 3])  # repeated over a KV group
+    assert sample["query_head"].shape == (shape.layers, shape.heads)  # one value per query head
+    assert torch.equal(sample["query_head"][:, 0], sample["query_head"][:, 3])  # repeated over a KV group
     assert sample["layer"].shape == (shape.layers,) and sample["hidden"].shape == (shape.hidden,)
     final = l0.deterministic()
     assert int(torch.count_nonzero(final["layer"])) == 3 and int(torch.count_nonzero(final["hidden"])) == 32
-    assert ((final["head"] > 0).sum(1) == 4).all() and ((final["intermediate"] > 0).sum(1) == 96).all()
+    assert ((final["query_head"] > 0).sum(1) == 4).all() and ((final["intermediate"] > 0).sum(1) == 96).all()
 
 
 def test_constraint_targets_and_multipliers():
     _, l0 = _masks("llama-mha", Shape(3, 32, 4, 4, 88, 8))
-    assert l0.final_fraction == {"layer": 0.75, "hidden": 0.5, "head": 0.5, "intermediate": 0.5}
+    assert l0.final_fraction == {"layer": 0.75, "hidden": 0.5, "kv_group": 0.5, "intermediate": 0.5}
     assert l0.targets(0, 10)["hidden"] == 1.0 and l0.targets(10, 10)["hidden"] == 0.5
     with torch.no_grad():
         l0.lambda_1["hidden"].fill_(2.0)
@@ -82,10 +82,10 @@ def test_the_lagrangian_charges_every_layer_its_own_gap():
     l0 = L0Masks(source, target, ["kv_group"], PARAMS)
     high, low = math.log(1e2), math.log(1e-2)  # the clamp range: log-alphas saturate there
     with torch.no_grad():
-        l0.log_alpha["head"][0].fill_(high)
-        l0.log_alpha["head"][1].fill_(low)
-        l0.log_alpha["head"][1, :8] = high
-        l0.lambda_2["head"].fill_(1.0)
+        l0.log_alpha["kv_group"][0].fill_(high)
+        l0.log_alpha["kv_group"][1].fill_(low)
+        l0.log_alpha["kv_group"][1, :8] = high
+        l0.lambda_2["kv_group"].fill_(1.0)
     # keep probabilities by hand: sigmoid(log_alpha - beta * log(-l / r)), beta = 2/3, l = -0.1, r = 1.1
     kept_high = 1 / (1 + math.exp(-(high - 2 / 3 * math.log(0.1 / 1.1))))  # 0.99798...
     kept_low = 1 / (1 + math.exp(-(low - 2 / 3 * math.log(0.1 / 1.1))))  # 0.04716...
@@ -94,5 +94,5 @@ def test_the_lagrangian_charges_every_layer_its_own_gap():
     assert expected == pytest.approx(0.1274, abs=1e-4)
     assert float(l0.lagrangian(step=10, warmup_steps=10)) == pytest.approx(expected, rel=1e-6)
     with torch.no_grad():
-        l0.lambda_1["head"].fill_(0.5)
+        l0.lambda_1["kv_group"].fill_(0.5)
     assert float(l0.lagrangian(step=10, warmup_steps=10)) == pytest.approx(expected + 0.5 * sum(gaps) / 2, rel=1e-6)
