@@ -29,6 +29,7 @@ from . import stages as _stages  # noqa: F401  (registration)
 from .data import load_tokenizer
 from .memory import peaks, release_freed, reset_peaks, resident_bytes
 from .metrics import MetricsLog
+from .mixers import MIXER_IMPLEMENTATIONS
 from .models import load_source_weights
 from .precision import source_dtype
 from .stages.base import STAGES, RunContext
@@ -41,7 +42,7 @@ from .verify import verify
 
 def unsupported(plan: Plan) -> list[str]:
     """What in the plan this shearc cannot execute yet."""
-    missing = []
+    missing = [] if plan.mixer.method in MIXER_IMPLEMENTATIONS else [f"mixer {plan.mixer.method}"]
     for stage in plan.stages:
         if stage.stage not in STAGES:
             missing.append(f"stage {stage.stage}")

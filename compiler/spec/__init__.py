@@ -7,6 +7,10 @@
     data: {domains: [...]}
     mixer: {method: dynamic-batch-loading}
     recovery: {method: full}
+
+The method and settings sections (prune, mixer, recovery, schedule, runtime, export, eval) are
+shared with the plan and live in shearc/sections; the sections here (source, target, data) and
+the cross-section rules are the spec's own: the runtime never sees them.
 """
 
 from __future__ import annotations

@@ -21,14 +21,13 @@ import torch
 from shearc.plan import Plan, StagePlan
 from shearc.registry import Registry
 
-from ..data import DomainData, domain_eval_losses, load_domains
+from ..data import DomainData, load_domains
 from ..memory import release_freed
 from ..metrics import MetricsLog
-from ..mixers import Mixer
 from ..models import dense_from_file, load_source_weights
-from ..precision import compute_autocast, compute_dtype
+from ..precision import compute_dtype
 from ..train.checkpoint import Checkpoint, Checkpoints
-from ..train.loop import Saving, Schedule
+from ..train.loop import Saving
 from ..verify import VerifiedPlan
 
 
@@ -94,27 +93,11 @@ class RunContext:
         return dense_from_file(self.plan.target.config, weights, self.verified.source.adapter, self.device)
 
 
-def reference_from_source(context: RunContext, mixer: Mixer, domains: list[DomainData], schedule: Schedule) -> None:
-    """`mixer.reference: source`: the source model's per-domain eval losses become the mixer's reference.
-
-    Measured once, when a stage starts a mixer that has none (a resumed stage restores them from its
-    checkpoint), on the source in memory when it is unmodified, else on the source from disk."""
-    if not mixer.uses_source_reference or mixer.references is not None:
-        return
-    source = context.source_for_reading()
-    with compute_autocast(context.plan.runtime.precision, context.device):
-        losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len,
-                                    max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
-                                    device=context.device)
-    mixer.set_reference(losses)
-    context.metrics.write("reference", source="source model", domains=mixer.names, losses=losses)
-
-
 class Stage(ABC):
     def __init__(self, stage_plan: StagePlan) -> None:
         self.stage_plan = stage_plan
 
-    # setup, finalize and load_state_dict are optional: most stages need none of them.
+    # setup and finalize are optional; restore's default serves every stage that leaves the dense model.
     def setup(self, context: RunContext) -> None:  # noqa: B027
         """Load what the stage needs (data, optimizer); no long work."""
 

@@ -19,10 +19,27 @@ import torch
 from shearc.plan import PrunePlan, RecoverPlan
 
 from .. import distributed
-from ..data import DomainData, MixtureSampler
+from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..mixers import Mixer, build_mixer
+from ..precision import compute_autocast
 from ..train.loop import Schedule, Task, adamw, prepare, train
-from .base import RunContext, reference_from_source
+from .base import RunContext
+
+
+def reference_from_source(context: RunContext, mixer: Mixer, domains: list[DomainData], schedule: Schedule) -> None:
+    """`mixer.reference: source`: the source model's per-domain eval losses become the mixer's reference.
+
+    Measured once, when a stage starts a mixer that has none (a resumed stage restores them from its
+    checkpoint), on the source in memory when it is unmodified, else on the source from disk."""
+    if not mixer.uses_source_reference or mixer.references is not None:
+        return
+    source = context.source_for_reading()
+    with compute_autocast(context.plan.runtime.precision, context.device):
+        losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len,
+                                    max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
+                                    device=context.device)
+    mixer.set_reference(losses)
+    context.metrics.write("reference", source="source model", domains=mixer.names, losses=losses)
 
 
 @dataclass

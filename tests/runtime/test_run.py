@@ -134,3 +134,15 @@ def test_the_runtime_never_loads_the_spec_models():
             "'shearc.compiler.load', 'shearc.compiler.estimates'))))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert found == []
+
+
+def test_a_mixer_the_runtime_lacks_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    from shearc.registry import Registry
+    from shearc.runtime import run as run_module
+
+    plan_path = tiny_project(tmp_path, "llama-mha", {"mixer": {"method": "dynamic-batch-loading",
+                                                               "reference": "source"}})
+    monkeypatch.setattr(run_module, "MIXER_IMPLEMENTATIONS", Registry("mixer implementation"))
+    assert main(["run", str(plan_path)]) == 2
+    assert "this shearc cannot run mixer dynamic-batch-loading yet" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
