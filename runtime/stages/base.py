@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from shearc.compiler.families import Shape
 from shearc.plan import Plan, StagePlan
 from shearc.registry import Registry
 
@@ -82,6 +83,11 @@ class RunContext:
     @property
     def seed(self) -> int:
         return self.plan.runtime.seed
+
+    @property
+    def target_shape(self) -> Shape:
+        """The plan's target shape (written once in the plan, under target.model_info)."""
+        return Shape(**self.plan.target.model_info.shape.model_dump())
 
     def load_domains(self, seq_len: int) -> list[DomainData]:
         """The plan's domains, tokenized and packed at `seq_len` (cached in the run directory)."""

@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import save_file
 
 from shearc.canonical import atomic_directory, pretty_json, write_text_atomic
-from shearc.compiler.families import Shape
 from shearc.errors import CheckFailed
 from shearc.plan import FinalizePlan, Plan
 
@@ -92,7 +91,7 @@ class FinalizeStage(Stage):
                 save_masked_model(context.model, context.run_dir / "masked")
         dense_state, reached = finalize_state(context.model.state_dict(), source.adapter, context.masks,
                                               source.shape, tied=source.tied)
-        expected = Shape(**plan.target.model_info.shape.model_dump())
+        expected = context.target_shape
         if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
             raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
         dense = build_dense(plan.target.config, dense_state, source.adapter)

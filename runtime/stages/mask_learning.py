@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from shearc.compiler.families import Shape
 from shearc.compiler.source import hf_config
 from shearc.plan import PrunePlan
 from shearc.sections import HardConcretePruneSpec
@@ -89,8 +88,8 @@ def learn_masks(context: RunContext, stage_plan: PrunePlan) -> dict[str, torch.T
         context.resume.load_model(context.model)
     context.source_modified = True  # its weights train with the masks from here on
     generator = torch.Generator().manual_seed(context.seed)
-    target = Shape(**plan.target.model_info.shape.model_dump())
-    l0 = L0Masks(source.shape, target, [unit.kind for unit in plan.target.pruned_units], params, generator)
+    kinds = [unit.kind for unit in plan.target.pruned_units]
+    l0 = L0Masks(source.shape, context.target_shape, kinds, params, generator)
     l0.to(context.device)
     hooks = MaskHooks(context.model, source.adapter)
     model = context.model

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from shearc.compiler.families import Shape
 from shearc.compiler.graph import build_graph
 from shearc.plan import PrunePlan
 from shearc.registry import Registry
@@ -42,9 +41,8 @@ def scored_masks(context: RunContext, stage_plan: PrunePlan) -> dict[str, torch.
     method = IMPORTANCE_METHODS.get(stage_plan.params.method)(stage_plan.params)
     windows = [] if method.calibration is None else calibration_windows(context, *method.calibration)
     source = context.verified.source
-    target = Shape(**context.plan.target.model_info.shape.model_dump())
-    masks = score_and_select(context.model, source.adapter, build_graph(source), source.shape, target, method,
-                             lambda: windows, batch_size=context.plan.schedule.micro_batch)
+    masks = score_and_select(context.model, source.adapter, build_graph(source), source.shape, context.target_shape,
+                             method, lambda: windows, batch_size=context.plan.schedule.micro_batch)
     context.save_complete("prune", 0, None, {"masks": masks, "mixer": None})
     return masks
 
