@@ -6,7 +6,8 @@ profiler's allocations, see bench/bench_memory.py). What each stage holds:
 - prune: hard-concrete trains the source (fp32 master weights, gradients and AdamW states, the
   masks' log-alphas and multipliers); taylor holds the source in the compute dtype, its gradients
   (summed into .grad, or into fp32 accumulators, plus the Fisher diagonal for second order) and one
-  micro-batch's activations (one sample's for second order); magnitude the weights and a score per weight;
+  micro-batch's activations (one sample's for second order); magnitude the weights and a score per
+  weight; activation the weights, one micro-batch's forward and a statistic per channel (under `masks`);
 - finalize: the source and the dense result, plus the check's logits for one window;
 - recover: fp32 master weights, gradients and AdamW states of what trains (sharded under FSDP2),
   frozen weights in the compute dtype, and the activations;
@@ -94,6 +95,9 @@ class Costing:
 
     def magnitude(self) -> Memory:
         return magnitude_memory(self.source, self.spec)
+
+    def forward_only(self, seq_len: int) -> Memory:
+        return forward_only_memory(self.source, self.spec, seq_len)
 
     def mask_units(self) -> int:
         return mask_units(self.source, set(self.pruned_kinds))
@@ -198,6 +202,15 @@ def magnitude_memory(source: SourceModel, spec: Spec) -> Memory:
     """The source and an fp32 score per weight."""
     params = count_params(source, source.shape)
     return Memory(weights=params * source_bytes(spec), grads=0, optimizer=params * 4, activations=0, masks=0)
+
+
+def forward_only_memory(source: SourceModel, spec: Spec, seq_len: int) -> Memory:
+    """Scoring by activations: the source as held, one micro-batch's forward (one layer's activations at a time and
+    the logits) and the fp32 statistics: a sum per channel of every hooked tensor, a score per layer."""
+    shape = source.shape
+    memory = inference_memory(source, spec, seq_len, count_params(source, shape) * source_bytes(spec))
+    statistics = shape.layers * (shape.heads * shape.head_dim + shape.intermediate + 2 * shape.hidden + 1) * 4
+    return Memory(memory.weights, 0, 0, memory.activations, statistics)
 
 
 def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:

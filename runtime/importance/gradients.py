@@ -29,7 +29,7 @@ def accumulate_gradients(model: torch.nn.Module, samples: Iterable[torch.Tensor]
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()} if second_order else None
     model.zero_grad(set_to_none=True)
     count = 0
-    for batch in _batches(samples, 1 if second_order else batch_size):
+    for batch in in_batches(samples, 1 if second_order else batch_size):
         sequence_losses(model, batch).sum().backward()
         count += len(batch)
         if in_grad:
@@ -53,7 +53,7 @@ def accumulate_gradients(model: torch.nn.Module, samples: Iterable[torch.Tensor]
     return sums, fisher
 
 
-def _batches(samples: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+def in_batches(samples: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
     batch: list[torch.Tensor] = []
     for sample in samples:
         batch.append(sample.reshape(-1))

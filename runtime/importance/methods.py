@@ -2,6 +2,7 @@
 
     prune: {method: taylor, estimator: element-first}   # TaylorImportance (LLM-Pruner)
     prune: {method: magnitude, norm: l2}                 # MagnitudeImportance
+    prune: {method: activation}                          # ActivationImportance (Minitron)
 
 A method turns the (masked) source into one score per prunable unit: {(kind, layer or None):
 scores}, the kinds of the dependency graph. selection.py keeps the top ones per layer. Methods
@@ -18,10 +19,12 @@ from typing import Any
 import networkx as nx
 import torch
 
+from shearc.compiler.families import FamilyAdapter
 from shearc.registry import Registry
-from shearc.sections import MagnitudePruneSpec, TaylorPruneSpec
+from shearc.sections import ActivationPruneSpec, MagnitudePruneSpec, TaylorPruneSpec
 
-from .gradients import accumulate_gradients
+from .activations import ActivationStatistics
+from .gradients import accumulate_gradients, in_batches
 from .scores import SIGNED_ESTIMATORS, magnitude_element_scores, taylor_element_scores
 from .units import unit_scores
 
@@ -44,7 +47,7 @@ class ImportanceMethod(ABC):
         return 1
 
     @abstractmethod
-    def unit_scores(self, model: torch.nn.Module, graph: nx.DiGraph, calibration: Calibration,
+    def unit_scores(self, model: torch.nn.Module, adapter: FamilyAdapter, graph: nx.DiGraph, calibration: Calibration,
                     batch_size: int) -> UnitScores:
         """One score per unit of every kind in `graph`; higher is more important."""
 
@@ -59,7 +62,7 @@ class ElementwiseImportance(ImportanceMethod):
                        ) -> dict[str, torch.Tensor]:
         """Parameter name -> a score per element."""
 
-    def unit_scores(self, model: torch.nn.Module, graph: nx.DiGraph, calibration: Calibration,
+    def unit_scores(self, model: torch.nn.Module, adapter: FamilyAdapter, graph: nx.DiGraph, calibration: Calibration,
                     batch_size: int) -> UnitScores:
         elements = self.element_scores(model, calibration, batch_size)
         return unit_scores(graph, elements, aggregation=self.params.aggregation,
@@ -102,3 +105,30 @@ class MagnitudeImportance(ElementwiseImportance):
     def element_scores(self, model: torch.nn.Module, calibration: Calibration, batch_size: int
                        ) -> dict[str, torch.Tensor]:
         return {name: magnitude_element_scores(w, self.params.norm) for name, w in model.named_parameters()}
+
+
+@IMPORTANCE_METHODS.register("activation")
+class ActivationImportance(ImportanceMethod):
+    """Minitron's scores from forward passes alone (activations.py)."""
+
+    params: ActivationPruneSpec
+
+    @property
+    def calibration(self) -> tuple[int, int]:
+        return self.params.calibration_samples, self.params.calibration_seq_len
+
+    def unit_scores(self, model: torch.nn.Module, adapter: FamilyAdapter, graph: nx.DiGraph, calibration: Calibration,
+                    batch_size: int) -> UnitScores:
+        statistics = ActivationStatistics(model, adapter)
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in in_batches(calibration(), batch_size):
+                    model(input_ids=batch)
+        finally:
+            statistics.remove()
+            model.train(training)
+        scores = statistics.unit_scores(adapter.shape_of(model.config))
+        return {(data["kind"], data["layer"]): scores[(data["kind"], data["layer"])]
+                for node, data in graph.nodes(data=True) if node[0] == "unit"}

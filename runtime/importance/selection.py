@@ -45,7 +45,7 @@ def score_and_select(model: torch.nn.Module, adapter: FamilyAdapter, graph: nx.D
     try:
         for done in range(1, rounds + 1):
             hooks.values = masks
-            scores = method.unit_scores(model, graph, calibration, batch_size)
+            scores = method.unit_scores(model, adapter, graph, calibration, batch_size)
             masks = select_masks(scores, source, round_shape(source, target, done, rounds), alive=masks)
     finally:
         hooks.remove()

@@ -11,7 +11,13 @@ from pydantic import Field
 
 from .base import RuleError, Section
 from .mixer import ConstantMixerSpec, DRPruningSpec, DynamicBatchLoadingSpec
-from .prune import SECOND_ORDER_ESTIMATORS, HardConcretePruneSpec, MagnitudePruneSpec, TaylorPruneSpec
+from .prune import (
+    SECOND_ORDER_ESTIMATORS,
+    ActivationPruneSpec,
+    HardConcretePruneSpec,
+    MagnitudePruneSpec,
+    TaylorPruneSpec,
+)
 from .recovery import FullRecoverySpec, LoraRecoverySpec, NoRecoverySpec
 from .registry import MIXERS, PRUNE_METHODS, RECOVERIES
 from .settings import EvalSpec, ExportSpec, RuntimeSpec, ScheduleSpec
@@ -26,6 +32,7 @@ __all__ = [
     "PRUNE_METHODS",
     "RECOVERIES",
     "SECOND_ORDER_ESTIMATORS",
+    "ActivationPruneSpec",
     "ConstantMixerSpec",
     "DRPruningSpec",
     "DynamicBatchLoadingSpec",

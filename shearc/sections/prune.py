@@ -3,6 +3,7 @@
     prune: {method: hard-concrete}                 # Sheared-LLaMA
     prune: {method: taylor, estimator: element-first}   # LLM-Pruner
     prune: {method: magnitude, norm: l2}
+    prune: {method: activation}                    # Minitron: forward passes only
 
 Each method's section says which unit kinds it can remove (`units`), whether it trains the
 source's weights (`trains_source`: then the run holds them in fp32) and what it costs (`cost`,
@@ -152,3 +153,29 @@ class MagnitudePruneSpec(Section):
     def cost(self, costing: Costing) -> StageCost:
         """No data: the source and a score per weight."""
         return costing.stage(0, 0, 0, costing.magnitude())
+
+
+@PRUNE_METHODS.register("activation")
+class ActivationPruneSpec(Section):
+    """Minitron (Muralidharan et al., 2024; NVIDIA Model Optimizer): importance from activations on calibration
+    windows, forward passes only. Every width unit scores the L2 norm over the windows of its mean |activation|
+    over the sequence: query heads and KV groups on the output projection's input (L2 over their channels),
+    intermediate channels on the down projection's input (the gated activation), hidden channels on the outputs
+    of every block's norms (summed over norms); layers by block influence, 1 - cosine(input, output) averaged
+    over tokens."""
+
+    method: Literal["activation"]
+    units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
+    trains_source: ClassVar[bool] = False
+    granularities: list[Granularity] = _granularities_field(("head", "intermediate", "hidden"))
+    calibration_samples: int = Field(1024, gt=0, description="Random windows of the training data to score on "
+                                     "(the reference's cap on calibration batches: 1024).")
+    calibration_seq_len: int = Field(4096, gt=0, description="Tokens per calibration window.")
+
+    _check_granularities = field_validator("granularities")(_unique)
+
+    def cost(self, costing: Costing) -> StageCost:
+        """One forward per calibration window: the source in its dtype, one micro-batch's forward, the statistics."""
+        tokens = self.calibration_samples * self.calibration_seq_len
+        flops = costing.forward_flops(costing.source_shape, self.calibration_seq_len) * tokens
+        return costing.stage(tokens, 0, flops, costing.forward_only(self.calibration_seq_len))

@@ -20,6 +20,8 @@ METHODS = {
     "taylor": {"method": "taylor", "granularities": EVERY_GRANULARITY, "calibration_samples": 4,
                "calibration_seq_len": 16, "iterations": 2},
     "magnitude": {"method": "magnitude", "granularities": EVERY_GRANULARITY},
+    "activation": {"method": "activation", "granularities": EVERY_GRANULARITY, "calibration_samples": 4,
+                   "calibration_seq_len": 16},
 }
 # Every granularity shrinks; GQA models lose KV groups (hard-concrete prunes whole groups).
 TARGETS = {

@@ -8,7 +8,7 @@ from shearc.compiler.source import introspect
 from shearc.runtime.importance.methods import IMPORTANCE_METHODS, MagnitudeImportance, TaylorImportance
 from shearc.runtime.importance.scores import magnitude_element_scores
 from shearc.runtime.importance.units import unit_scores
-from shearc.sections import PRUNE_METHODS, MagnitudePruneSpec, TaylorPruneSpec
+from shearc.sections import PRUNE_METHODS, ActivationPruneSpec, MagnitudePruneSpec, TaylorPruneSpec
 
 from ...helpers import TINY_CONFIGS
 from .test_selection import _samples, _setup
@@ -28,13 +28,13 @@ def test_taylor_reads_its_calibration_rounds_and_sign_from_the_plan():
     assert magnitude.calibration is None and magnitude.rounds == 1 and not magnitude.signed
 
 
-@pytest.mark.parametrize("method", [TaylorPruneSpec(method="taylor"),
-                                    MagnitudePruneSpec(method="magnitude", norm="l1")], ids=lambda m: m.method)
+@pytest.mark.parametrize("method", [TaylorPruneSpec(method="taylor"), MagnitudePruneSpec(method="magnitude", norm="l1"),
+                                    ActivationPruneSpec(method="activation")], ids=lambda m: m.method)
 def test_unit_scores_cover_every_unit_of_the_graph(method):
     config, source, model = _setup("mistral-gqa")
     graph = build_graph(source)
     scores = IMPORTANCE_METHODS.get(method.method)(method).unit_scores(
-        model, graph, lambda: _samples(config["vocab_size"]), batch_size=2)
+        model, source.adapter, graph, lambda: _samples(config["vocab_size"]), batch_size=2)
     units = {(data["kind"], data["layer"]) for node, data in graph.nodes(data=True) if node[0] == "unit"}
     assert set(scores) == units
     assert all(torch.isfinite(s).all() and (s >= 0).all() for s in scores.values())
@@ -46,7 +46,7 @@ def test_magnitude_scores_are_the_graph_gathering_of_its_element_scores():
     _, _, model = _setup("llama-mha")
     graph = build_graph(source)
     params = MagnitudePruneSpec(method="magnitude", aggregation="max")
-    scores = MagnitudeImportance(params).unit_scores(model, graph, list, batch_size=1)
+    scores = MagnitudeImportance(params).unit_scores(model, source.adapter, graph, list, batch_size=1)
     elements = {name: magnitude_element_scores(w, "l2") for name, w in model.named_parameters()}
     expected = unit_scores(graph, elements, aggregation="max", finish="sum")
     for unit, value in expected.items():
