@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from shearc.sections import DRPruningSpec, LoraRecoverySpec
+from shearc.sections import DistillRecoverySpec, DRPruningSpec, LoraRecoverySpec
 
 from .families import Shape
 from .shape import count_params, embedding_params
@@ -48,6 +48,10 @@ class Memory:
 
     def as_dict(self) -> dict[str, int]:
         return {**asdict(self), "total": self.total}
+
+    def plus(self, other: Memory) -> Memory:
+        return Memory(self.weights + other.weights, self.grads + other.grads, self.optimizer + other.optimizer,
+                      self.activations + other.activations, self.masks + other.masks)
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class Costing:
         return forward_flops_per_token(self.source, shape, seq_len)
 
     def training(self, shape: Shape, seq_len: int, *, trained: int, frozen: int, masked: bool, masks: int = 0,
-                 lora: LoraRecoverySpec | None = None) -> Memory:
+                 lora: LoraRecoverySpec | DistillRecoverySpec | None = None) -> Memory:
         return training_memory(self.source, shape, self.spec, seq_len, trained=trained, frozen=frozen, masked=masked,
                                masks=masks, lora=lora)
 
@@ -98,6 +102,13 @@ class Costing:
 
     def forward_only(self, seq_len: int) -> Memory:
         return forward_only_memory(self.source, self.spec, seq_len)
+
+    def teacher(self, seq_len: int) -> Memory:
+        """A frozen copy of the source beside a trained model: its weights in the compute dtype, and per micro-batch
+        its logits (in fp32) and the softened distributions taken from them."""
+        tokens = self.spec.schedule.micro_batch * seq_len
+        return Memory(weights=self.source_params * compute_bytes(self.spec), grads=0, optimizer=0,
+                      activations=tokens * self.source.vocab * 4 * 2, masks=0)
 
     def mask_units(self) -> int:
         return mask_units(self.source, set(self.pruned_kinds))
@@ -137,7 +148,7 @@ def forward_flops_per_token(source: SourceModel, shape: Shape, seq_len: int) -> 
 
 
 def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *, masked: bool,
-                               lora: LoraRecoverySpec | None = None) -> int:
+                               lora: LoraRecoverySpec | DistillRecoverySpec | None = None) -> int:
     """What one token costs in saved activations across the whole model."""
     attn, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     per_layer = 6 * shape.hidden + 2 * attn + 2 * kv + 4 * shape.intermediate
@@ -156,8 +167,9 @@ def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *,
     return layers + logits
 
 
-def training_memory(source: SourceModel, shape: Shape, spec: Spec, seq_len: int, *, trained: int,
-                    frozen: int, masked: bool, masks: int = 0, lora: LoraRecoverySpec | None = None) -> Memory:
+def training_memory(source: SourceModel, shape: Shape, spec: Spec, seq_len: int, *, trained: int, frozen: int,
+                    masked: bool, masks: int = 0, lora: LoraRecoverySpec | DistillRecoverySpec | None = None
+                    ) -> Memory:
     shards = spec.runtime.devices if spec.runtime.strategy == "fsdp2" else 1
     tokens = spec.schedule.micro_batch * seq_len
     return Memory(

@@ -83,7 +83,10 @@ RUNS = {  # together: every prune method, mixer (and DRPruning signal), recovery
                "recovery": {"method": "lora", "steps": 4, "global_batch": 4, "seq_len": 16, "warmup_steps": 1,
                             "eval_interval": 2}},
     "magnitude": {"prune": {"method": "magnitude"}, "mixer": {"method": "constant"}},
-    "activation": {"prune": {"method": "activation", "calibration_samples": 2, "calibration_seq_len": 16}},
+    "activation": {"prune": {"method": "activation", "calibration_samples": 2, "calibration_seq_len": 16},
+                   "recovery": {"method": "distill", "student": "lora", "temperature": 2.0, "top_k": 8,
+                                "lm_weight": 0.5, "steps": 4, "global_batch": 4, "seq_len": 16, "warmup_steps": 1,
+                                "eval_interval": 2}},
 }
 
 

@@ -33,13 +33,13 @@ def test_spec_and_runtime_register_the_same_names(point):
 def test_a_method_added_to_one_side_only_is_caught():
     sections, implementations, planless = EXTENSION_POINTS["prune method"]
     spec_only = Registry("prune method")
-    for name in (*sections.names(), "activation"):
+    for name in (*sections.names(), "half-added"):
         spec_only.register(name)(object)
     runtime_only = Registry("prune method implementation")
-    for name in (*implementations.names(), "activation"):
+    for name in (*implementations.names(), "half-added"):
         runtime_only.register(name)(object)
-    assert half_added(spec_only, implementations, planless) == {"activation"}
-    assert half_added(sections, runtime_only, planless) == {"activation"}
+    assert half_added(spec_only, implementations, planless) == {"half-added"}
+    assert half_added(sections, runtime_only, planless) == {"half-added"}
 
 
 @pytest.mark.parametrize("name", PRUNE_METHODS.names())
@@ -55,4 +55,4 @@ def test_every_prune_method_says_its_units_and_its_cost(name):
 def test_every_recovery_method_says_its_cost_and_whether_its_base_trains(name):
     section = RECOVERIES.get(name)
     assert issubclass(section, TrainingStageSpec)
-    assert isinstance(section.frozen_base, bool) and "cost" in vars(section)
+    assert isinstance(section(method=name).frozen_base, bool) and "cost" in vars(section)

@@ -2,6 +2,7 @@
 
     recovery: {method: full}                               # continued pretraining of every weight
     recovery: {method: lora, rank: 8, alpha: 16}           # peft adapters, merged before export
+    recovery: {method: distill, student: full}             # logit distillation from the source (Minitron)
 
 Full recovery trains fp32 master weights; LoRA reads its frozen base in the compute dtype (bf16 on
 a GPU) and trains fp32 adapters. The mixer continues from the proportions pruning ended with
@@ -22,10 +23,11 @@ from transformers import AutoModelForCausalLM
 from shearc.compiler.source import hf_config
 from shearc.plan import RecoverPlan
 from shearc.registry import Registry
-from shearc.sections import LoraRecoverySpec
+from shearc.sections import DistillRecoverySpec, LoraRecoverySpec
 
 from .. import distributed
 from ..precision import compute_dtype
+from ..train.distillation import Distillation
 from ..train.loop import Task
 from ..train.signal import sequence_losses
 from .base import STAGES, RunContext, Stage
@@ -65,7 +67,7 @@ class LanguageModelling:
         pass
 
 
-def with_lora(model: torch.nn.Module, params: LoraRecoverySpec) -> torch.nn.Module:
+def with_lora(model: torch.nn.Module, params: LoraRecoverySpec | DistillRecoverySpec) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
@@ -90,6 +92,20 @@ RECOVERY_IMPLEMENTATIONS: Registry[Recovery] = Registry("recovery method impleme
 RECOVERY_IMPLEMENTATIONS.register("full")(Recovery(lambda model, _: model, lambda model: model, lambda model: model))
 RECOVERY_IMPLEMENTATIONS.register("lora")(Recovery(with_lora, lambda model: model.base_model.model,
                                                    lambda model: model.merge_and_unload()))
+
+
+def _adapted(model: torch.nn.Module) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+# The student trains in full or through LoRA (params.student); the teacher is the unmodified source.
+RECOVERY_IMPLEMENTATIONS.register("distill")(Recovery(
+    wrap=lambda model, params: with_lora(model, params) if params.student == "lora" else model,
+    inner=lambda model: model.base_model.model if _adapted(model) else model,
+    unwrap=lambda model: model.merge_and_unload() if _adapted(model) else model,
+    task=lambda context, params: Distillation(context.source_for_reading(), params)))
 
 
 @STAGES.register("recover")

@@ -18,7 +18,7 @@ from .prune import (
     MagnitudePruneSpec,
     TaylorPruneSpec,
 )
-from .recovery import FullRecoverySpec, LoraRecoverySpec, NoRecoverySpec
+from .recovery import DistillRecoverySpec, FullRecoverySpec, LoraRecoverySpec, NoRecoverySpec
 from .registry import MIXERS, PRUNE_METHODS, RECOVERIES
 from .settings import EvalSpec, ExportSpec, RuntimeSpec, ScheduleSpec
 from .training import TrainingStageSpec
@@ -35,6 +35,7 @@ __all__ = [
     "ActivationPruneSpec",
     "ConstantMixerSpec",
     "DRPruningSpec",
+    "DistillRecoverySpec",
     "DynamicBatchLoadingSpec",
     "EvalSpec",
     "ExportSpec",

@@ -2,6 +2,7 @@
 
     recovery: {method: full}                 # continued pretraining (Sheared-LLaMA, DRPruning)
     recovery: {method: lora, rank: 8}        # LLM-Pruner, merged before export
+    recovery: {method: distill}              # Minitron: logit distillation from the source
 
 Each method's section says what it costs (`cost`, asked by the compiler's estimate pass) and
 whether the dense weights train (`frozen_base`: a frozen base is held in the compute dtype).
@@ -67,21 +68,37 @@ class FullRecoverySpec(TrainingStageSpec):
         return costing.stage(self.tokens, self.steps, flops, memory)
 
 
+def _rank_field() -> int:
+    return Field(8, gt=0, description="LoRA rank r.")
+
+
+def _alpha_field() -> float:
+    return Field(16.0, gt=0, description="LoRA alpha (scale alpha / r).")
+
+
+def _dropout_field() -> float:
+    return Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+
+
+def _target_modules_field() -> list[str] | None:
+    return Field(
+        None,
+        min_length=1,
+        description="Projections that get adapters, by module name. Unset: every projection the source's family "
+        "adapts (Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj); the plan holds the list.",
+    )
+
+
 @RECOVERIES.register("lora")
 class LoraRecoverySpec(TrainingStageSpec):
     """LoRA adapters through peft, merged into dense weights before export."""
 
     method: Literal["lora"]
     frozen_base: ClassVar[bool] = True
-    rank: int = Field(8, gt=0, description="LoRA rank r.")
-    alpha: float = Field(16.0, gt=0, description="LoRA alpha (scale alpha / r).")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
-    target_modules: list[str] | None = Field(
-        None,
-        min_length=1,
-        description="Projections that get adapters, by module name. Unset: every projection the source's family "
-        "adapts (Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj); the plan holds the list.",
-    )
+    rank: int = _rank_field()
+    alpha: float = _alpha_field()
+    dropout: float = _dropout_field()
+    target_modules: list[str] | None = _target_modules_field()
     steps: int = steps_field(1618, "LLM-Pruner: 2 epochs of 51,760 examples at batch 64")
     global_batch: int = global_batch_field(64)
     seq_len: int = seq_len_field(256)
@@ -97,3 +114,50 @@ class LoraRecoverySpec(TrainingStageSpec):
                                   masked=False, lora=self)
         flops = 2 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
         return costing.stage(self.tokens, self.steps, flops, memory)
+
+
+@RECOVERIES.register("distill")
+class DistillRecoverySpec(TrainingStageSpec):
+    """Minitron: logit distillation from the source (the teacher: frozen, in the compute dtype) into the pruned
+    model (the student), trained in full or through LoRA adapters merged before export."""
+
+    method: Literal["distill"]
+    student: Literal["full", "lora"] = Field("full", description="Train every student weight, or LoRA adapters "
+                                             "(rank, alpha, dropout, target_modules) merged before export.")
+    temperature: float = Field(1.0, gt=0, description="Both distributions are softened by this temperature; the "
+                               "KL is scaled by its square (Hinton et al.), so gradients keep their size.")
+    top_k: int | None = Field(None, gt=0, description="KL over the teacher's k most likely tokens only (both "
+                              "distributions renormalised over them): less memory and time for big vocabularies. "
+                              "Unset: the whole vocabulary.")
+    lm_weight: float = Field(0.0, ge=0, description="Weight of the ordinary language-model loss added to the KL "
+                             "(Minitron: 0). Measured and logged whatever its weight.")
+    rank: int = _rank_field()
+    alpha: float = _alpha_field()
+    dropout: float = _dropout_field()
+    target_modules: list[str] | None = _target_modules_field()
+    steps: int = steps_field(1000, "Minitron distils for about 94B tokens; size it to the budget")
+    global_batch: int = global_batch_field(256)
+    seq_len: int = seq_len_field(4096)
+    lr: float = lr_field(1e-4)
+    warmup_steps: int = warmup_field(100)
+    eval_interval: int = eval_interval_field(100)
+    mixer_start: MixerStart | None = _mixer_start_field()
+
+    @property
+    def frozen_base(self) -> bool:
+        return self.student == "lora"
+
+    def cost(self, costing: Costing) -> StageCost:
+        """The student trains (in full or through adapters) beside the teacher: its weights in the compute dtype,
+        one forward per micro-batch, and its logits."""
+        if self.frozen_base:
+            adapters = costing.lora_params(self.rank, self.target_modules)
+            student = costing.training(costing.target_shape, self.seq_len, trained=adapters,
+                                       frozen=costing.target_params, masked=False, lora=self)
+            flops = 2 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
+        else:
+            student = costing.training(costing.target_shape, self.seq_len, trained=costing.target_params, frozen=0,
+                                       masked=False)
+            flops = 3 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
+        flops += costing.forward_flops(costing.source_shape, self.seq_len) * self.tokens
+        return costing.stage(self.tokens, self.steps, flops, student.plus(costing.teacher(self.seq_len)))

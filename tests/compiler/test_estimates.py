@@ -5,6 +5,7 @@ import pytest
 from shearc.compiler import estimates as est
 from shearc.compiler.source import introspect, read_config
 from shearc.compiler.spec import Spec
+from shearc.sections import FullRecoverySpec
 
 from ..helpers import SPECS, tiny_spec
 
@@ -165,3 +166,23 @@ def test_a_drpruning_stage_that_can_never_fit_is_warned(models):
     spec["prune"]["eval_interval"] = 5
     plan = compile_spec(write_spec(models, spec), models / "plan.json")
     assert not any("never record" in w for w in plan.warnings)
+
+
+def test_distillation_costs_the_student_plus_the_teachers_forward_and_memory(llama7b):
+    from shearc.compiler.shape import exact_shape
+
+    target = exact_shape(llama7b, _spec(target={"layers": 24, "hidden": 2048, "heads": 16,
+                                                "intermediate": 5504}).target)
+    common = {"steps": 10, "global_batch": 8, "seq_len": 1024, "warmup_steps": 1, "eval_interval": 5}
+    spec = _spec(recovery={"method": "distill", **common}, runtime={"precision": "bf16"})
+    costing = est.Costing(llama7b, target, spec, frozenset())
+    full = FullRecoverySpec(method="full", **common).cost(costing)
+    distill = spec.recovery.cost(costing)
+    tokens = 10 * 8 * 1024
+    assert distill.tokens == full.tokens == tokens
+    assert distill.flops - full.flops == est.forward_flops_per_token(llama7b, llama7b.shape, 1024) * tokens
+    teacher = costing.teacher(1024)
+    assert teacher.weights == costing.source_params * 2  # the teacher in bf16
+    assert distill.memory.total == full.memory.total + teacher.total
+    lora = spec.recovery.model_copy(update={"student": "lora", "target_modules": ["q_proj", "v_proj"]})
+    assert lora.cost(costing).memory.total < distill.memory.total  # adapters train, the student's base is frozen

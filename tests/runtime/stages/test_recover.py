@@ -15,19 +15,34 @@ from ...helpers import tiny_project
 RECOVERY = {"steps": 30, "global_batch": 4, "seq_len": 16, "lr": 3e-3, "warmup_steps": 2, "eval_interval": 10}
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
+RECOVERIES = {
+    "full": {"method": "full"},
+    "lora": {"method": "lora", "rank": 4},
+    "distill-full": {"method": "distill", "temperature": 2.0, "lm_weight": 0.5},
+    "distill-lora": {"method": "distill", "student": "lora", "rank": 4, "top_k": 8},
+}
+
+
+@pytest.mark.parametrize("method", list(RECOVERIES))
 def test_recovery_trains_the_pruned_model_and_the_report_compares_it(tmp_path, method):
     from transformers import AutoModelForCausalLM
 
-    recovery = {"method": method, **RECOVERY, **({"rank": 4} if method == "lora" else {})}
+    recovery = {**RECOVERIES[method], **RECOVERY}
     plan_path = tiny_project(tmp_path, "mistral-gqa", {
         "target": {"heads": 4, "kv_heads": 1, "intermediate": 96}, "recovery": recovery,
         "eval": {"sequences_per_domain": 4, "seq_len": 16}, "export": {"dtype": "float32"}})
     assert main(["run", str(plan_path)]) == 0
     run_dir = tmp_path / "runs" / "tiny"
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    losses = [r["loss"] for r in metrics.read("train") if r["stage"] == "recover"]
+    steps = [r for r in metrics.read("train") if r["stage"] == "recover"]
+    losses = [r["loss"] for r in steps]
     assert len(losses) == 30 and sum(losses[-5:]) < sum(losses[:5])  # recovery learned something
+    if method.startswith("distill"):  # the objective is the KL (plus its share of the LM loss); both logged
+        weight = RECOVERIES[method].get("lm_weight", 0.0)
+        assert all(r["loss"] == pytest.approx(r["kl"] + weight * r["lm_loss"], rel=1e-4) for r in steps)
+        assert steps[0]["lm_loss"] > 0
+        if not weight:  # the KL alone trains (with the LM loss in it, the random teacher is a poor target)
+            assert sum(r["kl"] for r in steps[-5:]) < sum(r["kl"] for r in steps[:5])
     report = json.loads((run_dir / "report.json").read_text())
     assert report["domains"] == ["a", "b"]
     plan = json.loads(plan_path.read_text())

@@ -56,12 +56,20 @@ def _snapshot(out, snapshots, label):
     snapshots.append((label, copy))
 
 
-@pytest.mark.parametrize(("method", "mixer"), [(m, x) for m in PRUNE for x in MIXER
-                                               if m != "activation" or x == "drpruning"])  # scored like taylor
-def test_resuming_from_every_checkpoint_gives_the_uninterrupted_weights(tmp_path, monkeypatch, method, mixer):
+RECOVERY = {
+    "full": {"method": "full", **STEPS},
+    "distill": {"method": "distill", "student": "lora", "rank": 4, "top_k": 16, "lm_weight": 0.1, **STEPS},
+}
+# Every method with every mixer; activation (scored like taylor) and distillation once each.
+CASES = [(m, x, "full") for m in PRUNE for x in MIXER if m != "activation"] + [("activation", "drpruning", "distill")]
+
+
+@pytest.mark.parametrize(("method", "mixer", "recovery"), CASES)
+def test_resuming_from_every_checkpoint_gives_the_uninterrupted_weights(tmp_path, monkeypatch, method, mixer,
+                                                                         recovery):
     plan = tiny_project(tmp_path, "mistral-gqa", {
         "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
-        "prune": PRUNE[method], "mixer": MIXER[mixer], "recovery": {"method": "full", **STEPS},
+        "prune": PRUNE[method], "mixer": MIXER[mixer], "recovery": RECOVERY[recovery],
         "runtime": {"checkpoint_interval": 2, "keep_checkpoints": 2, "deterministic": True},
         "eval": {"enabled": True, "sequences_per_domain": 2}, "export": {"dtype": "float32"}})
     clean, snapshots = tmp_path / "clean", []
