@@ -8,9 +8,9 @@ from shearc.sections import MIXERS, PRUNE_METHODS, RECOVERIES
 
 @pytest.mark.parametrize(
     ("registry", "expected"),
-    [(PRUNE_METHODS, {"hard-concrete", "taylor", "magnitude"}),
+    [(PRUNE_METHODS, {"hard-concrete", "taylor", "magnitude", "activation"}),
      (MIXERS, {"constant", "dynamic-batch-loading", "drpruning"}),
-     (RECOVERIES, {"none", "full", "lora"})],
+     (RECOVERIES, {"none", "full", "lora", "distill"})],
 )
 def test_registry_names_are_the_yaml_method_names(registry, expected):
     assert set(registry.names()) == expected

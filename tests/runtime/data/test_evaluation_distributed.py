@@ -30,6 +30,9 @@ def _worker(rank: int, out: str) -> None:
     try:
         losses = domain_eval_losses(_model(), _domains(), seq_len=8, max_sequences=10, batch_size=2)
         np.save(f"{out}/rank{rank}.npy", losses)
+        # Both ranks done with gloo before either tears it down: a rank leaving while its peer's pair is still
+        # open aborted the process now and then ("terminate called without an active exception").
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
