@@ -1,1 +1,1 @@
-"""Importance of coupled groups: Taylor (LLM-Pruner) and magnitude scores, and top-k selection."""
+"""Importance of coupled groups: Taylor (LLM-Pruner), magnitude and activation (Minitron) scores; top-k selection."""

@@ -13,7 +13,6 @@ a GPU) and trains fp32 adapters. The mixer continues from the proportions prunin
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,43 +27,17 @@ from shearc.sections import DistillRecoverySpec, LoraRecoverySpec
 from .. import distributed
 from ..precision import compute_dtype
 from ..train.distillation import Distillation
-from ..train.loop import Task
+from ..train.loop import PlainTask, Task
 from ..train.signal import sequence_losses
 from .base import STAGES, RunContext, Stage
 from .training import Training
 
 
-class LanguageModelling:
+class LanguageModelling(PlainTask):
     """The plain LM objective: nothing around the loss."""
-
-    target_sparsity = None
 
     def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
         return sequence_losses(model, input_ids)
-
-    def extra_loss(self, step: int) -> None:
-        return None
-
-    def before_optimizer_step(self) -> None:
-        pass
-
-    def after_optimizer_step(self) -> None:
-        pass
-
-    def evaluation(self) -> Any:
-        return nullcontext()
-
-    def sparsity(self) -> None:
-        return None
-
-    def log_terms(self, step: int) -> dict[str, Any]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 def with_lora(model: torch.nn.Module, params: LoraRecoverySpec | DistillRecoverySpec) -> torch.nn.Module:

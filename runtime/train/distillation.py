@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .loop import PlainTask
+
 
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, *, temperature: float,
                     top_k: int | None) -> torch.Tensor:
@@ -29,10 +31,8 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, *, temperature
     return per_token.mean(-1) * temperature**2
 
 
-class Distillation:
+class Distillation(PlainTask):
     """The training loop's Task for `recovery: {method: distill}`."""
-
-    target_sparsity = None
 
     def __init__(self, teacher: torch.nn.Module, params: Any) -> None:
         self.teacher = teacher.eval().requires_grad_(False)
@@ -53,21 +53,6 @@ class Distillation:
         self._sums = sums if self._sums is None else self._sums + sums
         return kl + self.lm_weight * lm if self.lm_weight else kl
 
-    def extra_loss(self, step: int) -> None:
-        return None
-
-    def before_optimizer_step(self) -> None:
-        pass
-
-    def after_optimizer_step(self) -> None:
-        pass
-
-    def evaluation(self) -> Any:
-        return nullcontext()
-
-    def sparsity(self) -> None:
-        return None
-
     def log_terms(self, step: int) -> dict[str, Any]:
         """This step's mean KL and LM loss per sequence (this rank's sequences)."""
         if self._sums is None:
@@ -75,9 +60,3 @@ class Distillation:
         kl, lm, rows = self._sums.tolist()
         self._sums = None
         return {"kl": kl / rows, "lm_loss": lm / rows}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,6 +100,37 @@ class Task(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+
+
+class PlainTask:
+    """A Task with nothing around its loss: no extra term, no optimizer hooks, no state of its own. Subclasses
+    write `lm_loss` (and `log_terms` if they log anything)."""
+
+    target_sparsity = None
+
+    def extra_loss(self, step: int) -> None:
+        return None
+
+    def before_optimizer_step(self) -> None:
+        pass
+
+    def after_optimizer_step(self) -> None:
+        pass
+
+    def evaluation(self) -> Any:
+        return nullcontext()
+
+    def sparsity(self) -> None:
+        return None
+
+    def log_terms(self, step: int) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 def adamw(groups: list[dict[str, Any]] | list[torch.nn.Parameter], schedule: ScheduleSpec, device: torch.device,
           **kwargs: Any) -> torch.optim.AdamW:
