@@ -29,26 +29,31 @@ PRUNE = {
     "taylor": {"method": "taylor", "granularities": ["head", "intermediate"], "calibration_samples": 8,
                "calibration_seq_len": 128},
     "magnitude": {"method": "magnitude", "granularities": ["head", "intermediate"]},
+    "activation": {"method": "activation", "granularities": ["head", "intermediate"], "calibration_samples": 8,
+                   "calibration_seq_len": 128},
 }
+# Minitron's recipe: activation scores, then distillation from the source; the others recover on the LM loss.
+RECOVERY = {"activation": {"method": "distill"}}
 
 
-def real_spec(model_dir: Path, text: dict[str, Path], prune: dict) -> dict:
+def real_spec(model_dir: Path, text: dict[str, Path], prune: dict, recovery: dict | None = None) -> dict:
     weight = round(1 / len(text), 6)
     domains = [{"name": name, "weight": weight, "train": [str(path)]} for name, path in text.items()]
     domains[0]["weight"] = round(1 - weight * (len(text) - 1), 6)
     return {
         "name": "real", "source": {"model": str(model_dir)}, "target": TARGET, "prune": prune,
         "data": {"eval_fraction": 0.1, "domains": domains},
-        "recovery": {"method": "full", "steps": 4, "global_batch": 4, "seq_len": 128, "lr": 2e-5,
-                     "warmup_steps": 1, "eval_interval": 2},
+        "recovery": {"method": "full", **(recovery or {}), "steps": 4, "global_batch": 4, "seq_len": 128,
+                     "lr": 2e-5, "warmup_steps": 1, "eval_interval": 2},
         "schedule": {"micro_batch": 2},
         "eval": {"sequences_per_domain": 8, "seq_len": 128},
         "export": {"dtype": "bfloat16"},
     }
 
 
-def compile_real(tmp_path: Path, model_dir: Path, text: dict[str, Path], prune: dict) -> Path:
-    spec = write_spec(tmp_path, real_spec(model_dir, text, prune))
+def compile_real(tmp_path: Path, model_dir: Path, text: dict[str, Path], prune: dict,
+                 recovery: dict | None = None) -> Path:
+    spec = write_spec(tmp_path, real_spec(model_dir, text, prune, recovery))
     plan = tmp_path / "plan.json"
     assert main(["compile", str(spec), "-o", str(plan)]) == 0
     return plan
@@ -59,7 +64,7 @@ def test_a_real_30_layer_model_goes_from_compile_to_a_reloaded_export(tmp_path, 
                                                                        method):
     from transformers import AutoModelForCausalLM
 
-    plan_path = compile_real(tmp_path, real_model_dir, real_text, PRUNE[method])
+    plan_path = compile_real(tmp_path, real_model_dir, real_text, PRUNE[method], RECOVERY.get(method))
     plan = json.loads(plan_path.read_text())
     assert plan["source"]["model_info"]["shape"]["layers"] == 30
     started = time.perf_counter()
@@ -77,13 +82,17 @@ def test_a_real_30_layer_model_goes_from_compile_to_a_reloaded_export(tmp_path, 
     after = [d["loss"] for d in report["result"]["domains"]]
     assert all(math.isfinite(loss) for loss in before + after)
     assert max(before) < 4.0  # a real model reads real text (a random one scores about ln 49152 = 10.8)
+    steps = [r for r in metrics.read("train") if r["stage"] == "recover"]
+    if method in RECOVERY:  # distillation: the KL of the student to its own source, and the LM loss beside it
+        assert all(math.isfinite(r["kl"]) and r["kl"] >= 0 and math.isfinite(r["lm_loss"]) for r in steps)
     record(f"real-{method}", {
         "seconds": round(seconds, 1), "domains": report["domains"],
         "loss_before": [round(x, 4) for x in before], "loss_after": [round(x, 4) for x in after],
         "max_logit_difference": check["max_difference"], "tolerance": check["tolerance"],
         "rounding_spread": check["rounding_spread"], "kl": check["kl"], "top1_agreement": check["top1_agreement"],
         "stage_peak_rss_mib": {s["stage"]: round(s.get("peak_rss_bytes", 0) / 2**20)
-                               for s in metrics.read("stage")}})
+                               for s in metrics.read("stage")},
+        "recover_kl": [round(r["kl"], 4) for r in steps if "kl" in r]})
 
 
 def test_a_slice_broken_on_purpose_fails_the_check_at_real_depth(real_model_dir, real_text, record, monkeypatch):
