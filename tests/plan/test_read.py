@@ -23,6 +23,20 @@ def test_explain_summarises_a_plan(plan_path, capsys):
         assert needle in out
 
 
+def test_explain_shows_the_distillation_stage_with_its_teacher_counted(models, capsys):
+    steps = {"steps": 2, "global_batch": 4, "seq_len": 16, "warmup_steps": 1, "eval_interval": 1}
+    plans = {}
+    for method in ("full", "distill"):
+        path = models / f"{method}.json"
+        write_plan(compile_spec(write_spec(models, tiny_spec("llama-mha", recovery={"method": method, **steps}),
+                                           f"{method}.yaml"), path), path)
+        plans[method] = json.loads(path.read_text())
+    assert main(["explain", str(models / "distill.json")]) == 0
+    assert "distill" in capsys.readouterr().out
+    full, distill = (next(s for s in plans[m]["stages"] if s["stage"] == "recover")["estimate"] for m in plans)
+    assert distill["flops"] > full["flops"] and distill["memory_bytes"]["total"] > full["memory_bytes"]["total"]
+
+
 def _rewrite(path, change):
     data = json.loads(path.read_text())
     change(data)

@@ -22,12 +22,14 @@ RECOVERY = {"method": "full", "steps": 12, "global_batch": 8, "seq_len": 16, "lr
             "eval_interval": 4}
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
-def test_two_processes_match_one(tmp_path, strategy):
+@pytest.mark.parametrize(("strategy", "recovery"), [("ddp", "full"), ("fsdp2", "full"), ("fsdp2", "distill")])
+def test_two_processes_match_one(tmp_path, strategy, recovery):
+    """Distillation: the student sharded, each process with the whole teacher."""
     def project(devices):  # the same model, data and recipe; only runtime.devices differs
         return tiny_project(tmp_path / f"devices-{devices}", "mistral-gqa", {
             "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
-            "prune": PRUNE, "recovery": RECOVERY, "mixer": {"method": "drpruning", "reference": "source"},
+            "prune": PRUNE, "recovery": {**RECOVERY, "method": recovery},
+            "mixer": {"method": "drpruning", "reference": "source"},
             "schedule": {"micro_batch": 2}, "runtime": {"devices": devices, "strategy": strategy},
             "export": {"dtype": "float32"}})
 
