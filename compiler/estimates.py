@@ -23,6 +23,7 @@ Also how often DRPruning's scaling-law fit can act in a stage (`drpruning_fits`)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from shearc.sections import DistillRecoverySpec, DRPruningSpec, LoraRecoverySpec
 
@@ -102,6 +103,19 @@ class Costing:
 
     def forward_only(self, seq_len: int) -> Memory:
         return forward_only_memory(self.source, self.spec, seq_len)
+
+    def dense_training(self, stage: Any) -> StageCost:
+        """A recovery section's training of the dense model: every weight (fp32 master weights, gradients, AdamW
+        states; forward and backward), or, when its base is frozen, LoRA adapters in fp32 beside it (the frozen
+        weights take no weight gradients)."""
+        forward = self.forward_flops(self.target_shape, stage.seq_len)
+        if stage.frozen_base:
+            adapters = self.lora_params(stage.rank, stage.target_modules)
+            memory = self.training(self.target_shape, stage.seq_len, trained=adapters, frozen=self.target_params,
+                                   masked=False, lora=stage)
+            return self.stage(stage.tokens, stage.steps, 2 * forward * stage.tokens, memory)
+        memory = self.training(self.target_shape, stage.seq_len, trained=self.target_params, frozen=0, masked=False)
+        return self.stage(stage.tokens, stage.steps, 3 * forward * stage.tokens, memory)
 
     def teacher(self, seq_len: int) -> Memory:
         """A frozen copy of the source beside a trained model: its weights in the compute dtype, and per micro-batch

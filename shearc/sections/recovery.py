@@ -62,10 +62,7 @@ class FullRecoverySpec(TrainingStageSpec):
 
     def cost(self, costing: Costing) -> StageCost:
         """Every dense weight trains: fp32 master weights, gradients and AdamW states."""
-        memory = costing.training(costing.target_shape, self.seq_len, trained=costing.target_params, frozen=0,
-                                  masked=False)
-        flops = 3 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
-        return costing.stage(self.tokens, self.steps, flops, memory)
+        return costing.dense_training(self)
 
 
 def _rank_field() -> int:
@@ -109,11 +106,7 @@ class LoraRecoverySpec(TrainingStageSpec):
 
     def cost(self, costing: Costing) -> StageCost:
         """fp32 adapters train beside the frozen base; the frozen weights take no weight gradients."""
-        adapters = costing.lora_params(self.rank, self.target_modules)
-        memory = costing.training(costing.target_shape, self.seq_len, trained=adapters, frozen=costing.target_params,
-                                  masked=False, lora=self)
-        flops = 2 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
-        return costing.stage(self.tokens, self.steps, flops, memory)
+        return costing.dense_training(self)
 
 
 @RECOVERIES.register("distill")
@@ -150,14 +143,7 @@ class DistillRecoverySpec(TrainingStageSpec):
     def cost(self, costing: Costing) -> StageCost:
         """The student trains (in full or through adapters) beside the teacher: its weights in the compute dtype,
         one forward per micro-batch, and its logits."""
-        if self.frozen_base:
-            adapters = costing.lora_params(self.rank, self.target_modules)
-            student = costing.training(costing.target_shape, self.seq_len, trained=adapters,
-                                       frozen=costing.target_params, masked=False, lora=self)
-            flops = 2 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
-        else:
-            student = costing.training(costing.target_shape, self.seq_len, trained=costing.target_params, frozen=0,
-                                       masked=False)
-            flops = 3 * costing.forward_flops(costing.target_shape, self.seq_len) * self.tokens
-        flops += costing.forward_flops(costing.source_shape, self.seq_len) * self.tokens
-        return costing.stage(self.tokens, self.steps, flops, student.plus(costing.teacher(self.seq_len)))
+        student = costing.dense_training(self)
+        teacher = costing.forward_flops(costing.source_shape, self.seq_len) * self.tokens
+        return costing.stage(self.tokens, self.steps, student.flops + teacher,
+                             student.memory.plus(costing.teacher(self.seq_len)))
