@@ -55,7 +55,10 @@ class ImportanceMethod(ABC):
 class ElementwiseImportance(ImportanceMethod):
     """Scores every weight element, then each unit from its tensors' slices (units.unit_scores)."""
 
-    signed = False  # element scores summed over each channel before |.| (LLM-Pruner's vectorize)
+    @property
+    def signed(self) -> bool:
+        """Whether element scores carry a sign, summed over each channel before |.| (LLM-Pruner's vectorize)."""
+        return False
 
     @abstractmethod
     def element_scores(self, model: torch.nn.Module, calibration: Calibration, batch_size: int
@@ -77,7 +80,7 @@ class TaylorImportance(ElementwiseImportance):
     params: TaylorPruneSpec
 
     @property
-    def signed(self) -> bool:  # type: ignore[override]
+    def signed(self) -> bool:
         return self.params.estimator in SIGNED_ESTIMATORS
 
     @property
