@@ -118,10 +118,11 @@ class Costing:
         return self.stage(stage.tokens, stage.steps, 3 * forward * stage.tokens, memory)
 
     def teacher(self, seq_len: int) -> Memory:
-        """A frozen copy of the source beside a trained model: its weights in the compute dtype, and per micro-batch
-        its logits (in fp32) and the softened distributions taken from them."""
+        """A frozen copy of the source beside a trained model: its weights in the compute dtype (sharded under FSDP2),
+        and per micro-batch its logits (in fp32) and the softened distributions taken from them."""
         tokens = self.spec.schedule.micro_batch * seq_len
-        return Memory(weights=self.source_params * compute_bytes(self.spec), grads=0, optimizer=0,
+        return Memory(weights=self.source_params * compute_bytes(self.spec) // fsdp_shards(self.spec), grads=0,
+                      optimizer=0,
                       activations=tokens * self.source.vocab * 4 * 2, masks=0)
 
     def mask_units(self) -> int:
@@ -136,6 +137,11 @@ def compute_bytes(spec: Spec) -> int:
     precision = spec.runtime.precision
     on_gpu = spec.runtime.device != "cpu"
     return 2 if precision == "bf16" or (precision == "auto" and on_gpu) else 4
+
+
+def fsdp_shards(spec: Spec) -> int:
+    """How many ways FSDP2 splits each weight (1 without it)."""
+    return spec.runtime.devices if spec.runtime.strategy == "fsdp2" else 1
 
 
 def source_bytes(spec: Spec) -> int:
@@ -184,7 +190,7 @@ def activation_bytes_per_token(source: SourceModel, shape: Shape, spec: Spec, *,
 def training_memory(source: SourceModel, shape: Shape, spec: Spec, seq_len: int, *, trained: int, frozen: int,
                     masked: bool, masks: int = 0, lora: LoraRecoverySpec | DistillRecoverySpec | None = None
                     ) -> Memory:
-    shards = spec.runtime.devices if spec.runtime.strategy == "fsdp2" else 1
+    shards = fsdp_shards(spec)
     tokens = spec.schedule.micro_batch * seq_len
     return Memory(
         weights=(trained * 4 + frozen * compute_bytes(spec)) // shards,

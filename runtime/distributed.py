@@ -113,6 +113,11 @@ def is_sharded(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, DTensor)
 
 
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's part of the tensor: its shard if it is sharded, else the whole tensor."""
+    return tensor.to_local() if is_sharded(tensor) else tensor
+
+
 def full(tensor: torch.Tensor) -> torch.Tensor:
     """The whole tensor, gathered from every rank if it is sharded (a collective then)."""
     return tensor.full_tensor() if is_sharded(tensor) else tensor

@@ -73,12 +73,26 @@ def _adapted(model: torch.nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
+def distillation_teacher(context: RunContext) -> torch.nn.Module:
+    """The unmodified source, frozen. Under FSDP2 it is sharded block by block like the student: each process
+    holds 1/n of its weights and gathers one block at a time for its forward."""
+    teacher = context.source_for_reading().eval().requires_grad_(False)
+    if context.plan.runtime.strategy == "fsdp2":
+        blocks = teacher.get_submodule(context.verified.source.adapter.layer_prefix)
+        teacher = distributed.wrap(teacher, context.device, "fsdp2", blocks)
+    weights = list(teacher.parameters())
+    context.metrics.write("teacher", params=sum(p.numel() for p in weights),
+                          held_per_process=sum(distributed.local(p).numel() for p in weights),
+                          processes=distributed.world_size())
+    return teacher
+
+
 # The student trains in full or through LoRA (params.student); the teacher is the unmodified source.
 RECOVERY_IMPLEMENTATIONS.register("distill")(Recovery(
     wrap=lambda model, params: with_lora(model, params) if params.student == "lora" else model,
     inner=lambda model: model.base_model.model if _adapted(model) else model,
     unwrap=lambda model: model.merge_and_unload() if _adapted(model) else model,
-    task=lambda context, params: Distillation(context.source_for_reading(), params)))
+    task=lambda context, params: Distillation(distillation_teacher(context), params)))
 
 
 @STAGES.register("recover")

@@ -51,6 +51,16 @@ def test_sheared_llama_parameter_counts(specs_copy, capsys, spec, target):
     assert f"{plan['target']['model_info']['params']:,}" == target
 
 
+def test_minitron_reaches_model_optimizers_4b_width_shape(specs_copy, capsys):
+    """Llama-3-8B at hidden 3072 and MLP 9216, every layer and head kept: Model Optimizer's "4.5B"."""
+    assert main(["compile", str(specs_copy / "specs" / "minitron_llama3_8b.yaml"), "-o",
+                 str(specs_copy / "plan.json")]) == 0
+    assert "8,030,261,248 -> 4,512,746,496 parameters" in capsys.readouterr().out
+    plan = json.loads((specs_copy / "plan.json").read_text())
+    assert [s["params"]["method"] for s in plan["stages"] if s["stage"] in ("prune", "recover")] == \
+           ["activation", "distill"]
+
+
 @pytest.mark.parametrize("spec", SEED_SPECS, ids=lambda p: p.name)
 def test_seed_spec_matches_schema_and_compiles(specs_copy, spec):
     assert spec.read_text().startswith("# yaml-language-server: $schema=../schemas/spec.schema.json")

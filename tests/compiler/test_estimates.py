@@ -186,3 +186,18 @@ def test_distillation_costs_the_student_plus_the_teachers_forward_and_memory(lla
     assert distill.memory.total == full.memory.total + teacher.total
     lora = spec.recovery.model_copy(update={"student": "lora", "target_modules": ["q_proj", "v_proj"]})
     assert lora.cost(costing).memory.total < distill.memory.total  # adapters train, the student's base is frozen
+
+
+def test_fsdp2_shards_the_teacher_like_the_student(llama7b):
+    from shearc.compiler.shape import exact_shape
+
+    target = exact_shape(llama7b, _spec(target={"layers": 24, "hidden": 2048, "heads": 16,
+                                                "intermediate": 5504}).target)
+    recovery = {"method": "distill", "steps": 10, "global_batch": 32, "seq_len": 1024, "warmup_steps": 1,
+                "eval_interval": 5}
+    whole, sharded = (est.Costing(llama7b, target, _spec(recovery=recovery, runtime=runtime), frozenset())
+                      for runtime in ({"precision": "bf16", "devices": 8, "strategy": "ddp"},
+                                      {"precision": "bf16", "devices": 8, "strategy": "fsdp2"}))
+    assert whole.teacher(1024).weights == whole.source_params * 2
+    assert sharded.teacher(1024).weights == whole.teacher(1024).weights // 8
+    assert sharded.teacher(1024).activations == whole.teacher(1024).activations  # logits are per process

@@ -11,7 +11,7 @@ from shearc.cli import main
 from ..helpers import SPECS, data_plan
 
 MODEL = SPECS / "tiny" / "model"
-TINY_SPECS = ["tiny_drpruning.yaml", "tiny_sheared_llama.yaml", "tiny_llm_pruner.yaml"]
+TINY_SPECS = ["tiny_drpruning.yaml", "tiny_sheared_llama.yaml", "tiny_llm_pruner.yaml", "tiny_minitron.yaml"]
 
 
 def test_the_committed_model_is_a_small_gqa_llama_with_its_tokenizer_and_note():

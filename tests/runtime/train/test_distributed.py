@@ -24,7 +24,7 @@ RECOVERY = {"method": "full", "steps": 12, "global_batch": 8, "seq_len": 16, "lr
 
 @pytest.mark.parametrize(("strategy", "recovery"), [("ddp", "full"), ("fsdp2", "full"), ("fsdp2", "distill")])
 def test_two_processes_match_one(tmp_path, strategy, recovery):
-    """Distillation: the student sharded, each process with the whole teacher."""
+    """Distillation under FSDP2: the student and the teacher both sharded."""
     def project(devices):  # the same model, data and recipe; only runtime.devices differs
         return tiny_project(tmp_path / f"devices-{devices}", "mistral-gqa", {
             "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
@@ -47,6 +47,10 @@ def test_two_processes_match_one(tmp_path, strategy, recovery):
     # one writer: a single metrics file, one export record
     single, double = (_records(tmp_path / run) for run in ("one", "two"))
     assert sum(r["event"] == "export" for r in double) == 1
+    if recovery == "distill":  # one process holds the whole teacher; two hold half each (FSDP2 rounds shards up)
+        (whole,), (half,) = ([r for r in records if r["event"] == "teacher"] for records in (single, double))
+        assert whole["held_per_process"] == whole["params"] == half["params"]
+        assert half["processes"] == 2 and half["held_per_process"] <= half["params"] // 2 + 1_000
     _assert_same_mixer_decisions(read_plan(plan), single, double)
 
 
