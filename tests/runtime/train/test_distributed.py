@@ -22,13 +22,20 @@ RECOVERY = {"method": "full", "steps": 12, "global_batch": 8, "seq_len": 16, "lr
             "eval_interval": 4}
 
 
-@pytest.mark.parametrize(("strategy", "recovery"), [("ddp", "full"), ("fsdp2", "full"), ("fsdp2", "distill")])
-def test_two_processes_match_one(tmp_path, strategy, recovery):
-    """Distillation under FSDP2: the student and the teacher both sharded."""
+ACTIVATION = {"method": "activation", "granularities": ["layer", "head", "intermediate", "hidden"],
+              "calibration_samples": 8, "calibration_seq_len": 16}
+
+
+@pytest.mark.parametrize(("strategy", "prune", "recovery"), [("ddp", PRUNE, "full"), ("fsdp2", PRUNE, "full"),
+                                                             ("fsdp2", ACTIVATION, "distill")],
+                         ids=["ddp", "fsdp2", "fsdp2-minitron"])
+def test_two_processes_match_one(tmp_path, strategy, prune, recovery):
+    """Minitron's recipe under FSDP2: every process scores the same calibration windows; the student and the
+    teacher are both sharded."""
     def project(devices):  # the same model, data and recipe; only runtime.devices differs
         return tiny_project(tmp_path / f"devices-{devices}", "mistral-gqa", {
             "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
-            "prune": PRUNE, "recovery": {**RECOVERY, "method": recovery},
+            "prune": prune, "recovery": {**RECOVERY, "method": recovery},
             "mixer": {"method": "drpruning", "reference": "source"},
             "schedule": {"micro_batch": 2}, "runtime": {"devices": devices, "strategy": strategy},
             "export": {"dtype": "float32"}})
