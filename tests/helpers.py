@@ -10,7 +10,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 
-# Small but structurally complete: MHA, GQA (Mistral), biased q/k/v (Qwen2), tied embeddings.
+# Small but structurally complete: MHA, GQA (Mistral), biased q/k/v (Qwen2), per-head q/k norms (Qwen3),
+# tied embeddings.
 TINY_CONFIGS: dict[str, dict] = {
     "llama-mha": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
@@ -26,6 +27,11 @@ TINY_CONFIGS: dict[str, dict] = {
         "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 512, "hidden_size": 64,
         "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
         "max_position_embeddings": 256, "tie_word_embeddings": False,
+    },
+    "qwen3-qknorm": {  # per-head q_norm / k_norm over head_dim; head_dim 16 is not hidden / heads
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "head_dim": 16, "max_position_embeddings": 256, "tie_word_embeddings": True,
     },
     "llama-tied": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,

@@ -2,8 +2,9 @@
 
 An adapter names, for every parameter of a decoder block and of the model around it, the
 symbolic extent of each axis (`hidden`, `attn` = heads x head_dim, `kv` = kv_heads x head_dim,
-`inter`, `vocab`), where each mask multiplies an activation, how its norms and embeddings
-compute, which projections LoRA adapts, and how many parameters a shape has. The dependency
+`inter`; and two no unit prunes: `head_dim`, one head's width, and `vocab`), where each mask
+multiplies an activation, how its norms and embeddings compute, which projections LoRA adapts,
+and how many parameters a shape has. The dependency
 graph, the parameter counts (exact at compile time, expected under hard-concrete masks), the
 folding and slicing and the target config all derive from that description: a new family is
 one module (see docs/EXTENDING.md).
@@ -38,7 +39,7 @@ class Shape:
     def extents(self, vocab: int) -> dict[str, int]:
         """Axis symbol -> its length at this shape."""
         return {"hidden": self.hidden, "attn": self.heads * self.head_dim, "kv": self.kv_heads * self.head_dim,
-                "inter": self.intermediate, "vocab": vocab}
+                "inter": self.intermediate, "head_dim": self.head_dim, "vocab": vocab}
 
     def extent(self, symbol: str, vocab: int) -> int:
         return self.extents(vocab)[symbol]

@@ -9,27 +9,31 @@ from typing import Any
 from .base import ADAPTERS, Axes, FamilyAdapter, Shape
 
 
+# Every projection's weight (rows first, as nn.Linear) and its bias where the checkpoint has one.
+LLAMA_BLOCK: dict[str, Axes] = {
+    "input_layernorm.weight": ("hidden",),
+    "self_attn.q_proj.weight": ("attn", "hidden"),
+    "self_attn.q_proj.bias": ("attn",),
+    "self_attn.k_proj.weight": ("kv", "hidden"),
+    "self_attn.k_proj.bias": ("kv",),
+    "self_attn.v_proj.weight": ("kv", "hidden"),
+    "self_attn.v_proj.bias": ("kv",),
+    "self_attn.o_proj.weight": ("hidden", "attn"),
+    "self_attn.o_proj.bias": ("hidden",),
+    "post_attention_layernorm.weight": ("hidden",),
+    "mlp.gate_proj.weight": ("inter", "hidden"),
+    "mlp.gate_proj.bias": ("inter",),
+    "mlp.up_proj.weight": ("inter", "hidden"),
+    "mlp.up_proj.bias": ("inter",),
+    "mlp.down_proj.weight": ("hidden", "inter"),
+    "mlp.down_proj.bias": ("hidden",),
+}
+
+
 @dataclass(frozen=True)
 class LlamaFamilyAdapter(FamilyAdapter):
     layer_prefix: str = "model.layers"
-    block: dict[str, Axes] = field(default_factory=lambda: {
-        "input_layernorm.weight": ("hidden",),
-        "self_attn.q_proj.weight": ("attn", "hidden"),
-        "self_attn.q_proj.bias": ("attn",),
-        "self_attn.k_proj.weight": ("kv", "hidden"),
-        "self_attn.k_proj.bias": ("kv",),
-        "self_attn.v_proj.weight": ("kv", "hidden"),
-        "self_attn.v_proj.bias": ("kv",),
-        "self_attn.o_proj.weight": ("hidden", "attn"),
-        "self_attn.o_proj.bias": ("hidden",),
-        "post_attention_layernorm.weight": ("hidden",),
-        "mlp.gate_proj.weight": ("inter", "hidden"),
-        "mlp.gate_proj.bias": ("inter",),
-        "mlp.up_proj.weight": ("inter", "hidden"),
-        "mlp.up_proj.bias": ("inter",),
-        "mlp.down_proj.weight": ("hidden", "inter"),
-        "mlp.down_proj.bias": ("hidden",),
-    })
+    block: dict[str, Axes] = field(default_factory=lambda: dict(LLAMA_BLOCK))
     outer: dict[str, Axes] = field(default_factory=lambda: {
         "model.embed_tokens.weight": ("vocab", "hidden"),
         "model.norm.weight": ("hidden",),

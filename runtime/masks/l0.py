@@ -129,7 +129,7 @@ class L0Masks(nn.Module):
                  ) -> dict[str, torch.Tensor]:
         head_dim = self.source.head_dim
         return {"hidden": hidden, "attn": kv_heads * self.source.group_size * head_dim, "kv": kv_heads * head_dim,
-                "inter": intermediate}
+                "inter": intermediate, "head_dim": head_dim}
 
     def expected_sparsity(self, count: ParameterCount, source_params: int) -> float:
         """DRPruning's s: the expected fraction of the source's parameters removed."""

@@ -51,11 +51,13 @@ def test_sheared_llama_parameter_counts(specs_copy, capsys, spec, target):
     assert f"{plan['target']['model_info']['params']:,}" == target
 
 
-def test_minitron_reaches_model_optimizers_4b_width_shape(specs_copy, capsys):
-    """Llama-3-8B at hidden 3072 and MLP 9216, every layer and head kept: Model Optimizer's "4.5B"."""
-    assert main(["compile", str(specs_copy / "specs" / "minitron_llama3_8b.yaml"), "-o",
-                 str(specs_copy / "plan.json")]) == 0
-    assert "8,030,261,248 -> 4,512,746,496 parameters" in capsys.readouterr().out
+@pytest.mark.parametrize(("spec", "counts"), [("minitron_llama3_8b.yaml", "8,030,261,248 -> 4,512,746,496"),
+                                             ("minitron_qwen3_8b.yaml", "8,190,735,360 -> 5,977,809,408")])
+def test_minitron_reaches_model_optimizers_width_shapes(specs_copy, capsys, spec, counts):
+    """Model Optimizer's width examples, every layer and head kept: Llama-3-8B at hidden 3072 and MLP 9216
+    ("4.5B"); Qwen3-8B (8.2B) at hidden 3584 and MLP 9216 ("6B")."""
+    assert main(["compile", str(specs_copy / "specs" / spec), "-o", str(specs_copy / "plan.json")]) == 0
+    assert f"{counts} parameters" in capsys.readouterr().out
     plan = json.loads((specs_copy / "plan.json").read_text())
     assert [s["params"]["method"] for s in plan["stages"] if s["stage"] in ("prune", "recover")] == \
            ["activation", "distill"]

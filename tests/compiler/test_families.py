@@ -29,7 +29,7 @@ def test_the_parameter_count_is_what_torch_counts_and_takes_expected_widths(name
     per_layer = {"hidden": torch.tensor(float(shape.hidden)),
                  "attn": torch.full((layers,), float(shape.heads * shape.head_dim)),
                  "kv": torch.full((layers,), float(shape.kv_heads * shape.head_dim)),
-                 "inter": torch.full((layers,), float(shape.intermediate))}
+                 "inter": torch.full((layers,), float(shape.intermediate)), "head_dim": shape.head_dim}
     expected = source.parameter_count(per_layer, torch.ones(layers))
     assert float(expected) == sum(p.numel() for p in model.parameters())
     half = source.parameter_count(per_layer, torch.tensor([1.0] * (layers - 1) + [0.0]))
