@@ -37,9 +37,14 @@ def _uniform(counts: dict[int, int], what: str) -> int:
     return distinct.pop()
 
 
+def kept_layers(masks: dict[str, torch.Tensor], layers: int) -> list[int]:
+    """The indices of the layers the masks keep, in order."""
+    return _nonzero(masks.get("layer"), layers).tolist()
+
+
 def kept_units(masks: dict[str, torch.Tensor], shape: Shape) -> Kept:
     """What survives; raises ValueError unless every layer ends with the same shape."""
-    layers = _nonzero(masks.get("layer"), shape.layers).tolist()
+    layers = kept_layers(masks, shape.layers)
     if not layers:
         raise ValueError("the layer mask removes every layer")
     hidden = _nonzero(masks.get("hidden"), shape.hidden)

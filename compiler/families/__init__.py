@@ -7,7 +7,7 @@ from typing import Any
 from shearc.errors import UserError
 
 from . import llama, qwen3  # noqa: F401  (registration)
-from .base import ADAPTERS, Axes, FamilyAdapter, Shape
+from .base import ADAPTERS, Axes, FamilyAdapter, Shape, follow_kept_layers
 
 
 def adapter_for(config: dict[str, Any]) -> FamilyAdapter:
@@ -22,4 +22,4 @@ def adapter_for(config: dict[str, Any]) -> FamilyAdapter:
     )
 
 
-__all__ = ["ADAPTERS", "Axes", "FamilyAdapter", "Shape", "adapter_for"]
+__all__ = ["ADAPTERS", "Axes", "FamilyAdapter", "Shape", "adapter_for", "follow_kept_layers"]

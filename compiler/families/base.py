@@ -13,6 +13,7 @@ one module (see docs/EXTENDING.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,3 +108,24 @@ class FamilyAdapter:
 
 
 ADAPTERS: Registry[FamilyAdapter] = Registry("architecture")
+
+# Config entries with one value per layer (Gemma's and Qwen's sliding or full attention per layer).
+PER_LAYER_SETTINGS = ("layer_types",)
+
+
+def follow_kept_layers(config: dict[str, Any], source_config: dict[str, Any], kept: Sequence[int]) -> dict[str, Any]:
+    """`config` with each per-layer setting of the source taken at the kept layers' indices: read from the
+    transformers config, which derives them when config.json leaves them implicit (Gemma 2 alternates by index),
+    and written out, so the smaller model does not re-derive them for its own depth. Qwen2's max_window_layers
+    (sliding windows from that layer on) is counted over the kept layers."""
+    from shearc.compiler.source import hf_config  # source.py imports this package
+
+    derived = hf_config(source_config)
+    config = dict(config)
+    for key in PER_LAYER_SETTINGS:
+        values = getattr(derived, key, None)
+        if isinstance(values, list):
+            config[key] = [values[index] for index in kept]
+    if isinstance(source_config.get("max_window_layers"), int):
+        config["max_window_layers"] = sum(index < source_config["max_window_layers"] for index in kept)
+    return config

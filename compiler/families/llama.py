@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ADAPTERS, Axes, FamilyAdapter, Shape
-
+from .base import ADAPTERS, Axes, FamilyAdapter, Shape, follow_kept_layers
 
 # Every projection's weight (rows first, as nn.Linear) and its bias where the checkpoint has one.
 LLAMA_BLOCK: dict[str, Axes] = {
@@ -69,7 +68,8 @@ class LlamaFamilyAdapter(FamilyAdapter):
         )
 
     def config_for(self, source_config: dict[str, Any], shape: Shape) -> dict[str, Any]:
-        """head_dim written explicitly; per-layer settings follow the new depth."""
+        """head_dim written explicitly; per-layer settings those of the first `shape.layers` layers (the runtime
+        puts in those of the layers pruning keeps: RunContext.dense_config)."""
         config = dict(source_config)
         config.update(
             num_hidden_layers=shape.layers,
@@ -79,11 +79,7 @@ class LlamaFamilyAdapter(FamilyAdapter):
             intermediate_size=shape.intermediate,
             head_dim=shape.head_dim,
         )
-        if isinstance(config.get("layer_types"), list):
-            config["layer_types"] = config["layer_types"][: shape.layers]
-        if isinstance(config.get("max_window_layers"), int):
-            config["max_window_layers"] = min(config["max_window_layers"], shape.layers)
-        return config
+        return follow_kept_layers(config, source_config, range(shape.layers))
 
 
 for _architecture in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"):

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
-from shearc.compiler.families import Shape
+from shearc.compiler.families import Shape, follow_kept_layers
 from shearc.plan import Plan, StagePlan
 from shearc.registry import Registry
 
@@ -27,6 +28,7 @@ from ..memory import release_freed
 from ..metrics import MetricsLog
 from ..models import dense_from_file, load_source_weights
 from ..precision import compute_dtype
+from ..slicing import kept_layers
 from ..train.checkpoint import Checkpoint, Checkpoints
 from ..train.loop import Saving
 from ..verify import VerifiedPlan
@@ -94,9 +96,19 @@ class RunContext:
         return load_domains(self.plan.data, base_dir=self.verified.plan_dir, tokenizer=self.tokenizer,
                             seq_len=seq_len, seed=self.seed, cache_dir=self.run_dir / "cache")
 
+    def dense_config(self) -> dict[str, Any]:
+        """The dense model's config: the plan's target config, with the per-layer settings (attention type per
+        layer) of the layers pruning kept, known from the masks (RUN_DIR/masks.safetensors once finalize wrote
+        them, on a resumed run)."""
+        source = self.verified.source
+        if self.target_shape.layers == source.shape.layers:
+            return self.plan.target.config
+        masks = self.masks or load_file(self.run_dir / "masks.safetensors")
+        return follow_kept_layers(self.plan.target.config, source.config, kept_layers(masks, source.shape.layers))
+
     def load_dense(self, weights: Path) -> torch.nn.Module:
         """A dense model of the target config with the weights in the safetensors file `weights`."""
-        return dense_from_file(self.plan.target.config, weights, self.verified.source.adapter, self.device)
+        return dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device)
 
 
 class Stage(ABC):

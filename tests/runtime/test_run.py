@@ -149,3 +149,34 @@ def test_a_mixer_the_runtime_lacks_is_refused_before_any_work(tmp_path, capsys, 
     assert main(["run", str(plan_path)]) == 2
     assert "this shearc cannot run mixer dynamic-batch-loading yet" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_layer_pruning_keeps_each_kept_layers_attention_type(tmp_path, monkeypatch):
+    """Qwen2 with sliding windows from layer 2 on (full, full, sliding, sliding), its layers 1 and 3 made the
+    largest so magnitude keeps them: the result's layers are (full, sliding), not the first two's types, and the
+    finalize check (masked against sliced logits over windows longer than the sliding window) passes."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from ..helpers import TINY_CONFIGS
+
+    monkeypatch.setitem(TINY_CONFIGS, "qwen2-sliding", {
+        **TINY_CONFIGS["qwen2-bias"], "num_hidden_layers": 4, "use_sliding_window": True, "sliding_window": 4,
+        "max_window_layers": 2})
+    plan_path = tiny_project(tmp_path, "qwen2-sliding", {
+        "target": {"layers": 2}, "prune": {"method": "magnitude", "granularities": ["layer"]},
+        "schedule": {"micro_batch": 2}, "export": {"dtype": "float32"}})
+    source_dir = tmp_path / "qwen2-sliding"
+    source = AutoModelForCausalLM.from_pretrained(source_dir)
+    with torch.no_grad():
+        for layer in (1, 3):
+            for param in source.model.layers[layer].parameters():
+                param.mul_(4.0)
+    source.save_pretrained(source_dir)
+    assert main(["run", str(plan_path)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    assert load_file(run_dir / "masks.safetensors")["layer"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert config["layer_types"] == ["full_attention", "sliding_attention"] and config["max_window_layers"] == 1
+    (finalize,) = MetricsLog(run_dir / "metrics.jsonl").read("finalize")
+    assert finalize["passed"] and finalize["max_difference"] < 1e-4

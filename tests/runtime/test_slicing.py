@@ -57,6 +57,8 @@ CASES = [
     ("qwen2-bias", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
     ("llama-tied", {"hidden", "kv_group", "intermediate"}, {"keep_groups": 2}),
     ("llama-tied", {"layer"}, {}),
+    ("qwen3-qknorm", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
+    ("qwen3-qknorm", {"query_head"}, {"keep_heads_per_group": 2}),
 ]
 
 
@@ -118,3 +120,38 @@ def test_a_mask_folds_into_a_norm_as_the_norm_computes(offset):
         torch.testing.assert_close(offset + dense[name], (offset + state[name][kept]) * hidden[kept])
     projection = "model.layers.1.self_attn.o_proj.weight"  # not a norm: the mask multiplies its rows alone
     torch.testing.assert_close(dense[projection], state[projection][kept] * hidden[kept, None])
+
+
+def test_per_layer_attention_types_follow_the_kept_layers():
+    """Qwen2 with sliding windows from layer 2 on (full, full, sliding, sliding): keeping layers 0 and 2 needs
+    (full, sliding); the first two layers' types (full, full) compute something else."""
+    from transformers import AutoModelForCausalLM
+
+    from shearc.compiler.families import follow_kept_layers
+
+    config = {**TINY_CONFIGS["qwen2-bias"], "num_hidden_layers": 4, "use_sliding_window": True, "sliding_window": 4,
+              "max_window_layers": 2}
+    adapter = ADAPTERS.get("Qwen2ForCausalLM")
+    shape = adapter.shape_of(hf_config(config))
+    model = _model(config)
+    masks = {"layer": torch.tensor([1.0, 0.0, 1.0, 0.0])}
+    ids = torch.randint(0, config["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(2))
+    hooks = MaskHooks(model, adapter)
+    hooks.values = masks
+    with torch.no_grad():
+        masked = model(input_ids=ids).logits
+    hooks.remove()
+    state, target = finalize_state(model.state_dict(), adapter, masks, shape, tied=False)
+
+    def sliced(dense_config):
+        dense = AutoModelForCausalLM.from_config(hf_config(dense_config)).eval()
+        dense.load_state_dict(state, strict=True)
+        with torch.no_grad():
+            return dense(input_ids=ids).logits
+
+    kept = follow_kept_layers(adapter.config_for(config, target), config, [0, 2])
+    assert kept["layer_types"] == ["full_attention", "sliding_attention"] and kept["max_window_layers"] == 1
+    assert (sliced(kept) - masked).abs().max().item() < 1e-4
+    first_two = adapter.config_for(config, target)
+    assert first_two["layer_types"] == ["full_attention", "full_attention"]
+    assert (sliced(first_two) - masked).abs().max().item() > 1e-3  # measured: 3.6e-3
