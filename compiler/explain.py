@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .estimates import GIB
+from .families import ADAPTERS
 
 _DIMS = ("layers", "hidden", "heads", "kv_heads", "intermediate", "head_dim")
 
@@ -31,6 +32,7 @@ def explain(plan: dict[str, Any], console: Console) -> None:
         console.print(plan["spec"]["description"], markup=False)
     console.print(f"source: {source['model']} ({source['architecture']}, config from {source['config_origin']}: "
                   f"{source['config_path']})", markup=False)
+    console.print(f"family adapter: {_adapter_name(source['architecture'])}", markup=False)
 
     shapes = Table(title="Shape", title_justify="left")
     shapes.add_column("")
@@ -88,3 +90,11 @@ def explain(plan: dict[str, Any], console: Console) -> None:
 
 def _found(found: dict[str, int]) -> str:
     return f"{found['files']} ({found['bytes'] / 1e6:.1f} MB)" if found["files"] else "absent"
+
+
+def _adapter_name(architecture: str) -> str:
+    """The adapter class and its module, e.g. Qwen3Adapter (compiler/families/qwen3.py)."""
+    if architecture not in ADAPTERS:
+        return f"none in this shearc for {architecture}"
+    adapter = type(ADAPTERS.get(architecture))
+    return f"{adapter.__name__} (compiler/families/{adapter.__module__.rsplit('.', 1)[-1]}.py)"

@@ -23,6 +23,13 @@ def test_explain_summarises_a_plan(plan_path, capsys):
         assert needle in out
 
 
+def test_explain_names_the_family_adapter(models, capsys):
+    path = models / "plan.json"
+    write_plan(compile_spec(write_spec(models, tiny_spec("qwen3-qknorm", target={"intermediate": 96})), path), path)
+    assert main(["explain", str(path)]) == 0
+    assert "family adapter: Qwen3Adapter (compiler/families/qwen3.py)" in capsys.readouterr().out
+
+
 def test_explain_shows_the_distillation_stage_with_its_teacher_counted(models, capsys):
     steps = {"steps": 2, "global_batch": 4, "seq_len": 16, "warmup_steps": 1, "eval_interval": 1}
     plans = {}
