@@ -9,6 +9,7 @@ The result loads strictly into a standard model of the target config.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,12 @@ def fold_scalings(state_keys: set[str], adapter: FamilyAdapter, masks: dict[str,
         for module in adapter.hidden_outputs:
             if not (tied and module == adapter.final_norm):
                 apply(module, adapter.outer, "", "hidden", hidden)
+        if adapter.scales_embedding_by_sqrt_hidden:  # the sliced model scales by sqrt(kept), the source by sqrt(d)
+            factor = torch.full_like(hidden, math.sqrt(hidden.numel() / int(torch.count_nonzero(hidden))),
+                                     dtype=torch.float32)
+            apply(adapter.embedding.rsplit(".", 1)[0], adapter.outer, "", "hidden", factor)
+            if tied:  # the output head reads the same weight: the final norm's output takes the inverse
+                apply(adapter.final_norm, adapter.outer, "", "hidden", 1 / factor)
     for layer in range(shape.layers):
         prefix = f"{adapter.layer_prefix}.{layer}."
         if hidden is not None:

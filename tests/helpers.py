@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 
 # Small but structurally complete: MHA, GQA (Mistral), biased q/k/v (Qwen2), per-head q/k norms (Qwen3),
-# tied embeddings.
+# Gemma 2 and 3, tied embeddings.
 TINY_CONFIGS: dict[str, dict] = {
     "llama-mha": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
@@ -32,6 +32,19 @@ TINY_CONFIGS: dict[str, dict] = {
         "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 512, "hidden_size": 64,
         "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
         "head_dim": 16, "max_position_embeddings": 256, "tie_word_embeddings": True,
+    },
+    "gemma2": {  # four (1 + w) norms per block, sqrt(hidden) embedding scale, soft-capping, alternating windows
+        "architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 160, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "max_position_embeddings": 256, "sliding_window": 8, "query_pre_attn_scalar": 16,
+        "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "tie_word_embeddings": True,
+    },
+    "gemma3": {  # Gemma 2's block plus per-head q/k norms; one global layer among sliding ones
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 160, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "max_position_embeddings": 256, "sliding_window": 8, "query_pre_attn_scalar": 16,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+        "tie_word_embeddings": True,
     },
     "llama-tied": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,

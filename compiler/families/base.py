@@ -73,6 +73,10 @@ class FamilyAdapter:
     # An RMSNorm computes x * (norm_offset + w): 0 for Llama, 1 for Gemma's (1 + w). A hidden mask m
     # folds into such a weight as (norm_offset + w) * m - norm_offset.
     norm_offset: float = 0.0
+    # Gemma multiplies the embedding's output by sqrt(hidden) inside the model: a smaller hidden size
+    # changes that factor, so slicing folds sqrt(source hidden / kept hidden) into the embedding (and,
+    # tied, its inverse into the final norm, so the output head is unchanged).
+    scales_embedding_by_sqrt_hidden: bool = False
 
     @property
     def norms(self) -> tuple[str, ...]:

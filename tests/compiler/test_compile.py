@@ -51,6 +51,16 @@ def test_sheared_llama_parameter_counts(specs_copy, capsys, spec, target):
     assert f"{plan['target']['model_info']['params']:,}" == target
 
 
+@pytest.mark.parametrize(("spec", "source"), [("minitron_llama3_8b.yaml", "8,030,261,248"),
+                                             ("minitron_qwen3_8b.yaml", "8,190,735,360"),
+                                             ("minitron_gemma2_9b_depth.yaml", "9,241,705,984"),
+                                             ("llm_pruner_gemma3_1b.yaml", "999,885,952")])
+def test_each_family_card_counts_its_models_published_parameters(specs_copy, capsys, spec, source):
+    """Llama-3-8B, Qwen3-8B, Gemma-2-9B and Gemma-3-1B as their safetensors hold them (Gemma's tied head once)."""
+    assert main(["compile", str(specs_copy / "specs" / spec), "-o", str(specs_copy / "plan.json")]) == 0
+    assert f"{spec.split('.')[0].replace('_', '-')}: {source} -> " in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("spec", "counts"), [("minitron_llama3_8b.yaml", "8,030,261,248 -> 4,512,746,496"),
                                              ("minitron_qwen3_8b.yaml", "8,190,735,360 -> 5,977,809,408")])
 def test_minitron_reaches_model_optimizers_width_shapes(specs_copy, capsys, spec, counts):

@@ -42,7 +42,10 @@ def test_params_per_unit_matches_a_brute_force_count(tmp_path, name):
     total = sum(p.numel() for p in meta_model(config).parameters())
 
     def count(**changes):
-        return sum(p.numel() for p in meta_model({**config, **changes, "head_dim": shape.head_dim}).parameters())
+        changed = {**config, **changes, "head_dim": shape.head_dim}
+        if "layer_types" in changed:  # one per layer
+            changed["layer_types"] = changed["layer_types"][:changed["num_hidden_layers"]]
+        return sum(p.numel() for p in meta_model(changed).parameters())
 
     # transformers wants hidden divisible by heads, so remove `heads` channels (counts are linear in hidden)
     removed = shape.heads

@@ -5,11 +5,11 @@ import dataclasses
 import pytest
 import torch
 
-from shearc.compiler.families import ADAPTERS
+from shearc.compiler.families import ADAPTERS, follow_kept_layers
 from shearc.compiler.source import hf_config
 from shearc.runtime.masks.hard_concrete import Constants, deterministic_mask
 from shearc.runtime.masks.hooks import MaskHooks
-from shearc.runtime.slicing import finalize_state, kept_units
+from shearc.runtime.slicing import finalize_state, kept_layers, kept_units
 
 from ..helpers import TINY_CONFIGS
 
@@ -59,6 +59,9 @@ CASES = [
     ("llama-tied", {"layer"}, {}),
     ("qwen3-qknorm", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
     ("qwen3-qknorm", {"query_head"}, {"keep_heads_per_group": 2}),
+    ("gemma2", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
+    ("gemma3", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
+    ("gemma3", {"hidden"}, {}),
 ]
 
 
@@ -82,7 +85,8 @@ def test_sliced_model_matches_masked_model(name, kinds, keep, soft):
 
     state, target = finalize_state(model.state_dict(), adapter, masks, shape,
                                    tied=config["tie_word_embeddings"])
-    dense = AutoModelForCausalLM.from_config(hf_config(adapter.config_for(config, target))).eval()
+    dense_config = follow_kept_layers(adapter.config_for(config, target), config, kept_layers(masks, shape.layers))
+    dense = AutoModelForCausalLM.from_config(hf_config(dense_config)).eval()
     dense.load_state_dict(state, strict=True)
     with torch.no_grad():
         sliced = dense(input_ids=ids).logits
@@ -126,8 +130,6 @@ def test_per_layer_attention_types_follow_the_kept_layers():
     """Qwen2 with sliding windows from layer 2 on (full, full, sliding, sliding): keeping layers 0 and 2 needs
     (full, sliding); the first two layers' types (full, full) compute something else."""
     from transformers import AutoModelForCausalLM
-
-    from shearc.compiler.families import follow_kept_layers
 
     config = {**TINY_CONFIGS["qwen2-bias"], "num_hidden_layers": 4, "use_sliding_window": True, "sliding_window": 4,
               "max_window_layers": 2}
