@@ -90,10 +90,11 @@ def check_loads(source: SourceModel, target: Shape, target_config: dict[str, Any
     if type(model).__name__ != source.adapter.architecture:
         problems.append(Problem(f"the target config builds {type(model).__name__}, not "
                                 f"{source.adapter.architecture}", "target"))
-    q_proj = model.get_parameter(f"{source.adapter.layer_prefix}.0.self_attn.q_proj.weight")
-    if q_proj.shape[0] != target.heads * target.head_dim:
-        problems.append(Problem(f"head_dim is not kept: the target's q_proj has {q_proj.shape[0]} rows, expected "
-                                f"{target.heads} x {target.head_dim}", target_field(spec, "heads")))
+    adapter = source.adapter  # the heads' contexts enter the head site (o_proj), head after head
+    reads = model.get_submodule(f"{adapter.layer_prefix}.0.{adapter.head_site}").weight.shape[1]
+    if reads != target.heads * target.head_dim:
+        problems.append(Problem(f"head_dim is not kept: the target's {adapter.head_site} reads {reads} channels, "
+                                f"expected {target.heads} x {target.head_dim}", target_field(spec, "heads")))
     counted = sum(p.numel() for p in model.parameters())
     expected = count_params(source, target)
     if counted != expected:  # the adapter's description and the real module disagree: a bug, not the user's fault

@@ -130,6 +130,7 @@ def introspect(config: dict[str, Any], origin: Origin, config_path: Path) -> Sou
     block = {name[len(prefix):]: tuple(p.shape) for name, p in params.items() if name.startswith(prefix)}
     outer = {name: tuple(p.shape) for name, p in params.items() if not name.startswith(adapter.layer_prefix)}
     problems = []
+    block = _fused_as_parts(block, adapter, shape, problems)
     block_axes = _describe(block, adapter.block, shape, vocab, "block parameter", problems)
     outer_axes = _describe(outer, adapter.outer, shape, vocab, "parameter", problems)
     if problems:
@@ -140,6 +141,23 @@ def introspect(config: dict[str, Any], origin: Origin, config_path: Path) -> Sou
     fields["tie_word_embeddings"] = tied
     return SourceModel(config, origin, config_path, adapter, shape, vocab, tied, block_axes, outer_axes,
                        json_safe(fields))
+
+
+def _fused_as_parts(found: dict[str, tuple[int, ...]], adapter: FamilyAdapter, shape: Shape,
+                    problems: list[Problem]) -> dict[str, tuple[int, ...]]:
+    """Each fused block parameter replaced by its parts' shapes, when its rows are exactly theirs."""
+    described = {}
+    for name, dims in found.items():
+        if name not in adapter.fused:
+            described[name] = dims
+            continue
+        parts = adapter.part_rows(name, shape)
+        if sum(rows for _, rows in parts) != dims[0]:
+            problems.append(Problem(f"block parameter {name!r} has {dims[0]} rows, the adapter's parts "
+                                    f"{', '.join(f'{part} ({rows})' for part, rows in parts)} sum to another number"))
+            continue
+        described.update({part: (rows, *dims[1:]) for part, rows in parts})
+    return described
 
 
 def _describe(found: dict[str, tuple[int, ...]], known: dict[str, tuple[str, ...]], shape: Shape, vocab: int,

@@ -25,7 +25,7 @@ import torch
 from shearc.compiler.families import FamilyAdapter, Shape
 
 from .masks.hooks import MaskHooks
-from .slicing import Kept, slice_tensor
+from .slicing import Kept, slice_parameter
 
 SPREAD_FACTOR = 16.0
 FLOOR_ULPS = 4.0
@@ -77,7 +77,7 @@ def inverse(permutation: Kept) -> Kept:
 def permute_channels_(model: torch.nn.Module, adapter: FamilyAdapter, permutation: Kept) -> None:
     """Reorder the model's channels in place, one tensor at a time (tied weights once)."""
     for name, param in model.named_parameters():
-        param.data = slice_tensor(name, param.data, adapter, permutation, permutation.shape.head_dim)[1]
+        param.data = slice_parameter(name, param.data, adapter, permutation, permutation.shape)[1]
 
 
 @torch.no_grad()

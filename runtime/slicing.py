@@ -154,6 +154,19 @@ def slice_tensor(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, kept: K
     return key, tensor.contiguous()
 
 
+def slice_parameter(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, kept: Kept, shape: Shape
+                    ) -> tuple[str, torch.Tensor] | None:
+    """slice_tensor for any parameter of a model at `shape`, a fused one part by part."""
+    cut = {}
+    for part_key, part in adapter.split_fused({key: tensor}, shape).items():
+        item = slice_tensor(part_key, part, adapter, kept, shape.head_dim)
+        if item is None:
+            return None
+        cut[item[0]] = item[1]
+    ((joined_key, joined),) = adapter.join_fused(cut).items()
+    return joined_key, joined
+
+
 def _is_norm(key: str, adapter: FamilyAdapter) -> bool:
     module = key.rsplit(".", 1)[0]
     if module.startswith(adapter.layer_prefix + "."):
@@ -167,6 +180,7 @@ def finalize_state(state: dict[str, torch.Tensor], adapter: FamilyAdapter, masks
     """The dense model's weights, in the source's dtypes. One tensor at a time is folded (in fp32) and
     sliced, so the peak is the source plus the result plus one tensor, whatever the model's size."""
     kept = kept_units(masks, shape)
+    state = adapter.split_fused(state, shape)  # fused projections are cut part by part, then joined again
     scalings = fold_scalings(set(state), adapter, masks, shape, tied=tied)
     out = {}
     for key, tensor in state.items():
@@ -182,4 +196,4 @@ def finalize_state(state: dict[str, torch.Tensor], adapter: FamilyAdapter, masks
             out[item[0]] = item[1]
     if tied:
         out[adapter.output_head] = out[adapter.embedding]
-    return out, kept.shape
+    return adapter.join_fused(out), kept.shape

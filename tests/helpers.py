@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 
 # Small but structurally complete: MHA, GQA (Mistral), biased q/k/v (Qwen2), per-head q/k norms (Qwen3),
-# Gemma 2 and 3, tied embeddings.
+# Gemma 2 and 3, fused projections (Phi-3), tied embeddings.
 TINY_CONFIGS: dict[str, dict] = {
     "llama-mha": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
@@ -45,6 +45,12 @@ TINY_CONFIGS: dict[str, dict] = {
         "head_dim": 16, "max_position_embeddings": 256, "sliding_window": 8, "query_pre_attn_scalar": 16,
         "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
         "tie_word_embeddings": True,
+    },
+    "phi3-fused": {  # fused qkv_proj and gate_up_proj; head_dim 16 written out
+        "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "max_position_embeddings": 256, "original_max_position_embeddings": 256, "tie_word_embeddings": False,
+        "pad_token_id": 0,
     },
     "llama-tied": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,

@@ -6,7 +6,7 @@ from typing import Any
 
 from shearc.errors import UserError
 
-from . import gemma, llama, qwen3  # noqa: F401  (registration)
+from . import gemma, llama, phi3, qwen3  # noqa: F401  (registration)
 from .base import ADAPTERS, Axes, FamilyAdapter, Shape, follow_kept_layers
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shearc.registry import Registry
@@ -77,6 +77,10 @@ class FamilyAdapter:
     # changes that factor, so slicing folds sqrt(source hidden / kept hidden) into the embedding (and,
     # tied, its inverse into the final norm, so the output head is unchanged).
     scales_embedding_by_sqrt_hidden: bool = False
+    # A block parameter stored as several projections concatenated along its rows (Phi-3's qkv_proj,
+    # gate_up_proj) -> its parts, in order, each described in `block` under "<name>[<part>]". The graph,
+    # counts, scores and slicing see the parts; split_fused and join_fused convert at the edges.
+    fused: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def norms(self) -> tuple[str, ...]:
@@ -105,10 +109,54 @@ class FamilyAdapter:
         return around + (layers * per_layer).sum()
 
     def lora_in_out(self, shape: Shape, module: str) -> tuple[int, int]:
-        """Input and output features of a projection LoRA adapts, at `shape`."""
+        """Input and output features of a projection LoRA adapts, at `shape` (a fused output: its parts' sum,
+        written "attn+kv+kv")."""
         extents = shape.extents(0)
         inputs, outputs = self.lora_targets[module]
-        return extents[inputs], extents[outputs]
+        return extents[inputs], sum(extents[symbol] for symbol in outputs.split("+"))
+
+    def block_name(self, key: str) -> tuple[str, str] | None:
+        """A full parameter name -> (its layer's prefix, its name inside the block); None outside the blocks."""
+        if not key.startswith(self.layer_prefix + "."):
+            return None
+        layer, name = key[len(self.layer_prefix) + 1:].split(".", 1)
+        return f"{self.layer_prefix}.{layer}.", name
+
+    def part_rows(self, name: str, shape: Shape) -> list[tuple[str, int]]:
+        """A fused block parameter's parts, with the rows each takes at `shape`."""
+        return [(part, shape.extent(self.block[part][0], 0)) for part in self.fused[name]]
+
+    def split_fused(self, tensors: dict[str, Any], shape: Shape) -> dict[str, Any]:
+        """Tensors by full parameter name, each fused one replaced by its parts (rows cut at `shape`)."""
+        if not self.fused:
+            return tensors
+        split = {}
+        for key, tensor in tensors.items():
+            located = self.block_name(key)
+            if located is None or located[1] not in self.fused:
+                split[key] = tensor
+                continue
+            parts = self.part_rows(located[1], shape)
+            for (part, _), piece in zip(parts, tensor.split([rows for _, rows in parts]), strict=True):
+                split[located[0] + part] = piece
+        return split
+
+    def join_fused(self, tensors: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of split_fused: the parts of each fused parameter concatenated back, in order."""
+        if not self.fused:
+            return tensors
+        import torch
+
+        joined, parts_of = {}, {part: name for name, parts in self.fused.items() for part in parts}
+        for key, tensor in tensors.items():
+            located = self.block_name(key)
+            if located is None or located[1] not in parts_of:
+                joined[key] = tensor
+                continue
+            name = parts_of[located[1]]
+            if located[0] + name not in joined:
+                joined[located[0] + name] = torch.cat([tensors[located[0] + part] for part in self.fused[name]])
+        return joined
 
 
 ADAPTERS: Registry[FamilyAdapter] = Registry("architecture")

@@ -67,7 +67,8 @@ class ElementwiseImportance(ImportanceMethod):
 
     def unit_scores(self, model: torch.nn.Module, adapter: FamilyAdapter, graph: nx.DiGraph, calibration: Calibration,
                     batch_size: int) -> UnitScores:
-        elements = self.element_scores(model, calibration, batch_size)
+        elements = adapter.split_fused(self.element_scores(model, calibration, batch_size),
+                                       adapter.shape_of(model.config))  # the graph's tensors are the parts
         return unit_scores(graph, elements, aggregation=self.params.aggregation,
                            finish="abs" if self.signed else "sum")
 

@@ -54,9 +54,11 @@ def test_sheared_llama_parameter_counts(specs_copy, capsys, spec, target):
 @pytest.mark.parametrize(("spec", "source"), [("minitron_llama3_8b.yaml", "8,030,261,248"),
                                              ("minitron_qwen3_8b.yaml", "8,190,735,360"),
                                              ("minitron_gemma2_9b_depth.yaml", "9,241,705,984"),
-                                             ("llm_pruner_gemma3_1b.yaml", "999,885,952")])
+                                             ("llm_pruner_gemma3_1b.yaml", "999,885,952"),
+                                             ("sheared_phi3_mini.yaml", "3,821,079,552")])
 def test_each_family_card_counts_its_models_published_parameters(specs_copy, capsys, spec, source):
-    """Llama-3-8B, Qwen3-8B, Gemma-2-9B and Gemma-3-1B as their safetensors hold them (Gemma's tied head once)."""
+    """Llama-3-8B, Qwen3-8B, Gemma-2-9B, Gemma-3-1B and Phi-3-mini as their safetensors hold them (Gemma's
+    tied head once)."""
     assert main(["compile", str(specs_copy / "specs" / spec), "-o", str(specs_copy / "plan.json")]) == 0
     assert f"{spec.split('.')[0].replace('_', '-')}: {source} -> " in capsys.readouterr().out
 

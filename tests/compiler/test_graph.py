@@ -27,7 +27,8 @@ def test_every_parameter_is_owned_by_a_layer_or_the_hidden_unit(tmp_path, name):
     for node in graph.nodes:
         if node[0] == "slice":
             owners.setdefault(node[1], set()).update(unit[1] for unit in graph.predecessors(node))
-    assert set(owners) == {n for n, _ in model.named_parameters()}
+    real = {n: p for n, p in model.named_parameters()}
+    assert set(owners) == set(source.adapter.split_fused(real, source.shape))  # a fused weight as its parts
     for tensor, kinds in owners.items():
         assert kinds & {"layer", "hidden"}, tensor
 

@@ -62,6 +62,8 @@ CASES = [
     ("gemma2", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
     ("gemma3", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
     ("gemma3", {"hidden"}, {}),
+    ("phi3-fused", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
+    ("phi3-fused", {"query_head"}, {"keep_heads_per_group": 2}),
 ]
 
 
