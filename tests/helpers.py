@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 
 # Small but structurally complete: MHA, GQA (Mistral), biased q/k/v (Qwen2), per-head q/k norms (Qwen3),
-# Gemma 2 and 3, fused projections (Phi-3), tied embeddings.
+# Gemma 2 and 3, fused projections (Phi-3), Llama-3.1's rope scaling, tied embeddings.
 TINY_CONFIGS: dict[str, dict] = {
     "llama-mha": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
@@ -51,6 +51,13 @@ TINY_CONFIGS: dict[str, dict] = {
         "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
         "max_position_embeddings": 256, "original_max_position_embeddings": 256, "tie_word_embeddings": False,
         "pad_token_id": 0,
+    },
+    "llama31-rope": {  # Llama-3.1's rope scaling (rope_type llama3), GQA
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
+        "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "max_position_embeddings": 1024, "tie_word_embeddings": False, "rope_theta": 500000.0,
+        "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 128},
     },
     "llama-tied": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,

@@ -55,19 +55,21 @@ def test_sheared_llama_parameter_counts(specs_copy, capsys, spec, target):
                                              ("minitron_qwen3_8b.yaml", "8,190,735,360"),
                                              ("minitron_gemma2_9b_depth.yaml", "9,241,705,984"),
                                              ("llm_pruner_gemma3_1b.yaml", "999,885,952"),
-                                             ("sheared_phi3_mini.yaml", "3,821,079,552")])
+                                             ("sheared_phi3_mini.yaml", "3,821,079,552"),
+                                             ("minitron_llama31_8b_depth.yaml", "8,030,261,248")])
 def test_each_family_card_counts_its_models_published_parameters(specs_copy, capsys, spec, source):
-    """Llama-3-8B, Qwen3-8B, Gemma-2-9B, Gemma-3-1B and Phi-3-mini as their safetensors hold them (Gemma's
-    tied head once)."""
+    """Llama-3-8B and 3.1-8B, Qwen3-8B, Gemma-2-9B, Gemma-3-1B and Phi-3-mini as their safetensors hold them
+    (Gemma's tied head once)."""
     assert main(["compile", str(specs_copy / "specs" / spec), "-o", str(specs_copy / "plan.json")]) == 0
     assert f"{spec.split('.')[0].replace('_', '-')}: {source} -> " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("spec", "counts"), [("minitron_llama3_8b.yaml", "8,030,261,248 -> 4,512,746,496"),
-                                             ("minitron_qwen3_8b.yaml", "8,190,735,360 -> 5,977,809,408")])
-def test_minitron_reaches_model_optimizers_width_shapes(specs_copy, capsys, spec, counts):
-    """Model Optimizer's width examples, every layer and head kept: Llama-3-8B at hidden 3072 and MLP 9216
-    ("4.5B"); Qwen3-8B (8.2B) at hidden 3584 and MLP 9216 ("6B")."""
+                                             ("minitron_qwen3_8b.yaml", "8,190,735,360 -> 5,977,809,408"),
+                                             ("minitron_llama31_8b_depth.yaml", "8,030,261,248 -> 4,540,469,248")])
+def test_minitron_reaches_model_optimizers_example_shapes(specs_copy, capsys, spec, counts):
+    """Model Optimizer's examples: Llama-3-8B at hidden 3072 and MLP 9216, every layer and head kept ("4.5B");
+    Qwen3-8B (8.2B) at hidden 3584 and MLP 9216 ("6B"); Llama-3.1-8B at 16 of its 32 layers ("4.5B")."""
     assert main(["compile", str(specs_copy / "specs" / spec), "-o", str(specs_copy / "plan.json")]) == 0
     assert f"{counts} parameters" in capsys.readouterr().out
     plan = json.loads((specs_copy / "plan.json").read_text())

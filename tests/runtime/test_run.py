@@ -32,6 +32,7 @@ TARGETS = {
     "gemma2": {"layers": 3, "hidden": 32, "heads": 2, "kv_heads": 1, "intermediate": 80},
     "gemma3": {"layers": 3, "hidden": 32, "heads": 2, "kv_heads": 1, "intermediate": 80},
     "phi3-fused": {"layers": 2, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 80},
+    "llama31-rope": {"layers": 2, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 80},
 }
 CASES = {f"{method}-{model}": (model, {"target": target, "prune": METHODS[method], "schedule": {"micro_batch": 2},
                                        "export": {"dtype": "float32" if model == "qwen2-bias" else "bfloat16"}})

@@ -64,6 +64,7 @@ CASES = [
     ("gemma3", {"hidden"}, {}),
     ("phi3-fused", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
     ("phi3-fused", {"query_head"}, {"keep_heads_per_group": 2}),
+    ("llama31-rope", {"layer", "hidden", "kv_group", "intermediate"}, {"keep_groups": 1}),
 ]
 
 
