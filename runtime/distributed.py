@@ -2,16 +2,19 @@
 
 Data parallel (runtime.strategy: ddp): every rank holds the model, reads its own rows of each
 global batch, and averages gradients. Sharded (fsdp2): each decoder block and the root are
-`fully_shard`-ed, so parameters, gradients and optimizer states are split over ranks; full
-weights are gathered when a stage ends or a checkpoint is written. Either way, parameters
-outside the model (hard-concrete masks and multipliers) are replicated and averaged here,
-the mixer's decision is rank 0's, broadcast, and only rank 0 writes files.
+`fully_shard`-ed, so parameters, gradients and optimizer states are split over ranks; a
+checkpoint inside a stage is written by every rank, its own shards (torch.distributed.checkpoint),
+and full weights are gathered only when a stage ends (the dense model the next stage reads).
+Either way, parameters outside the model (hard-concrete masks and multipliers) are replicated and
+averaged here, the mixer's decision is rank 0's, broadcast, and only rank 0 writes other files.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -141,29 +144,6 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
     return total
 
 
-def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
-    """The optimizer's state with sharded tensors gathered whole (a collective under FSDP2)."""
-    state = optimizer.state_dict()
-    state["state"] = {index: {k: full(v) if torch.is_tensor(v) else v for k, v in entry.items()}
-                      for index, entry in state["state"].items()}
-    return state
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load a whole optimizer state, each rank keeping its shard of sharded parameters' states."""
-    from torch.distributed.tensor import distribute_tensor
-
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    converted = {}
-    for index, entry in state["state"].items():
-        param = params[int(index)]
-        converted[index] = {
-            key: distribute_tensor(value.to(param.device), param.device_mesh, param.placements)
-            if is_sharded(param) and torch.is_tensor(value) and value.dim() > 0 else value
-            for key, value in entry.items()}
-    optimizer.load_state_dict({**state, "state": converted})
-
-
 def unsharded(model: torch.nn.Module, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     """`model` itself, or, if FSDP2 sharded it, a fresh `build()` holding its gathered weights."""
     if not any(is_sharded(p) for p in model.parameters()):
@@ -172,3 +152,47 @@ def unsharded(model: torch.nn.Module, build: Callable[[], torch.nn.Module]) -> t
     whole = build()
     whole.load_state_dict(weights, strict=True)
     return whole
+
+
+def _owner(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.nn.Module:
+    """A module holding `model` and every optimized parameter outside it (hard-concrete's masks and
+    multipliers), so each optimizer state has a name in torch.distributed.checkpoint's state dicts."""
+    owner = torch.nn.Module()
+    owner.model = model
+    inside = {id(p) for p in model.parameters()}
+    owner.outside = torch.nn.ParameterList(
+        [p for group in optimizer.param_groups for p in group["params"] if id(p) not in inside])
+    return owner
+
+
+def save_sharded(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Every rank writes its own shards of the model and the optimizer under `directory`
+    (torch.distributed.checkpoint: no rank gathers the whole; a collective)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    dcp.save({"model": model.state_dict(), "optimizer": get_optimizer_state_dict(_owner(model, optimizer), optimizer)},
+             checkpoint_id=directory)
+
+
+def load_sharded_model(directory: Path, model: torch.nn.Module) -> None:
+    """The weights save_sharded wrote, into `model` as it is: sharded on any number of ranks (each reads
+    its part), or whole in one process with no process group (each tensor assembled from the shards)."""
+    import torch.distributed.checkpoint as dcp
+
+    state = {"model": model.state_dict()}
+    with warnings.catch_warnings():  # in one process, that it assumes one process is what was asked
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
+        dcp.load(state, checkpoint_id=directory, no_dist=not active())
+    model.load_state_dict(state["model"], strict=True)
+
+
+def load_sharded_optimizer(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """The optimizer state save_sharded wrote, each rank reading its shards of it."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    owner = _owner(model, optimizer)
+    state = {"optimizer": get_optimizer_state_dict(owner, optimizer)}  # its tensors, shaped and sharded, to fill
+    dcp.load(state, checkpoint_id=directory, no_dist=not active())
+    set_optimizer_state_dict(owner, optimizer, state["optimizer"])

@@ -4,6 +4,9 @@
         meta.json           plan hash, stage, step, complete, checks, where the weights are
         model.safetensors   the model being trained (safetensors' save_model: tied weights once)
         trainer.pt          optimizer, masks and multipliers, mixer, data position, RNG states
+        sharded/            instead, under FSDP2 inside a stage: the model's and the optimizer's
+                            shards, each rank's own (torch.distributed.checkpoint); trainer.pt
+                            then holds the rest
 
 A checkpoint marked complete ends its stage and carries what later stages need (the
 masks, the mixer's proportions, the evaluation). A stage that changed no weights writes
@@ -22,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_file, save_model
+from safetensors.torch import load_model, save_model
 
 from shearc.canonical import atomic_directory
 from shearc.errors import Problem, UserError
 
-from ..distributed import is_main
+from ..distributed import barrier, is_main, load_sharded_model, save_sharded
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,22 @@ class Checkpoint:
         return self.meta["complete"]
 
     @property
+    def sharded(self) -> Path | None:
+        """The torch.distributed.checkpoint directory of a sharded checkpoint (model and optimizer); else None."""
+        return self.path / "sharded" if self.meta.get("sharded") else None
+
+    @property
     def weights(self) -> Path | None:
-        """The safetensors file of this checkpoint's model; None when the source's weights hold."""
+        """The safetensors file of this checkpoint's model; None when the source's weights hold, or when they
+        are sharded (`sharded`)."""
         holder = self.meta.get("weights", self.path.name)
-        return None if holder is None else self.path.parent / holder / "model.safetensors"
+        return None if holder is None or self.sharded else self.path.parent / holder / "model.safetensors"
 
     def load_model(self, model: torch.nn.Module) -> None:
+        """The checkpoint's weights into `model` (sharded ones on any number of ranks, or in one process)."""
+        if self.sharded is not None:
+            load_sharded_model(self.sharded, model)
+            return
         if self.weights is None:
             raise RuntimeError(f"checkpoint {self.path} holds no weights (the source's hold)")
         missing, unexpected = load_model(model, self.weights, strict=True)
@@ -86,32 +99,53 @@ class Checkpoints:
         return checkpoints[-1] if checkpoints else None
 
     def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module | None,
-             trainer: dict[str, Any], checks: dict[str, Any] | None = None,
-             weights: dict[str, torch.Tensor] | None = None) -> Checkpoint | None:
-        """Rank 0 writes; the others return None. `weights` replaces the model's own tensors when
-        they are sharded (gathered whole by the caller, on every rank). `model` None: the stage changed
-        no weights, so the newest checkpoint's (or the source's) are this one's."""
+             trainer: dict[str, Any], checks: dict[str, Any] | None = None) -> Checkpoint | None:
+        """Rank 0 writes; the others return None. `model` None: the stage changed no weights, so the
+        newest checkpoint's (or the source's) are this one's."""
         if not is_main():
             return None
         require_plain(trainer)
         final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
         previous = self.all()
-        if model is None and weights is None:
+        if model is None:
+            if previous and previous[-1].sharded:  # only a stage's own checkpoints are sharded; its end is not
+                raise AssertionError(f"{previous[-1].path} is sharded: a checkpoint cannot take its weights")
             holder = previous[-1].weights.parent.name if previous and previous[-1].weights else None
         else:
             holder = final.name
         meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
                 "complete": complete, "checks": checks or {}, "weights": holder}
         with atomic_directory(final) as staging:
-            if weights is not None:
-                whole = {k: v.contiguous() for k, v in _unshared(weights).items()}
-                save_file(whole, str(staging / "model.safetensors"))
-            elif model is not None:
+            if model is not None:
                 save_model(model, str(staging / "model.safetensors"))
             torch.save(trainer, staging / "trainer.pt")
             (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         self._rotate()
         return Checkpoint(final, meta)
+
+    def save_sharded(self, *, stage: str, stage_index: int, step: int, model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, trainer: dict[str, Any], checks: dict[str, Any]) -> None:
+        """Inside a stage under FSDP2, on every rank: each writes its shards of the model and the optimizer
+        into a hidden staging directory, rank 0 adds the rest of `trainer` and the meta, then renames it into
+        place; nothing is gathered whole, and a crash leaves no half-written checkpoint."""
+        final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
+        staging = self.directory / f".{final.name}.sharded"  # one name every rank knows
+        if is_main():
+            require_plain(trainer)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        barrier()
+        save_sharded(staging / "sharded", model, optimizer)
+        if is_main():
+            meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
+                    "complete": False, "checks": checks, "weights": final.name, "sharded": True}
+            torch.save(trainer, staging / "trainer.pt")
+            (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            if final.exists():
+                shutil.rmtree(final)
+            staging.rename(final)
+            self._rotate()
+        barrier()
 
     def _rotate(self) -> None:
         """Keep the newest `keep`, and any older one whose weights they point at."""
@@ -159,13 +193,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _unshared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """One name per storage (tied weights once), as save_model writes them."""
-    seen, out = set(), {}
-    for name, tensor in weights.items():
-        if tensor.data_ptr() not in seen:
-            seen.add(tensor.data_ptr())
-            out[name] = tensor
-    return out

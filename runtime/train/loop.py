@@ -164,7 +164,10 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     first = 0
     if resume is not None:  # the caller restored the weights; the rest of the loop's state is here
         state = resume.trainer_state()
-        distributed.load_optimizer_state(optimizer, state["optimizer"])
+        if resume.sharded is not None:  # each rank reads its shards of the optimizer's state
+            distributed.load_sharded_optimizer(resume.sharded, model, optimizer)
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         mixer.load_state_dict(state["mixer"])
         task.load_state_dict(state["task"])
@@ -181,14 +184,15 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     outside = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in model_params]
 
     def checkpoint(step: int) -> None:
-        # Under FSDP2 every rank gathers (collectives); rank 0 writes the whole state.
-        weights = distributed.full_state_dict(model) if sharded else None
-        saving.checkpoints.save(stage=stage, stage_index=saving.stage_index, step=step, complete=False, model=model,
-                                trainer={"optimizer": distributed.full_optimizer_state(optimizer),
-                                         "sampler": sampler.state_dict(), "mixer": mixer.state_dict(),
-                                         "task": task.state_dict(), "signal": signal.state_dict(),
-                                         "rng": rng_state()},
-                                checks=saving.checks, weights=weights)
+        trainer = {"sampler": sampler.state_dict(), "mixer": mixer.state_dict(), "task": task.state_dict(),
+                   "signal": signal.state_dict(), "rng": rng_state()}
+        if sharded:  # under FSDP2 every rank writes its own shards of the weights and the optimizer
+            saving.checkpoints.save_sharded(stage=stage, stage_index=saving.stage_index, step=step, model=model,
+                                            optimizer=optimizer, trainer=trainer, checks=saving.checks)
+        else:
+            saving.checkpoints.save(stage=stage, stage_index=saving.stage_index, step=step, complete=False,
+                                    model=model, trainer={**trainer, "optimizer": optimizer.state_dict()},
+                                    checks=saving.checks)
         metrics.write("checkpoint", stage=stage, step=step)
 
     with _progress(stage, schedule.steps, first) as advance:

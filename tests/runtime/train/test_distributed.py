@@ -108,29 +108,63 @@ def _torchrun(plan, out, **popen):
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
 
 
-def test_sharded_runs_checkpoint_and_resume_exactly(tmp_path):
+@pytest.mark.parametrize("stage", ["prune", "recover"])
+def test_sharded_runs_checkpoint_and_resume_exactly(tmp_path, stage):
+    """Each rank writes its own shards (torch.distributed.checkpoint); killed inside hard-concrete pruning (its
+    masks and multipliers in the optimizer beside the sharded model) or recovery, the run resumes to
+    bit-identical weights; and one process, with no process group, reads a 2-process recovery checkpoint whole."""
     import os
     import signal
     import time
 
-    plan = tiny_project(tmp_path, "llama-mha", {
-        "target": {"layers": 3, "hidden": 32, "heads": 4, "intermediate": 96},
-        "prune": PRUNE, "recovery": {**RECOVERY, "steps": 24}, "schedule": {"micro_batch": 2},
-        "runtime": {"devices": 2, "strategy": "fsdp2", "checkpoint_interval": 3, "deterministic": True},
-        "export": {"dtype": "float32"}})
+    from shearc.runtime.train.checkpoint import Checkpoints
+
+    def project(root, devices, strategy):
+        return tiny_project(root, "llama-mha", {
+            "target": {"layers": 3, "hidden": 32, "heads": 4, "intermediate": 96},
+            "prune": PRUNE, "recovery": {**RECOVERY, "steps": 24}, "schedule": {"micro_batch": 2},
+            "runtime": {"devices": devices, "strategy": strategy, "checkpoint_interval": 3, "deterministic": True,
+                        "keep_checkpoints": 20},
+            "export": {"dtype": "float32"}})
+
+    plan = project(tmp_path, 2, "fsdp2")
     clean = _torchrun(plan, tmp_path / "clean")
     assert clean.wait(timeout=300) == 0, clean.stderr.read()[-3000:]
     killed = _torchrun(plan, tmp_path / "run", start_new_session=True)
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "run" / "checkpoints").glob("02-recover-*")):
+    while not list((tmp_path / "run" / "checkpoints").glob(f"0?-{stage}-*")):
         assert killed.poll() is None and time.monotonic() < deadline, killed.stderr.read()[-3000:]
         time.sleep(0.05)
     os.killpg(killed.pid, signal.SIGKILL)  # torchrun and both workers
     killed.wait()
     assert not (tmp_path / "run" / "done.json").exists()
+    checkpoint = [c for c in Checkpoints(tmp_path / "run" / "checkpoints", "", 1).all() if c.meta["stage"] == stage][-1]
+    assert checkpoint.sharded is not None and not (checkpoint.path / "model.safetensors").exists()
+    assert sorted(p.name for p in checkpoint.sharded.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    if stage == "recover":
+        _loads_in_one_process(checkpoint, plan, project(tmp_path / "single", 1, "ddp"), tmp_path / "single-run")
     resumed = _torchrun(plan, tmp_path / "run")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     one = load_file(tmp_path / "clean" / "model" / "model.safetensors")
     two = load_file(tmp_path / "run" / "model" / "model.safetensors")
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=0, atol=0, msg=name)
+
+
+def _loads_in_one_process(checkpoint, plan, single, out):
+    """The sharded checkpoint, read whole in this process (no process group), holds the weights a 1-process run
+    of the same recipe (`single`) checkpointed at the same step, to fp32 reduction-order tolerance."""
+    from transformers import AutoModelForCausalLM
+
+    from shearc.compiler.source import hf_config
+
+    whole = AutoModelForCausalLM.from_config(hf_config(json.loads(plan.read_text())["target"]["config"]))
+    checkpoint.load_model(whole)
+    assert main(["run", str(single), "--out", str(out)]) == 0
+    same_step = load_file(out / "checkpoints" / checkpoint.path.name / "model.safetensors")
+    compared = 0
+    for name, tensor in whole.state_dict().items():
+        if name in same_step:  # the tied head is stored once
+            torch.testing.assert_close(tensor, same_step[name], rtol=1e-4, atol=1e-5, msg=name)
+            compared += 1
+    assert compared == len(same_step) > 20
