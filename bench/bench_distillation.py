@@ -23,7 +23,6 @@ paired differences (same seed) for the comparisons the issue asks for.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from bench_methods import base_spec, run_spec, slug, spread_table  # noqa: E402 (bench/ is not a package)
+from bench_methods import arguments, base_spec, run_spec, slug, spread_table  # noqa: E402 (bench/ is not a package)
 
 WIDTH = ["head", "intermediate", "hidden"]
 CALIBRATION = {"calibration_samples": 32, "calibration_seq_len": 128}
@@ -112,14 +111,8 @@ def paired_table(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-distillation")
-    parser.add_argument("--only", nargs="*", help="run only these variants (names as in the table)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="runtime.seed of each repeat")
-    parser.add_argument("--budget", type=float, default=1.0, help="the recovery's steps and warm-up times this")
-    parser.add_argument("--smoke", action="store_true", help="4 recovery steps: check the script, not the methods")
-    args = parser.parse_args()
-    args.out = args.out.resolve()
+    args = arguments(__doc__.splitlines()[0], "bench-distillation", "the recovery's steps and warm-up times this",
+                     "4 recovery steps: check the script, not the methods")
 
     spec = base_spec()
     steps = 4 if args.smoke else round((spec["prune"]["steps"] + spec["recovery"]["steps"]) * args.budget)

@@ -99,15 +99,22 @@ def run_spec(spec: dict, work: Path) -> dict:
             "train_tokens": sum(p["steps"] * p["global_batch"] * p["seq_len"] for p in trained)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-methods")
+def arguments(description: str, out: str, budget: str, smoke: str) -> argparse.Namespace:
+    """The comparison benches' options: where results go, which cells, seeds, token budget, a smoke run."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / out)
     parser.add_argument("--only", nargs="*", help="run only these variants (names as in the table)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="runtime.seed of each repeat")
-    parser.add_argument("--budget", type=float, default=1.0, help="every cell's steps times this")
-    parser.add_argument("--smoke", action="store_true", help="4 steps per stage: check the script, not the methods")
+    parser.add_argument("--budget", type=float, default=1.0, help=budget)
+    parser.add_argument("--smoke", action="store_true", help=smoke)
     args = parser.parse_args()
     args.out = args.out.resolve()  # specs written under it name their sources by absolute path
+    return args
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], "bench-methods", "every cell's steps times this",
+                     "4 steps per stage: check the script, not the methods")
 
     spec = scaled(base_spec(), args.budget)
     if args.smoke:

@@ -26,6 +26,15 @@ def _model(config):
     return model
 
 
+def _masked_logits(model, adapter, masks, ids):
+    hooks = MaskHooks(model, adapter)
+    hooks.values = masks
+    with torch.no_grad():
+        masked = model(input_ids=ids).logits
+    hooks.remove()
+    return masked
+
+
 def _masks(shape, kinds, generator, *, keep_groups=None, keep_heads_per_group=None, soft=True):
     """Deterministic hard-concrete masks (exactly k per row, soft values) of the given kinds."""
     constants = Constants()
@@ -79,12 +88,7 @@ def test_sliced_model_matches_masked_model(name, kinds, keep, soft):
     model = _model(config)
     masks = _masks(shape, kinds, torch.Generator().manual_seed(1), soft=soft, **keep)
     ids = torch.randint(0, config["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(2))
-
-    hooks = MaskHooks(model, adapter)
-    hooks.values = masks
-    with torch.no_grad():
-        masked = model(input_ids=ids).logits
-    hooks.remove()
+    masked = _masked_logits(model, adapter, masks, ids)
 
     state, target = finalize_state(model.state_dict(), adapter, masks, shape,
                                    tied=config["tie_word_embeddings"])
@@ -141,11 +145,7 @@ def test_per_layer_attention_types_follow_the_kept_layers():
     model = _model(config)
     masks = {"layer": torch.tensor([1.0, 0.0, 1.0, 0.0])}
     ids = torch.randint(0, config["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(2))
-    hooks = MaskHooks(model, adapter)
-    hooks.values = masks
-    with torch.no_grad():
-        masked = model(input_ids=ids).logits
-    hooks.remove()
+    masked = _masked_logits(model, adapter, masks, ids)
     state, target = finalize_state(model.state_dict(), adapter, masks, shape, tied=False)
 
     def sliced(dense_config):
