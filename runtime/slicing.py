@@ -89,8 +89,17 @@ def _scale(tensor: torch.Tensor, axes: tuple[str, ...], symbol: str, values: tor
 Scaling = tuple[tuple[str, ...], str, torch.Tensor]  # the parameter's axes, the axis symbol, the mask values
 
 
+def embedding_scale_change(hidden: int, kept: int, dtype: torch.dtype) -> float:
+    """What the embedding must be multiplied by so that a model scaling it by sqrt(kept) computes what one
+    scaling it by sqrt(hidden) did: each factor as the model applies it, rounded to the weights' dtype."""
+    def applied(width: int) -> float:
+        return float(torch.tensor(math.sqrt(width)).to(dtype))
+
+    return applied(hidden) / applied(kept)
+
+
 def fold_scalings(state_keys: set[str], adapter: FamilyAdapter, masks: dict[str, torch.Tensor], shape: Shape,
-                  *, tied: bool) -> dict[str, list[Scaling]]:
+                  *, tied: bool, embedding_dtype: torch.dtype = torch.float32) -> dict[str, list[Scaling]]:
     """Per parameter, the mask values to multiply in so that, unmasked, it computes what the masked model computes.
 
     The hidden mask on the final norm's output is folded exactly once: into the final norm,
@@ -112,8 +121,8 @@ def fold_scalings(state_keys: set[str], adapter: FamilyAdapter, masks: dict[str,
             if not (tied and module == adapter.final_norm):
                 apply(module, adapter.outer, "", "hidden", hidden)
         if adapter.scales_embedding_by_sqrt_hidden:  # the sliced model scales by sqrt(kept), the source by sqrt(d)
-            factor = torch.full_like(hidden, math.sqrt(hidden.numel() / int(torch.count_nonzero(hidden))),
-                                     dtype=torch.float32)
+            change = embedding_scale_change(hidden.numel(), int(torch.count_nonzero(hidden)), embedding_dtype)
+            factor = torch.full_like(hidden, change, dtype=torch.float32)
             apply(adapter.embedding.rsplit(".", 1)[0], adapter.outer, "", "hidden", factor)
             if tied:  # the output head reads the same weight: the final norm's output takes the inverse
                 apply(adapter.final_norm, adapter.outer, "", "hidden", 1 / factor)
@@ -181,7 +190,8 @@ def finalize_state(state: dict[str, torch.Tensor], adapter: FamilyAdapter, masks
     sliced, so the peak is the source plus the result plus one tensor, whatever the model's size."""
     kept = kept_units(masks, shape)
     state = adapter.split_fused(state, shape)  # fused projections are cut part by part, then joined again
-    scalings = fold_scalings(set(state), adapter, masks, shape, tied=tied)
+    scalings = fold_scalings(set(state), adapter, masks, shape, tied=tied,
+                             embedding_dtype=state[adapter.embedding].dtype)
     out = {}
     for key, tensor in state.items():
         if tied and key == adapter.output_head:

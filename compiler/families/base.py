@@ -4,10 +4,9 @@ An adapter names, for every parameter of a decoder block and of the model around
 symbolic extent of each axis (`hidden`, `attn` = heads x head_dim, `kv` = kv_heads x head_dim,
 `inter`; and two no unit prunes: `head_dim`, one head's width, and `vocab`), where each mask
 multiplies an activation, how its norms and embeddings compute, which projections LoRA adapts,
-and how many parameters a shape has. The dependency
-graph, the parameter counts (exact at compile time, expected under hard-concrete masks), the
-folding and slicing and the target config all derive from that description: a new family is
-one module (see docs/EXTENDING.md).
+and how many parameters a shape has. The dependency graph, the parameter counts (exact at
+compile time, expected under hard-concrete masks), the folding and slicing and the target config
+all derive from that description: a new family is one module (see docs/EXTENDING.md).
 """
 
 from __future__ import annotations

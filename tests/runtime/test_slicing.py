@@ -160,3 +160,13 @@ def test_per_layer_attention_types_follow_the_kept_layers():
     first_two = adapter.config_for(config, target)
     assert first_two["layer_types"] == ["full_attention", "full_attention"]
     assert (sliced(first_two) - masked).abs().max().item() > 1e-3  # measured: 3.6e-3
+
+
+def test_the_embedding_scale_change_is_the_one_the_model_applies_in_its_dtype():
+    """Gemma multiplies the embedding by sqrt(hidden) cast to the weights' dtype: from 64 to 48 channels the
+    fold is 8 / 6.9375 in bf16 (sqrt(48) = 6.928 rounds to 6.9375), 8 / sqrt(48) in fp32."""
+    from shearc.runtime.slicing import embedding_scale_change
+
+    assert embedding_scale_change(64, 48, torch.bfloat16) == 8 / 6.9375
+    assert embedding_scale_change(64, 48, torch.float32) == pytest.approx(8 / 48**0.5, rel=1e-7)
+    assert embedding_scale_change(64, 64, torch.bfloat16) == 1.0
