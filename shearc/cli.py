@@ -110,6 +110,29 @@ def report(run_dir: Path, out: Path | None) -> None:
 
 
 @cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Also write the table as CSV.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the table as markdown (best values in bold).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the PNG plots (per-domain loss per run; training loss against tokens).")
+def compare(run_dirs: tuple[Path, ...], csv_path: Path | None, markdown_path: Path | None, out: Path | None) -> None:
+    """One table over several runs: what each did, spent and made, per-domain and worst-domain loss, downstream
+    tasks; the best value of each column marked."""
+    from shearc.report.compare import compare_runs
+    from shearc.report.records import read_run
+
+    for path in (csv_path, markdown_path):
+        if path is not None and path.is_dir():
+            raise UserError([Problem("is a folder; give a file name", file=str(path))], title="cannot write the table")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UserError([Problem("exists and is not a folder", file=str(out))], title="cannot write the plots")
+    records = [read_run(run_dir) for run_dir in run_dirs]
+    for path in compare_runs(records, stdout, csv_path=csv_path, markdown_path=markdown_path, plots=out):
+        stdout.print(f"wrote {path}", markup=False)
+
+
+@cli.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--train-documents", type=click.IntRange(min=1), default=8000, show_default=True,
               help="Training documents per domain.")

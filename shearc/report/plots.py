@@ -13,7 +13,7 @@ from shearc.canonical import write_bytes_atomic
 from .records import RunRecord
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     write_bytes_atomic(path, buffer.getvalue())
@@ -40,7 +40,7 @@ def _per_domain_lines(record: RunRecord, field: str, ylabel: str, title: str, pa
     _mark_stages(axes, record)
     axes.set(xlabel="step (all training stages)", ylabel=ylabel, title=title)
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: lines fill the axes
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def domain_weights(record: RunRecord, out: Path) -> Path | None:
@@ -75,7 +75,7 @@ def drpruning_references(record: RunRecord, out: Path) -> Path | None:
     losses.set_title("reference losses over steps")
     ratio.set_title("reference ratio over steps")
     ratio.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _save(figure, out / "drpruning_references.png")
+    return save_figure(figure, out / "drpruning_references.png")
 
 
 def pruning_size(record: RunRecord, out: Path) -> Path | None:
@@ -96,7 +96,7 @@ def pruning_size(record: RunRecord, out: Path) -> Path | None:
                        label=f"{kind} target")
     fractions.set(xlabel="pruning step", ylabel="fraction kept", title="per unit kind")
     fractions.legend(fontsize=7, ncols=2)
-    return _save(figure, out / "pruning_size.png")
+    return save_figure(figure, out / "pruning_size.png")
 
 
 def perplexity(record: RunRecord, out: Path) -> Path | None:
@@ -113,7 +113,7 @@ def perplexity(record: RunRecord, out: Path) -> Path | None:
     axes.set_xticks(positions, names)
     axes.set(ylabel="perplexity", title="per-domain perplexity before and after")
     axes.legend(fontsize=8)
-    return _save(figure, out / "perplexity.png")
+    return save_figure(figure, out / "perplexity.png")
 
 
 def write_plots(record: RunRecord, out: Path) -> list[Path]:

@@ -1,0 +1,219 @@
+"""`shearc compare RUN_DIR...`: several runs in one table, the best value of each column marked.
+
+    shearc compare runs/a runs/b runs/c [--csv table.csv] [--markdown table.md] [--out plots/]
+
+One row per run: what it did (prune method, mixer, recovery), what it spent (training tokens, wall
+time), what it made (parameters, latency and tokens/s of its forward), and how good it is (each
+domain's eval loss, the mean and the worst domain, and any downstream task the run evaluated).
+Plots: each run's per-domain loss side by side, and training loss against tokens seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from shearc.canonical import write_text_atomic
+
+from .plots import save_figure
+from .records import RunRecord
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    better: str | None  # "lower", "higher", or None (not ranked)
+    digits: int | None = None  # decimals; None: an integer with thousands separators, or text
+
+
+def stage_tokens(plan: dict[str, Any]) -> int:
+    """Tokens the run trained on: every training stage's steps x global batch x sequence length."""
+    return sum(s["params"]["steps"] * s["params"]["global_batch"] * s["params"]["seq_len"]
+               for s in plan["stages"] if "steps" in s.get("params", {}))
+
+
+def _stage_params(plan: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((s.get("params", {}) for s in plan["stages"] if s["stage"] == name), None)
+
+
+def _recovery(plan: dict[str, Any]) -> str:
+    recovery = _stage_params(plan, "recover")
+    if recovery is None:
+        return "none"
+    method = recovery["method"]
+    return f"{method} ({recovery['student']})" if method == "distill" else method
+
+
+def row_of(record: RunRecord) -> dict[str, Any]:
+    """The run's values by column title (absent where it has none, e.g. no report.json)."""
+    plan = record.plan
+    row: dict[str, Any] = {"run": record.run_dir.name, "prune": _stage_params(plan, "prune")["method"],
+                           "mixer": plan["mixer"]["method"], "recovery": _recovery(plan),
+                           "training tokens": stage_tokens(plan),
+                           "wall time (s)": sum(r["seconds"] for r in record.events("stage"))}
+    report = record.report
+    if report is not None:
+        result = report["result"]
+        losses = [d["loss"] for d in result["domains"]]
+        row.update({"parameters": result["params"], "latency (ms)": result["latency_ms"],
+                    "tokens/s": result["tokens_per_second"]})
+        row.update({f"loss {name}": loss for name, loss in zip(report["domains"], losses, strict=True)})
+        row.update({"mean loss": sum(losses) / len(losses), "worst-domain loss": max(losses)})
+        for task in report.get("downstream", {}).get("tasks", []):
+            row[_task_title(task)] = task["result"]["value"]
+    return row
+
+
+def _task_title(task: dict[str, Any]) -> str:
+    return f"{task['task']} {task['metric']} ({task['num_fewshot']}-shot)"
+
+
+def columns_of(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[Column]:
+    """Every column some run has, in a fixed order: what it did, spent, made, then its losses and tasks."""
+    domains = list(dict.fromkeys(name for r in records if r.report for name in r.report["domains"]))
+    tasks = list(dict.fromkeys(_task_title(t) for r in records if r.report
+                               for t in r.report.get("downstream", {}).get("tasks", [])))
+    candidates = [Column("run", None), Column("prune", None), Column("mixer", None), Column("recovery", None),
+                  Column("training tokens", "lower"), Column("parameters", "lower"),
+                  Column("latency (ms)", "lower", 2), Column("tokens/s", "higher", 0),
+                  *(Column(f"loss {name}", "lower", 3) for name in domains),
+                  Column("mean loss", "lower", 3), Column("worst-domain loss", "lower", 3),
+                  *(Column(title, "higher", 4) for title in tasks), Column("wall time (s)", "lower", 0)]
+    return [c for c in candidates if any(c.title in row for row in rows)]
+
+
+def best_values(rows: list[dict[str, Any]], columns: list[Column]) -> dict[str, Any]:
+    """Per ranked column, the best value among the runs (ties all marked)."""
+    best = {}
+    for column in columns:
+        values = [row[column.title] for row in rows if column.title in row]
+        if column.better and values and len(rows) > 1:
+            best[column.title] = min(values) if column.better == "lower" else max(values)
+    return best
+
+
+def _text(value: Any, column: Column) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if column.digits is None:
+        return f"{value:,}"
+    return f"{value:,.{column.digits}f}"
+
+
+def _is_best(value: Any, column: Column, best: dict[str, Any]) -> bool:
+    return column.title in best and value is not None and math.isclose(value, best[column.title], rel_tol=1e-12)
+
+
+def markdown(rows: list[dict[str, Any]], columns: list[Column]) -> str:
+    """A markdown table, the best value of each ranked column in bold."""
+    best = best_values(rows, columns)
+    lines = ["| " + " | ".join(c.title for c in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column.title)
+            text = _text(value, column)
+            cells.append(f"**{text}**" if _is_best(value, column, best) else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[Column]) -> str:
+    """Plain values (full precision), one row per run, and one column per run saying which columns it wins."""
+    best = best_values(rows, columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([c.title for c in columns] + ["best in"])
+    for row in rows:
+        wins = [c.title for c in columns if _is_best(row.get(c.title), c, best)]
+        writer.writerow([row.get(c.title, "") for c in columns] + ["; ".join(wins)])
+    return buffer.getvalue()
+
+
+def rich_table(rows: list[dict[str, Any]], columns: list[Column]) -> Table:
+    """On the terminal, one column per run and one row per quantity (a dozen runs fit the width; a dozen
+    domains and tasks would not), the best of each row marked (bold, and * for plain text)."""
+    best = best_values(rows, columns)
+    table = Table(title=f"{len(rows)} runs; * marks the best of each row (the lowest, but for tokens/s and tasks)")
+    table.add_column("")
+    for row in rows:
+        table.add_column(row["run"], justify="right")
+    for column in columns[1:]:
+        table.add_row(column.title, *(f"[bold]{_text(row.get(column.title), column)} *[/bold]"
+                                      if _is_best(row.get(column.title), column, best)
+                                      else _text(row.get(column.title), column) for row in rows))
+    return table
+
+
+def per_domain_plot(records: list[RunRecord], out: Path) -> Path | None:
+    reported = [r for r in records if r.report is not None]
+    if not reported:
+        return None
+    domains = list(dict.fromkeys(name for r in reported for name in r.report["domains"]))
+    figure = Figure(figsize=(max(8, 1.2 * len(domains) * max(1, len(reported)) / 3), 4.5))
+    axes = figure.subplots()
+    width = 0.8 / len(reported)
+    positions = np.arange(len(domains))
+    for index, record in enumerate(reported):
+        losses = dict(zip(record.report["domains"], (d["loss"] for d in record.report["result"]["domains"]),
+                          strict=True))
+        axes.bar(positions + (index - (len(reported) - 1) / 2) * width, [losses.get(d, np.nan) for d in domains],
+                 width=width, label=record.run_dir.name)
+    axes.set_xticks(positions, domains)
+    axes.set(ylabel="eval loss (nats/token)", title="per-domain eval loss of each run's result")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return save_figure(figure, out / "compare_per_domain_loss.png")
+
+
+def loss_against_tokens(records: list[RunRecord], out: Path) -> Path | None:
+    """Training loss against the tokens each run had trained on by then (all training stages in order)."""
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.subplots()
+    drawn = False
+    for record in records:
+        per_step = {s["stage"]: s["params"]["global_batch"] * s["params"]["seq_len"]
+                    for s in record.plan["stages"] if "steps" in s.get("params", {})}
+        before, seen, points = {}, 0, []
+        for stage in record.training_stages():
+            before[stage] = seen
+            seen += next(s for s in record.plan["stages"] if s["stage"] == stage)["params"]["steps"] * per_step[stage]
+        for step in record.series("train"):
+            points.append((before[step["stage"]] + step["step"] * per_step[step["stage"]], step["loss"]))
+        if points:
+            axes.plot(*zip(*points, strict=True), linewidth=1, label=record.run_dir.name)
+            drawn = True
+    if not drawn:
+        return None
+    axes.set(xlabel="training tokens", ylabel="training loss (nats/token)", title="training loss against tokens")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return save_figure(figure, out / "compare_loss_against_tokens.png")
+
+
+def compare_runs(records: list[RunRecord], console: Console, *, csv_path: Path | None = None,
+                 markdown_path: Path | None = None, plots: Path | None = None) -> list[Path]:
+    """Print the table; write what was asked for; return the files written."""
+    rows = [row_of(record) for record in records]
+    columns = columns_of(rows, records)
+    console.print(rich_table(rows, columns))
+    written = []
+    if csv_path is not None:
+        write_text_atomic(csv_path, csv_text(rows, columns))
+        written.append(csv_path)
+    if markdown_path is not None:
+        write_text_atomic(markdown_path, markdown(rows, columns))
+        written.append(markdown_path)
+    if plots is not None:
+        written += [p for p in (per_domain_plot(records, plots), loss_against_tokens(records, plots)) if p]
+    return written
+

@@ -1,0 +1,75 @@
+"""`shearc compare RUN_DIR...`: two real tiny runs side by side, the best value of each column marked."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from shearc.cli import main
+
+from ..helpers import tiny_project
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RECOVERY = {"steps": 4, "global_batch": 4, "seq_len": 16, "lr": 3e-3, "warmup_steps": 1, "eval_interval": 2}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A magnitude + LM-loss run and an activation + distillation run of the same tiny model and data."""
+    made = []
+    for name, prune, recovery in (("lm", {"method": "magnitude"}, {"method": "full"}),
+                                  ("distill", {"method": "activation", "calibration_samples": 4,
+                                               "calibration_seq_len": 16}, {"method": "distill"})):
+        root = tmp_path_factory.mktemp(name)
+        plan_path = tiny_project(root, "mistral-gqa", {
+            "target": {"heads": 4, "kv_heads": 1, "intermediate": 96}, "prune": prune,
+            "recovery": {**RECOVERY, **recovery}, "eval": {"sequences_per_domain": 4, "seq_len": 16},
+            "export": {"dtype": "float32"}})
+        assert main(["run", str(plan_path), "--out", str(root / name)]) == 0
+        made.append(root / name)
+    return made
+
+
+def _mean(run_dir):
+    losses = [d["loss"] for d in json.loads((run_dir / "report.json").read_text())["result"]["domains"]]
+    return sum(losses) / len(losses)
+
+
+def test_compare_prints_writes_and_marks_the_best(runs, tmp_path, capsys):
+    table, markdown, plots = tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "plots"
+    assert main(["compare", *map(str, runs), "--csv", str(table), "--markdown", str(markdown),
+                 "--out", str(plots)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("lm", "distill", "magnitude", "activation", "distill (full)", "mean loss", "worst-domain loss",
+                   "loss a", "loss b", "training tokens", "tokens/s"):
+        assert needle in out, needle
+    rows = {row["run"]: row for row in csv.DictReader(table.open())}
+    assert set(rows) == {"lm", "distill"}
+    winner = min(runs, key=_mean).name
+    assert "mean loss" in rows[winner]["best in"].split("; ")
+    assert "mean loss" not in rows[({"lm", "distill"} - {winner}).pop()]["best in"]
+    assert float(rows[winner]["mean loss"]) == pytest.approx(_mean(runs[0] if winner == "lm" else runs[1]))
+    assert int(rows["lm"]["training tokens"]) == 4 * 4 * 16
+    lines = markdown.read_text().splitlines()
+    assert lines[0].startswith("| run | prune | mixer | recovery |")
+    assert f"**{min(_mean(r) for r in runs):.3f}**" in next(line for line in lines if line.startswith(f"| {winner} "))
+    for name in ("compare_per_domain_loss", "compare_loss_against_tokens"):
+        png = plots / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000, name
+
+
+def test_a_run_without_a_report_still_compares_on_what_it_has(runs, tmp_path, capsys):
+    stopped = tmp_path / "stopped"
+    shutil.copytree(runs[0], stopped)
+    (stopped / "report.json").unlink()
+    assert main(["compare", str(runs[1]), str(stopped)]) == 0
+    out = capsys.readouterr().out
+    assert "stopped" in out and "mean loss" in out
+
+
+def test_bad_outputs_and_non_runs_exit_2(runs, tmp_path, capsys):
+    assert main(["compare", str(runs[0]), "--csv", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["compare", str(runs[0]), str(tmp_path / "nowhere")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
