@@ -4,8 +4,10 @@
 
 One row per run: what it did (prune method, mixer, recovery), what it spent (training tokens, wall
 time), what it made (parameters, latency and tokens/s of its forward), and how good it is (each
-domain's eval loss, the mean and the worst domain, and any downstream task the run evaluated).
-Plots: each run's per-domain loss side by side, and training loss against tokens seen.
+domain's eval loss, the mean, the worst domain and the largest rise over the source, and any
+downstream task the run evaluated). When every run pruned the same source, the source as the runs
+measured it comes first, as the reference (it competes for no column). Plots: each run's
+per-domain loss side by side, and training loss against tokens seen.
 """
 
 from __future__ import annotations
@@ -62,14 +64,26 @@ def row_of(record: RunRecord) -> dict[str, Any]:
                            "wall time (s)": sum(r["seconds"] for r in record.events("stage"))}
     report = record.report
     if report is not None:
-        result = report["result"]
-        losses = [d["loss"] for d in result["domains"]]
-        row.update({"parameters": result["params"], "latency (ms)": result["latency_ms"],
-                    "tokens/s": result["tokens_per_second"]})
-        row.update({f"loss {name}": loss for name, loss in zip(report["domains"], losses, strict=True)})
-        row.update({"mean loss": sum(losses) / len(losses), "worst-domain loss": max(losses)})
-        for task in report.get("downstream", {}).get("tasks", []):
-            row[_task_title(task)] = task["result"]["value"]
+        row.update(_measured(report, "result"))
+        source = [d["loss"] for d in report["source"]["domains"]]
+        row["worst rise"] = max(after - before for after, before in
+                                zip((d["loss"] for d in report["result"]["domains"]), source, strict=True))
+    return row
+
+
+def source_row(record: RunRecord) -> dict[str, Any]:
+    """The source model as the run measured it (the reference the runs are compared with; never ranked)."""
+    return {"run": "source", "prune": "", "mixer": "", "recovery": "", **_measured(record.report, "source")}
+
+
+def _measured(report: dict[str, Any], which: str) -> dict[str, Any]:
+    model = report[which]
+    losses = [d["loss"] for d in model["domains"]]
+    row = {"parameters": model["params"], "latency (ms)": model["latency_ms"], "tokens/s": model["tokens_per_second"],
+           **{f"loss {name}": loss for name, loss in zip(report["domains"], losses, strict=True)},
+           "mean loss": sum(losses) / len(losses), "worst-domain loss": max(losses)}
+    for task in report.get("downstream", {}).get("tasks", []):
+        row[_task_title(task)] = task[which]["value"]
     return row
 
 
@@ -87,13 +101,15 @@ def columns_of(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[Col
                   Column("latency (ms)", "lower", 2), Column("tokens/s", "higher", 0),
                   *(Column(f"loss {name}", "lower", 3) for name in domains),
                   Column("mean loss", "lower", 3), Column("worst-domain loss", "lower", 3),
+                  Column("worst rise", "lower", 3),
                   *(Column(title, "higher", 4) for title in tasks), Column("wall time (s)", "lower", 0)]
     return [c for c in candidates if any(c.title in row for row in rows)]
 
 
 def best_values(rows: list[dict[str, Any]], columns: list[Column]) -> dict[str, Any]:
-    """Per ranked column, the best value among the runs (ties all marked)."""
+    """Per ranked column, the best value among the runs (ties all marked; the source row does not compete)."""
     best = {}
+    rows = [row for row in rows if _competes(row)]
     for column in columns:
         values = [row[column.title] for row in rows if column.title in row]
         if column.better and values and len(rows) > 1:
@@ -111,8 +127,13 @@ def _text(value: Any, column: Column) -> str:
     return f"{value:,.{column.digits}f}"
 
 
-def _is_best(value: Any, column: Column, best: dict[str, Any]) -> bool:
-    return column.title in best and value is not None and math.isclose(value, best[column.title], rel_tol=1e-12)
+def _is_best(value: Any, column: Column, best: dict[str, Any], row: dict[str, Any]) -> bool:
+    return (column.title in best and value is not None and _competes(row)
+            and math.isclose(value, best[column.title], rel_tol=1e-12))
+
+
+def _competes(row: dict[str, Any]) -> bool:
+    return "training tokens" in row  # a run's row; the source's has none
 
 
 def markdown(rows: list[dict[str, Any]], columns: list[Column]) -> str:
@@ -124,7 +145,7 @@ def markdown(rows: list[dict[str, Any]], columns: list[Column]) -> str:
         for column in columns:
             value = row.get(column.title)
             text = _text(value, column)
-            cells.append(f"**{text}**" if _is_best(value, column, best) else text)
+            cells.append(f"**{text}**" if _is_best(value, column, best, row) else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -136,7 +157,7 @@ def csv_text(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     writer = csv.writer(buffer)
     writer.writerow([c.title for c in columns] + ["best in"])
     for row in rows:
-        wins = [c.title for c in columns if _is_best(row.get(c.title), c, best)]
+        wins = [c.title for c in columns if _is_best(row.get(c.title), c, best, row)]
         writer.writerow([row.get(c.title, "") for c in columns] + ["; ".join(wins)])
     return buffer.getvalue()
 
@@ -151,7 +172,7 @@ def rich_table(rows: list[dict[str, Any]], columns: list[Column]) -> Table:
         table.add_column(row["run"], justify="right")
     for column in columns[1:]:
         table.add_row(column.title, *(f"[bold]{_text(row.get(column.title), column)} *[/bold]"
-                                      if _is_best(row.get(column.title), column, best)
+                                      if _is_best(row.get(column.title), column, best, row)
                                       else _text(row.get(column.title), column) for row in rows))
     return table
 
@@ -204,6 +225,9 @@ def compare_runs(records: list[RunRecord], console: Console, *, csv_path: Path |
                  markdown_path: Path | None = None, plots: Path | None = None) -> list[Path]:
     """Print the table; write what was asked for; return the files written."""
     rows = [row_of(record) for record in records]
+    sources = {r.plan["source"]["fingerprint"] for r in records}
+    if len(sources) == 1 and records[0].report is not None:  # one source: show it first, as the reference
+        rows.insert(0, source_row(records[0]))
     columns = columns_of(rows, records)
     console.print(rich_table(rows, columns))
     written = []

@@ -41,11 +41,13 @@ def test_compare_prints_writes_and_marks_the_best(runs, tmp_path, capsys):
     assert main(["compare", *map(str, runs), "--csv", str(table), "--markdown", str(markdown),
                  "--out", str(plots)]) == 0
     out = capsys.readouterr().out
-    for needle in ("lm", "distill", "magnitude", "activation", "distill (full)", "mean loss", "worst-domain loss",
-                   "loss a", "loss b", "training tokens", "tokens/s"):
+    for needle in ("source", "lm", "distill", "magnitude", "activation", "distill (full)", "mean loss",
+                   "worst-domain loss", "worst rise", "loss a", "loss b", "training tokens", "tokens/s"):
         assert needle in out, needle
     rows = {row["run"]: row for row in csv.DictReader(table.open())}
-    assert set(rows) == {"lm", "distill"}
+    assert set(rows) == {"source", "lm", "distill"}  # one source: it comes first, as the reference
+    assert rows["source"]["best in"] == "" and rows["source"]["training tokens"] == ""
+    assert float(rows["source"]["parameters"]) > float(rows["lm"]["parameters"])
     winner = min(runs, key=_mean).name
     assert "mean loss" in rows[winner]["best in"].split("; ")
     assert "mean loss" not in rows[({"lm", "distill"} - {winner}).pop()]["best in"]
