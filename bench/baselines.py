@@ -102,5 +102,6 @@ def train_at_shape(spec: dict, kind: str, work: Path) -> dict:
     source = AutoModelForCausalLM.from_pretrained(plan_source(plan, work), dtype=torch.float32)
     report = compare(source, model, eval_domains, evaluate, vocab=source.config.vocab_size,
                      seed=plan["runtime"]["seed"], batch_size=plan["schedule"]["micro_batch"], device=device)
-    return {"report": report, "seconds": seconds, "train_tokens": recover["steps"] * recover["global_batch"]
-            * recover["seq_len"]}
+    (work / "report.json").write_text(json.dumps(report, indent=1))  # `work` reads back as a run directory
+    return {"report": report, "seconds": seconds, "run_dir": str(work),
+            "train_tokens": recover["steps"] * recover["global_batch"] * recover["seq_len"]}

@@ -18,7 +18,8 @@ measured by the evaluate stage's code (32 sequences of 256 tokens per domain). `
 cell with runtime.seed set (data order, calibration windows, LoRA initialisation); `--budget` scales
 the recovery steps. Writes OUT/results.json and prints the tables docs/BENCHMARKS.md carries: mean,
 worst-domain loss and worst rise over the source (mean and standard deviation over the seeds), and
-paired differences (same seed) for the comparisons the issue asks for.
+paired differences (same seed) for the comparisons the issue asks for; and, for the first seed, every
+cell's per-domain loss as `shearc compare` writes it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from bench_methods import arguments, base_spec, run_spec, slug, spread_table  # noqa: E402 (bench/ is not a package)
+from bench_methods import arguments, base_spec, run_spec, seed_table, slug, spread_table  # noqa: E402 (bench/ is not a package)
 
 WIDTH = ["head", "intermediate", "hidden"]
 CALIBRATION = {"calibration_samples": 32, "calibration_seq_len": 128}
@@ -110,6 +111,10 @@ def paired_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def cell_dir(out: Path, seed: int, name: str) -> Path:
+    return out / f"seed{seed}" / slug(name).replace("(", "").replace(")", "")
+
+
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], "bench-distillation", "the recovery's steps and warm-up times this",
                      "4 recovery steps: check the script, not the methods")
@@ -128,10 +133,12 @@ def main() -> None:
             if str(seed) in results.get(name, {}) or (wanted is not None and name not in wanted):
                 continue
             print(f"== {name}, seed {seed}", flush=True)
-            work = args.out / f"seed{seed}" / slug(name).replace("(", "").replace(")", "")
-            results.setdefault(name, {})[str(seed)] = run_spec(variant, work)
+            results.setdefault(name, {})[str(seed)] = run_spec(variant, cell_dir(args.out, seed, name))
             args.out.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(results, indent=1))
+    print(seed_table(results, str(args.seeds[0]), run_dir_of=lambda name, result: cell_dir(
+        args.out, args.seeds[0], name) / "run"))
+    print()
     print(spread_table(results))
     print()
     print(paired_table(results))

@@ -95,7 +95,7 @@ def run_spec(spec: dict, work: Path) -> dict:
     seconds = sum(r["seconds"] for r in records if r["event"] == "stage")
     report = json.loads((work / "run" / "report.json").read_text())
     trained = [s["params"] for s in plan["stages"] if "steps" in s.get("params", {})]
-    return {"report": report, "seconds": seconds,
+    return {"report": report, "seconds": seconds, "run_dir": str(work / "run"),
             "train_tokens": sum(p["steps"] * p["global_batch"] * p["seq_len"] for p in trained)}
 
 
@@ -153,7 +153,7 @@ def main() -> None:
         for name, (runner, cell_spec, work) in cells.items():
             record(name, seed, partial(runner, cell_spec, work=work))
     plot_drpruning_runs(args.out / f"seed{args.seeds[0]}", args.out / "plots")
-    print(table({name: runs[min(runs, key=int)] for name, runs in results.items()}))
+    print(seed_table(results, str(args.seeds[0]), BASELINE_LABELS))
     print()
     print(spread_table(results))
 
@@ -162,21 +162,26 @@ def slug(name: str) -> str:
     return name.replace(" + ", "-").replace(": ", "-").replace(" ", "-")
 
 
-def table(results: dict) -> str:
-    names = next(iter(results.values()))["report"]["domains"]
-    lines = ["| variant | params | training tokens | " + " | ".join(names) + " | mean | worst | worst rise | "
-             "wall time (s) |", "|---|---|---|" + "---|" * len(names) + "---|---|---|---|"]
-    source = next(iter(results.values()))["report"]["source"]
-    source_losses = [d["loss"] for d in source["domains"]]
-    lines.append(f"| source model | {source['params']:,} | | " + " | ".join(f"{v:.3f}" for v in source_losses)
-                 + f" | {sum(source_losses) / len(source_losses):.3f} | {max(source_losses):.3f} | | |")
-    for name, result in results.items():
-        losses = [d["loss"] for d in result["report"]["result"]["domains"]]
-        lines.append(f"| {name} | {result['report']['result']['params']:,} | {result['train_tokens']:,} | "
-                     + " | ".join(f"{v:.3f}" for v in losses)
-                     + f" | {sum(losses) / len(losses):.3f} | {max(losses):.3f} | "
-                 + f"{max(a - b for a, b in zip(losses, source_losses, strict=True)):+.3f} | {result['seconds']:.0f} |")
-    return "\n".join(lines)
+# What the baselines did instead of the spec's prune method (their run directories hold the spec's plan).
+BASELINE_LABELS = {"random-init + constant": {"prune": "random init"},
+                   "MHA: torch-pruning taylor + constant": {"prune": "torch-pruning taylor"}}
+
+
+def seed_table(results: dict, seed: str, overrides: dict[str, dict] | None = None,
+               run_dir_of=lambda name, result: Path(result["run_dir"])) -> str:
+    """One seed's cells as `shearc compare` writes them (the source first, each cell's per-domain loss, the best
+    of each column in bold), read from the cells' run directories; training tokens and wall time as the bench
+    measured them."""
+    from shearc.report.compare import columns_of, markdown, row_of, source_row
+    from shearc.report.records import read_run
+
+    names = [name for name, runs in results.items() if seed in runs]
+    records = [read_run(run_dir_of(name, results[name][seed])) for name in names]
+    rows = [source_row(records[0])] + [
+        {**row_of(record), "run": name, "training tokens": results[name][seed]["train_tokens"],
+         "wall time (s)": results[name][seed]["seconds"], **(overrides or {}).get(name, {})}
+        for name, record in zip(names, records, strict=True)]
+    return markdown(rows, columns_of(rows, records))
 
 
 def spread_table(results: dict) -> str:
