@@ -21,6 +21,7 @@ from shearc.plan import PLAN_VERSION, Plan
 from shearc.sections import TrainingStageSpec
 
 from . import estimates as est
+from .downstream import resolve_downstream
 from .families import Shape
 from .feasibility import UnitChange, check_loads, check_shape
 from .graph import build_graph, summarize_groups
@@ -48,6 +49,7 @@ class Context:
     target_config: dict[str, Any] | None = None
     changes: list[UnitChange] | None = None
     data: dict[str, Any] | None = None
+    downstream: list[dict[str, Any]] | None = None
     stages: list[dict[str, Any]] | None = None
     plan: Plan | None = None
     warnings: list[str] = field(default_factory=list)
@@ -127,6 +129,13 @@ def survey_data(ctx: Context) -> list[Problem]:
     return []
 
 
+def find_downstream_tasks(ctx: Context) -> list[Problem]:
+    """eval.lm_eval's tasks, presets expanded, each with its data found locally (or refused)."""
+    lm_eval = ctx.spec.eval.lm_eval if ctx.spec.eval.enabled else None
+    ctx.downstream, problems = resolve_downstream(lm_eval, ctx.spec_dir, ctx.relocate)
+    return problems
+
+
 def estimate_stages(ctx: Context) -> list[Problem]:
     spec, source, target = ctx.spec, ctx.source, ctx.target
     budget = spec.runtime.device_memory_gib * est.GIB
@@ -164,7 +173,7 @@ def estimate_stages(ctx: Context) -> list[Problem]:
                           + est.forward_flops_per_token(source, target, params["seq_len"]))
         models = source_params * est.compute_bytes(spec) + target_params * est.result_bytes(spec)
         memory = est.inference_memory(source, spec, params["seq_len"], models)
-        stages.append({"stage": "evaluate", "params": params,
+        stages.append({"stage": "evaluate", "params": params, "downstream": ctx.downstream,
                        "estimate": estimate(2 * tokens, 0, flops, memory, "evaluate")})
     stages.append({"stage": "export", "params": spec.export.model_dump(mode="json"), "estimate": estimate(
         0, 0, 0, est.export_memory(source, target, spec), "export")})
@@ -240,7 +249,8 @@ PASSES = [
     Pass("check-feasibility", ("source", "target"), ("changes", "target_config"), check_feasibility),
     Pass("check-loads", ("target_config",), (), check_target_loads),
     Pass("survey-data", (), ("data",), survey_data),
-    Pass("estimate", ("source", "target", "changes"), ("stages",), estimate_stages),
+    Pass("find-downstream-tasks", (), ("downstream",), find_downstream_tasks),
+    Pass("estimate", ("source", "target", "changes", "downstream"), ("stages",), estimate_stages),
     Pass("assemble-plan", ("source", "graph", "target", "data", "stages"), ("plan",), assemble_plan),
 ]
 

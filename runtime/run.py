@@ -23,10 +23,12 @@ from rich.console import Console
 from shearc.canonical import pretty_json, write_text_atomic
 from shearc.errors import Problem, UserError
 from shearc.plan import EvaluatePlan, FinalizePlan, Plan, PrunePlan, RecoverPlan
+from shearc.sections.downstream import NEEDS_EXTRA
 
 from . import distributed
 from . import stages as _stages  # noqa: F401  (registration)
 from .data import load_tokenizer
+from .downstream import lm_eval_available
 from .memory import peaks, release_freed, reset_peaks, resident_bytes
 from .metrics import MetricsLog
 from .mixers import MIXER_IMPLEMENTATIONS
@@ -50,9 +52,13 @@ def unsupported(plan: Plan) -> list[str]:
             missing.append(f"prune method {stage.params.method}")
         elif isinstance(stage, RecoverPlan) and stage.params.method not in RECOVERY_IMPLEMENTATIONS:
             missing.append(f"recovery method {stage.params.method}")
-        elif isinstance(stage, EvaluatePlan) and stage.params.lm_eval_tasks:
-            missing.append("lm-eval tasks (eval.lm_eval_tasks)")
     return missing
+
+
+def missing_extras(plan: Plan) -> list[str]:
+    """Optional packages the plan needs that this environment lacks."""
+    wants_lm_eval = any(isinstance(stage, EvaluatePlan) and stage.downstream for stage in plan.stages)
+    return [f"eval.lm_eval {NEEDS_EXTRA}"] if wants_lm_eval and not lm_eval_available() else []
 
 
 def _device(plan: Plan) -> torch.device:
@@ -113,6 +119,9 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
     if missing:
         raise UserError([Problem(f"this shearc cannot run {item} yet", file=str(plan_path)) for item in missing],
                         title="plan needs parts of the runtime that have not landed")
+    extras = missing_extras(plan)
+    if extras:
+        raise UserError([Problem(item, file=str(plan_path)) for item in extras], title="missing optional package")
     expected, started = plan.runtime.devices, distributed.world_size()
     if started != expected:  # the batch split, the sharding and the memory estimate all assumed `expected`
         launch = f"torchrun --nproc-per-node {expected} -m shearc.cli run" if expected > 1 else "shearc run"

@@ -16,6 +16,7 @@ PINNED = {
     "schema": {"check", "directory"},
     "corpus": {"out", "train_documents", "eval_documents", "seed"},
     "report": {"run_dir", "out"},
+    "compare": {"run_dirs", "csv_path", "markdown_path", "out"},
 }
 
 

@@ -15,7 +15,18 @@ from pydantic import BaseModel
 
 from shearc.cli import main
 from shearc.compiler.spec import DataSpec, DomainSpec
-from shearc.sections import MIXERS, PRUNE_METHODS, RECOVERIES, EvalSpec, ExportSpec, RuntimeSpec, ScheduleSpec
+from shearc.corpus.tasks import write_task
+from shearc.sections import (
+    MIXERS,
+    PRUNE_METHODS,
+    RECOVERIES,
+    EvalSpec,
+    ExportSpec,
+    LmEvalSpec,
+    LmEvalTaskSpec,
+    RuntimeSpec,
+    ScheduleSpec,
+)
 
 from .helpers import tiny_project
 
@@ -27,6 +38,8 @@ SECTIONS: dict[str, tuple[list[type[BaseModel]], tuple[str, ...]]] = {
     "schedule": ([ScheduleSpec], ("schedule",)),
     "runtime": ([RuntimeSpec], ("runtime",)),
     "eval": ([EvalSpec], ("stages", "stage:evaluate", "params")),
+    "eval.lm_eval": ([LmEvalSpec], ("stages", "stage:evaluate", "params", "lm_eval")),
+    "eval.lm_eval.tasks": ([LmEvalTaskSpec], ("stages", "stage:evaluate", "params", "lm_eval", "tasks", "*")),
     "export": ([ExportSpec], ("stages", "stage:export", "params")),
     "data": ([DataSpec], ("data",)),
     "data.domains": ([DomainSpec], ("data", "domains", "*")),
@@ -40,6 +53,12 @@ COMPILE_TIME = {
     "export.tensor_parallel": "refuses a target whose heads, kv_heads or intermediate do not divide by it",
     "data.eval_fraction": "how compile's data survey splits",
     "eval.enabled": "whether the plan has an evaluate stage at all",
+    # lm-eval's tasks are resolved into the evaluate stage's `downstream` list, which the runtime reads
+    "eval.lm_eval.preset": "its tasks, shots and metrics join the evaluate stage's downstream list",
+    "eval.lm_eval.tasks": "each task (its data found locally) joins the evaluate stage's downstream list",
+    "eval.lm_eval.tasks.task": "the downstream task's name", "eval.lm_eval.tasks.path": "the downstream task's path",
+    "eval.lm_eval.tasks.metric": "the downstream task's metric, its filter written out",
+    "eval.lm_eval.tasks.num_fewshot": "the downstream task's num_fewshot",
 }
 
 
@@ -82,7 +101,10 @@ RUNS = {  # together: every prune method, mixer (and DRPruning signal), recovery
                "mixer": {"method": "dynamic-batch-loading", "reference": "source"},
                "recovery": {"method": "lora", "steps": 4, "global_batch": 4, "seq_len": 16, "warmup_steps": 1,
                             "eval_interval": 2}},
-    "magnitude": {"prune": {"method": "magnitude"}, "mixer": {"method": "constant"}},
+    "magnitude": {"prune": {"method": "magnitude"}, "mixer": {"method": "constant"},
+                  "eval": {"sequences_per_domain": 2, "seq_len": 16,
+                           "lm_eval": {"tasks": [{"path": "tasks/arithmetic_choice.yaml", "metric": "acc"}],
+                                       "limit": 2, "batch_size": 2}}},
     "activation": {"prune": {"method": "activation", "calibration_samples": 2, "calibration_seq_len": 16},
                    "recovery": {"method": "distill", "student": "lora", "temperature": 2.0, "top_k": 8,
                                 "lm_weight": 0.5, "steps": 4, "global_batch": 4, "seq_len": 16, "warmup_steps": 1,
@@ -109,6 +131,7 @@ def reads(tmp_path_factory):
     try:
         for name, sections in RUNS.items():
             root = tmp_path_factory.mktemp(name)
+            write_task(root, count=4)  # the generated lm-eval task, for the run that evaluates it
             granular = {"granularities": ["layer", "head", "intermediate", "hidden"]}
             sections = {**sections, "prune": {**sections["prune"], **granular},
                         "target": {"layers": 3, "hidden": 32, "heads": 4, "intermediate": 96},

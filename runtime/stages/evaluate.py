@@ -23,6 +23,7 @@ from shearc.sections import EvalSpec
 
 from ..data import domain_eval_losses
 from ..distributed import is_main
+from ..downstream import run_tasks, version
 from ..precision import compute_autocast
 from .base import STAGES, RunContext, Stage
 
@@ -70,13 +71,33 @@ def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, par
 class EvaluateStage(Stage):
     stage_plan: EvaluatePlan
 
+    def downstream(self, context: RunContext, source: torch.nn.Module,
+                   autocast: Callable[[], AbstractContextManager[Any]]) -> dict[str, Any]:
+        """Every lm-eval task on the source and on the result: per task its metric, few-shot count, and each
+        model's value, standard error and examples scored."""
+        tasks, lm_eval = self.stage_plan.downstream, self.stage_plan.params.lm_eval
+        scored = {}
+        for which, model in (("source", source), ("result", context.dense_model)):
+            with autocast():
+                scored[which] = run_tasks(model, context.tokenizer, tasks, context.verified.plan_dir,
+                                          limit=lm_eval.limit, batch_size=lm_eval.batch_size,
+                                          device=context.device, seed=context.seed)
+        return {"lm_eval_version": version(), "limit": lm_eval.limit,
+                "tasks": [{"task": task.task, "metric": task.metric, "num_fewshot": task.num_fewshot,
+                           "source": before, "result": after}
+                          for task, before, after in zip(tasks, scored["source"], scored["result"], strict=True)]}
+
     def run(self, context: RunContext) -> None:
         plan, params = context.plan, self.stage_plan.params
         domains = context.load_domains(params.seq_len)
-        report = compare(context.source_for_reading(), context.dense_model, domains, params,
-                         vocab=context.verified.source.vocab, seed=context.seed,
-                         batch_size=plan.schedule.micro_batch, device=context.device,
-                         autocast=lambda: compute_autocast(plan.runtime.precision, context.device))
+        source = context.source_for_reading()
+        autocast = lambda: compute_autocast(plan.runtime.precision, context.device)  # noqa: E731
+        report = compare(source, context.dense_model, domains, params, vocab=context.verified.source.vocab,
+                         seed=context.seed, batch_size=plan.schedule.micro_batch, device=context.device,
+                         autocast=autocast)
+        if self.stage_plan.downstream and is_main():  # one process scores them; the report is rank 0's
+            report["downstream"] = self.downstream(context, source, autocast)
+        del source
         context.release_source()
         if is_main():
             write_text_atomic(context.run_dir / "report.json", pretty_json(report))

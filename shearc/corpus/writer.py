@@ -11,6 +11,7 @@ from shearc.canonical import atomic_directory, pretty_json
 from shearc.errors import Problem, UserError
 
 from .domains import DOMAINS
+from .tasks import write_task
 
 MANIFEST = "corpus.json"
 
@@ -23,7 +24,8 @@ def documents(domain: str, count: int, seed: int, split: str) -> list[str]:
 
 
 def write_corpus(out: Path, *, train_documents: int = 8000, eval_documents: int = 200, seed: int = 0) -> dict:
-    """Write OUT/<domain>/{train,eval}.jsonl and OUT/corpus.json, all at once; returns the manifest.
+    """Write OUT/<domain>/{train,eval}.jsonl, the generated lm-eval task (OUT/tasks/) and OUT/corpus.json, all
+    at once; returns the manifest.
 
     OUT is replaced only if it is empty or an earlier corpus (it has corpus.json): never a user's folder."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
@@ -39,5 +41,6 @@ def write_corpus(out: Path, *, train_documents: int = 8000, eval_documents: int 
                                                                          for t in texts))
                 manifest["domains"].setdefault(domain, {})[split] = {"documents": count,
                                                                      "characters": sum(map(len, texts))}
+        manifest["tasks"] = [write_task(staging, seed=seed)]
         (staging / MANIFEST).write_text(pretty_json(manifest))
     return manifest

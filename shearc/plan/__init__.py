@@ -4,6 +4,7 @@ from .model import (
     PLAN_VERSION,
     DataPlan,
     DomainPlan,
+    DownstreamTaskPlan,
     EvaluatePlan,
     ExportPlan,
     FinalizePlan,
@@ -15,5 +16,6 @@ from .model import (
 )
 from .read import read_plan, schema_problems
 
-__all__ = ["PLAN_VERSION", "DataPlan", "DomainPlan", "EvaluatePlan", "ExportPlan", "FinalizePlan", "Plan", "PrunePlan",
-           "RecoverPlan", "StagePlan", "plan_schema", "read_plan", "schema_problems"]
+__all__ = ["PLAN_VERSION", "DataPlan", "DomainPlan", "DownstreamTaskPlan", "EvaluatePlan", "ExportPlan",
+           "FinalizePlan", "Plan", "PrunePlan", "RecoverPlan", "StagePlan", "plan_schema", "read_plan",
+           "schema_problems"]

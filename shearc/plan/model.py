@@ -17,7 +17,8 @@ from shearc.sections import EvalSpec, ExportSpec, MixerSpec, PruneSpec, Recovery
 
 # 4: sections typed on both sides; the target shape and pruned units written once (under `target`);
 # the training stages' eval size written out
-PLAN_VERSION = (4, 0)
+# 5: eval.lm_eval_tasks replaced by eval.lm_eval, resolved into the evaluate stage's `downstream`
+PLAN_VERSION = (5, 0)
 
 
 class PlanPart(BaseModel):
@@ -147,9 +148,19 @@ class RecoverPlan(PlanPart):
     estimate: StageEstimate
 
 
+class DownstreamTaskPlan(PlanPart):
+    task: str = Field(description="The task's name (lm-eval's, or the local YAML's `task`).")
+    path: str | None = Field(description="The local task YAML, relative to the plan; None for a task lm-eval knows.")
+    metric: str = Field(description="The metric reported, with its filter: name,filter.")
+    num_fewshot: int
+    data: list[str] = Field(description="Where its data was found (files relative to the plan, or cache folders).")
+
+
 class EvaluatePlan(PlanPart):
     stage: Literal["evaluate"]
     params: EvalSpec
+    downstream: list[DownstreamTaskPlan] = Field(description="lm-eval tasks run on the source and the result, "
+                                                 "resolved from params.lm_eval (presets expanded, data found).")
     estimate: StageEstimate
 
 

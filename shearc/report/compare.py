@@ -88,7 +88,7 @@ def _measured(report: dict[str, Any], which: str) -> dict[str, Any]:
 
 
 def _task_title(task: dict[str, Any]) -> str:
-    return f"{task['task']} {task['metric']} ({task['num_fewshot']}-shot)"
+    return f"{task['task']} {task['metric'].removesuffix(',none')} ({task['num_fewshot']}-shot)"
 
 
 def columns_of(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[Column]:

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from .base import RuleError, Section
+from .downstream import PRESETS, LmEvalSpec, LmEvalTaskSpec
 from .mixer import ConstantMixerSpec, DRPruningSpec, DynamicBatchLoadingSpec
 from .prune import (
     SECOND_ORDER_ESTIMATORS,
@@ -29,6 +30,7 @@ RecoverySpec = Annotated[RECOVERIES.discriminated_union(), Field(description="Re
 
 __all__ = [
     "MIXERS",
+    "PRESETS",
     "PRUNE_METHODS",
     "RECOVERIES",
     "SECOND_ORDER_ESTIMATORS",
@@ -41,6 +43,8 @@ __all__ = [
     "ExportSpec",
     "FullRecoverySpec",
     "HardConcretePruneSpec",
+    "LmEvalSpec",
+    "LmEvalTaskSpec",
     "LoraRecoverySpec",
     "MagnitudePruneSpec",
     "MixerSpec",

@@ -3,7 +3,7 @@
     schedule: {micro_batch: 4, lr_decay: cosine, min_lr_ratio: 0.1}
     runtime: {devices: 8, strategy: fsdp2, seed: 0}
     export: {dtype: bfloat16, tensor_parallel: 2}
-    eval: {sequences_per_domain: 64}
+    eval: {sequences_per_domain: 64, lm_eval: {preset: minitron}}
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import Section
+from .downstream import LmEvalSpec
 
 
 class ScheduleSpec(Section):
@@ -56,4 +57,5 @@ class EvalSpec(Section):
     sequences_per_domain: int = Field(64, gt=0, description="Eval sequences per domain (cap).")
     seq_len: int | None = Field(None, gt=0, description="Eval sequence length; default: the longest stage's.")
     latency_batch: int = Field(1, gt=0, description="Batch size of the forward-latency measurement.")
-    lm_eval_tasks: list[str] = Field([], description="Optional lm-eval tasks (needs the lm-eval extra).")
+    lm_eval: LmEvalSpec | None = Field(None, description="Downstream tasks through lm-evaluation-harness, "
+                                       "offline (needs the eval extra).")

@@ -87,10 +87,16 @@ def test_a_plan_for_another_number_of_processes_is_refused_before_any_work(tmp_p
     assert not (tmp_path / "runs").exists()
 
 
-def test_parts_not_yet_landed_are_refused_clearly(tmp_path, capsys):
-    plan_path = tiny_project(tmp_path, "llama-mha", {"eval": {"lm_eval_tasks": ["piqa"]}})
+def test_a_plan_needing_lm_eval_where_it_is_not_installed_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    from shearc.corpus.tasks import write_task
+    from shearc.runtime import run as run_module
+
+    write_task(tmp_path, count=4)
+    plan_path = tiny_project(tmp_path, "llama-mha", {"eval": {"lm_eval": {"tasks": [
+        {"path": "tasks/arithmetic_choice.yaml", "metric": "acc"}]}}})
+    monkeypatch.setattr(run_module, "lm_eval_available", lambda: False)
     assert main(["run", str(plan_path)]) == 2
-    assert "cannot run lm-eval tasks (eval.lm_eval_tasks) yet" in capsys.readouterr().err
+    assert 'eval.lm_eval needs lm-eval, the eval extra: pip install -e ".[eval]"' in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 

@@ -1,0 +1,109 @@
+"""Downstream tasks through lm-evaluation-harness on an in-memory model, offline.
+
+lm-eval's HFLM takes the model and tokenizer the run already holds. Tasks with the same number of
+few-shot examples run together; a local task YAML is loaded by lm-eval's own loader and its data
+files made absolute (relative to the YAML, where the compiler found them). The Hugging Face
+libraries are put in offline mode first, so a task whose data is not local fails instead of
+downloading (the compiler refuses those; this is the second line).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shearc.plan import DownstreamTaskPlan
+
+
+def lm_eval_available() -> bool:
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextmanager
+def offline() -> Iterator[None]:
+    """HF_DATASETS_OFFLINE and HF_HUB_OFFLINE for the block, in the environment and in the libraries' settings
+    (both read the environment once, when first imported)."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved_env = {key: os.environ.get(key) for key in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")}
+    saved = datasets.config.HF_DATASETS_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    datasets.config.HF_DATASETS_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_DATASETS_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def task_config(task: DownstreamTaskPlan, plan_dir: Path) -> str | dict[str, Any]:
+    """What lm-eval is handed: a registered task's name, or a local YAML's config with absolute data files."""
+    if task.path is None:
+        return task.task
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    path = (plan_dir / task.path).resolve()
+    config = load_yaml(path)
+    files = (config.get("dataset_kwargs") or {}).get("data_files")
+    if files is not None:
+        def absolute(value: Any) -> Any:
+            if isinstance(value, list):
+                return [absolute(v) for v in value]
+            return str(path.parent / value)
+
+        files = {split: absolute(v) for split, v in files.items()} if isinstance(files, dict) else absolute(files)
+        config["dataset_kwargs"] = {**config["dataset_kwargs"], "data_files": files}
+    return config
+
+
+def run_tasks(model: torch.nn.Module, tokenizer: Any, tasks: list[DownstreamTaskPlan], plan_dir: Path, *,
+              limit: int | None, batch_size: int, device: torch.device, seed: int) -> list[dict[str, Any]]:
+    """Per task, in the plan's order: the metric's value, its standard error and the examples scored."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    model.eval()
+    found: dict[str, dict[str, Any]] = {}
+    with offline():
+        harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
+        manager = TaskManager()
+        for shots in sorted({task.num_fewshot for task in tasks}):
+            group = [task for task in tasks if task.num_fewshot == shots]
+            out = lm_eval.simple_evaluate(model=harness, tasks=[task_config(t, plan_dir) for t in group],
+                                          num_fewshot=shots, limit=limit, task_manager=manager, log_samples=False,
+                                          random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                                          fewshot_random_seed=seed)
+            for task in group:
+                scores = out["results"][task.task]
+                name, _, where = task.metric.partition(",")
+                found[task.task] = {"value": float(scores[task.metric]),
+                                    "stderr": _number(scores.get(f"{name}_stderr,{where}")),
+                                    "samples": int(out.get("n-samples", {}).get(task.task, {}).get("effective", 0))}
+    return [found[task.task] for task in tasks]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # lm-eval writes "N/A" where it has no standard error
+        return None
+
+
+def version() -> str:
+    return importlib.metadata.version("lm_eval")
