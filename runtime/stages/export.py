@@ -20,6 +20,7 @@ import torch
 from shearc.canonical import atomic_directory, pretty_json
 from shearc.errors import CheckFailed
 from shearc.plan import ExportPlan, Plan
+from shearc.report.tables import score_text
 
 from ..distributed import is_main
 from .base import STAGES, RunContext, Stage
@@ -84,6 +85,22 @@ def report_section(report: dict[str, Any] | None) -> str:
 
 Forward latency (batch {report['latency_batch']} x {report['seq_len']}): source {report['source']['latency_ms']:.1f} ms,
 result {report['result']['latency_ms']:.1f} ms ({report['result']['tokens_per_second']:,.0f} tokens/s).
+{downstream_section(report.get("downstream"))}"""
+
+
+def downstream_section(downstream: dict[str, Any] | None) -> str:
+    """The lm-eval tasks, each with the metric written out: value ± standard error, source and result."""
+    if not downstream:
+        return ""
+    rows = "\n".join(f"| {t['task']} | {t['metric']} | {t['num_fewshot']} | {score_text(t['source'])} | "
+                     f"{score_text(t['result'])} | {t['result']['samples']} |" for t in downstream["tasks"])
+    limit = f", at most {downstream['limit']} examples per task" if downstream["limit"] else ""
+    return f"""
+## Downstream tasks (lm-eval {downstream['lm_eval_version']}{limit})
+
+| task | metric | shots | source | result | examples |
+|---|---|---|---|---|---|
+{rows}
 """
 
 

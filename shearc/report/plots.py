@@ -116,7 +116,25 @@ def perplexity(record: RunRecord, out: Path) -> Path | None:
     return save_figure(figure, out / "perplexity.png")
 
 
+def downstream_tasks(record: RunRecord, out: Path) -> Path | None:
+    """Each lm-eval task's metric before and after, with its standard error as an error bar."""
+    tasks = ((record.report or {}).get("downstream") or {}).get("tasks")
+    if not tasks:
+        return None
+    figure = Figure(figsize=(max(6, 1.4 * len(tasks)), 4.5))
+    axes = figure.subplots()
+    positions = np.arange(len(tasks))
+    for offset, which in ((-0.2, "source"), (0.2, "result")):
+        axes.bar(positions + offset, [t[which]["value"] for t in tasks], width=0.4, label=which,
+                 yerr=[t[which]["stderr"] or 0.0 for t in tasks], capsize=3)
+    axes.set_xticks(positions, [f"{t['task']}\n{t['metric'].removesuffix(',none')}, {t['num_fewshot']}-shot"
+                                for t in tasks], fontsize=8)
+    axes.set(ylabel="metric value", title="downstream tasks before and after (lm-eval)")
+    axes.legend(fontsize=8)
+    return save_figure(figure, out / "downstream.png")
+
+
 def write_plots(record: RunRecord, out: Path) -> list[Path]:
     drawn = (domain_weights(record, out), eval_loss(record, out), drpruning_references(record, out),
-             pruning_size(record, out), perplexity(record, out))
+             pruning_size(record, out), perplexity(record, out), downstream_tasks(record, out))
     return [path for path in drawn if path is not None]

@@ -72,6 +72,26 @@ def pruning(record: RunRecord) -> Table | None:
     return table
 
 
+def score_text(entry: dict) -> str:
+    """A downstream task's value with its standard error (lm-eval has none for some metrics)."""
+    return f"{entry['value']:.4f}" + (f" ± {entry['stderr']:.4f}" if entry["stderr"] is not None else "")
+
+
+def downstream(report: dict) -> Table | None:
+    """lm-eval's tasks before and after, each with its metric and shots written out."""
+    tasks = (report.get("downstream") or {}).get("tasks")
+    if not tasks:
+        return None
+    table = Table(title=f"downstream tasks (lm-eval {report['downstream']['lm_eval_version']}; value ± standard error)")
+    for column in ("task", "metric", "shots", "before", "after", "change", "examples"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    for task in tasks:
+        table.add_row(task["task"], task["metric"], str(task["num_fewshot"]), score_text(task["source"]),
+                      score_text(task["result"]), f"{task['result']['value'] - task['source']['value']:+.4f}",
+                      str(task["result"]["samples"]))
+    return table
+
+
 def print_tables(record: RunRecord, console: Console) -> None:
     if record.report is None:
         console.print("no report.json: the evaluate stage has not run (eval.enabled false, or the run stopped "
@@ -79,6 +99,8 @@ def print_tables(record: RunRecord, console: Console) -> None:
     else:
         console.print(size_and_speed(record.report))
         console.print(per_domain(record.report))
+        if downstream(record.report) is not None:
+            console.print(downstream(record.report))
     for table in (mixture(record), pruning(record)):
         if table is not None:
             console.print(table)

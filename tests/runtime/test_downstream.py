@@ -35,6 +35,12 @@ def test_a_local_task_scores_source_and_result_into_the_report(tmp_path, capsys)
         scored = task[which]
         assert scored["samples"] == 8 and scored["value"] * 8 in range(9)  # a fraction of 8 questions
         assert scored["stderr"] is not None and scored["stderr"] >= 0
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "## Downstream tasks (lm-eval 0.4." in card and "| shearc_arithmetic_choice | acc,none | 2 |" in card
     capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "downstream tasks (lm-eval" in out and "shearc_arithmetic_choice" in out and "acc,none" in out
+    assert (run_dir / "report" / "downstream.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["compare", str(run_dir)]) == 0
     assert "shearc_arithmetic_choice acc (2-shot)" in capsys.readouterr().out
