@@ -95,8 +95,8 @@ class EvaluateStage(Stage):
         report = compare(source, context.dense_model, domains, params, vocab=context.verified.source.vocab,
                          seed=context.seed, batch_size=plan.schedule.micro_batch, device=context.device,
                          autocast=autocast)
-        if self.stage_plan.downstream and is_main():  # one process scores them; the report is rank 0's
-            report["downstream"] = self.downstream(context, source, autocast)
+        if self.stage_plan.downstream:  # every process scores them (one would leave the others waiting at the
+            report["downstream"] = self.downstream(context, source, autocast)  # next collective past its timeout)
         del source
         context.release_source()
         if is_main():
