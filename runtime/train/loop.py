@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from shearc.errors import Interrupted
+from shearc.errors import Interrupted, Problem, UserError
 from shearc.plan import Plan, PrunePlan, RecoverPlan
 from shearc.sections import ScheduleSpec
 
@@ -63,6 +63,8 @@ class Schedule:
     grad_clip: float
     eval_sequences: int
     precision: str  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 or fp32 anywhere
+    on_nonfinite: str = "stop"  # or "skip": what a step with a NaN or infinite loss or gradient norm does
+    max_skipped_steps: int = 10
 
     @classmethod
     def from_plan(cls, stage: PrunePlan | RecoverPlan, plan: Plan) -> Schedule:
@@ -70,7 +72,8 @@ class Schedule:
         params, schedule = stage.params, plan.schedule
         return cls(params.steps, params.global_batch, params.seq_len, params.lr, params.warmup_steps,
                    params.eval_interval, schedule.micro_batch, schedule.lr_decay, schedule.min_lr_ratio,
-                   schedule.grad_clip, stage.eval_sequences, plan.runtime.precision)
+                   schedule.grad_clip, stage.eval_sequences, plan.runtime.precision, plan.runtime.on_nonfinite,
+                   plan.runtime.max_skipped_steps)
 
 
 def lr_scale(step: int, schedule: Schedule) -> float:
@@ -195,6 +198,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                                     checks=saving.checks)
         metrics.write("checkpoint", stage=stage, step=step)
 
+    skipped = 0  # non-finite steps in a row
     with _progress(stage, schedule.steps, first) as advance:
         for step in range(first, schedule.steps):
             scale = lr_scale(step, schedule)
@@ -214,7 +218,6 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                 lm += loss.detach().float()
                 start = index * schedule.micro_batch
                 signal.add(batch.domains[start:start + len(micro)], sequences)
-            signal.end_step()
             extra = task.extra_loss(step)
             if extra is not None:
                 extra.backward()
@@ -222,11 +225,18 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             task.before_optimizer_step()
             norm = distributed.clip_gradients([p for g in optimizer.param_groups for p in g["params"]],
                                               schedule.grad_clip)
-            optimizer.step()
-            task.after_optimizer_step()
+            lm, norm = torch.stack([lm, norm.to(lm.device, torch.float32)]).tolist()  # the step's one sync
+            if math.isfinite(norm):  # global over ranks: a NaN loss anywhere makes every rank's norm NaN
+                skipped = 0
+                signal.end_step()
+                optimizer.step()
+                task.after_optimizer_step()
+            else:  # the update is not applied (or the run stops here)
+                skipped = nonfinite_step(stage, step, lm, norm, schedule, mixer, metrics, saving, skipped)
+                signal.discard_step()
+                optimizer.zero_grad(set_to_none=True)
             tokens += ids.numel() * world_size
             elapsed = time.perf_counter() - started
-            lm, norm = torch.stack([lm, norm.to(lm.device, torch.float32)]).tolist()  # the step's one sync
             metrics.write("train", stage=stage, step=step + 1, loss=lm, lr_scale=scale, grad_norm=norm,
                           tokens_per_second=tokens / elapsed, **task.log_terms(step))
             if (step + 1) % schedule.eval_interval == 0 or step + 1 == schedule.steps:
@@ -246,6 +256,28 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             if stop_requested():
                 raise Interrupted(f"stopped after step {done} of {stage}; run the plan again to resume")
     optimizer.zero_grad(set_to_none=True)  # the last step's gradients: as large as the model, needed by no one
+
+
+def nonfinite_step(stage: str, step: int, loss: float, norm: float, schedule: Schedule, mixer: Mixer,
+                   metrics: MetricsLog, saving: Saving | None, skipped: int) -> int:
+    """A step whose gradient norm is NaN or infinite (its update not applied): under `skip`, counted and logged, and
+    the number in a row returned; under `stop`, or past max_skipped_steps in a row, the run ends (exit 2) saying
+    where and from which checkpoint to go on. No checkpoint is written from here, so only finite ones are kept."""
+    skipped += 1
+    metrics.write("nonfinite", stage=stage, step=step + 1, loss=loss, grad_norm=norm, skipped_in_a_row=skipped,
+                  policy=schedule.on_nonfinite)
+    if schedule.on_nonfinite == "skip" and skipped <= schedule.max_skipped_steps:
+        return skipped
+    latest = saving.checkpoints.latest() if saving is not None else None
+    mix = ", ".join(f"{name} {weight:.3f}" for name, weight in zip(mixer.names, mixer.weights, strict=True))
+    why = (f"{skipped} steps in a row (runtime.max_skipped_steps: {schedule.max_skipped_steps})"
+           if schedule.on_nonfinite == "skip" else "runtime.on_nonfinite: stop")
+    raise UserError([Problem(
+        f"{stage} step {step + 1} of {schedule.steps}: the loss is {loss} and the gradient norm {norm}; stopped after "
+        f"{why}. Domain weights: {mix}. The last good checkpoint is "
+        f"{latest.path.name if latest is not None else 'none (the stage starts over)'}: lower the learning rate or "
+        "fix the data, then run the plan again to resume from it, or set runtime.on_nonfinite: skip to drop such "
+        "steps", "runtime.on_nonfinite")], title="non-finite loss")
 
 
 @contextmanager

@@ -69,6 +69,10 @@ class MixerSignal:
         self.ema.update(sums / np.maximum(counts, 1), counts > 0)
         self._sums, self._counts = np.zeros_like(self._sums), np.zeros_like(self._counts)
 
+    def discard_step(self) -> None:
+        """Forget this step's losses (a skipped non-finite step must not reach the EMA)."""
+        self._sums, self._counts = np.zeros_like(self._sums), np.zeros_like(self._counts)
+
     def losses(self, eval_losses: np.ndarray) -> np.ndarray:
         if self.ema is None:
             return eval_losses

@@ -38,6 +38,11 @@ class RuntimeSpec(Section):
     deterministic: bool = Field(False, description="Use deterministic algorithms (slower; exact resume tests).")
     checkpoint_interval: int = Field(500, gt=0, description="Steps between checkpoints.")
     keep_checkpoints: int = Field(3, gt=0, description="How many recent checkpoints to keep.")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="A step whose loss or gradient norm is NaN or infinite: stop the run (exit 2, the "
+        "checkpoints left as they were, all finite), or skip its update and go on.")
+    max_skipped_steps: int = Field(10, gt=0, description="With on_nonfinite: skip, stop once more steps than this "
+                                   "in a row were skipped.")
     output_dir: str | None = Field(None, description="Run directory; default runs/<spec name>.")
     device_memory_gib: float = Field(
         80.0, gt=0, description="Memory of one device, for the compile-time fit check of each stage."

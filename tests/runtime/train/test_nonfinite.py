@@ -1,0 +1,85 @@
+"""A NaN loss mid-run: `stop` ends the run (exit 2) keeping only finite checkpoints and says where to resume;
+`skip` drops those updates, logs them, and stops past runtime.max_skipped_steps in a row."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from shearc.cli import main
+from shearc.runtime.metrics import MetricsLog
+from shearc.runtime.stages.recover import LanguageModelling
+
+from ...helpers import tiny_project
+
+RECOVERY = {"method": "full", "steps": 6, "global_batch": 4, "seq_len": 16, "lr": 1e-3, "warmup_steps": 1,
+            "eval_interval": 2}
+
+
+@pytest.fixture
+def poison(monkeypatch):
+    """NaN sequence losses at the given (0-based) recovery steps."""
+    original = LanguageModelling.lm_loss
+
+    def at(steps):
+        def lm_loss(self, model, ids, step, micro):
+            losses = original(self, model, ids, step, micro)
+            return losses * math.nan if step in steps else losses
+
+        monkeypatch.setattr(LanguageModelling, "lm_loss", lm_loss)
+    return at
+
+
+def _project(tmp_path, **runtime):
+    return tiny_project(tmp_path, "llama-mha", {
+        "target": {"heads": 4, "intermediate": 96}, "prune": {"method": "magnitude"}, "recovery": RECOVERY,
+        "runtime": {"checkpoint_interval": 2, "keep_checkpoints": 10, **runtime}, "export": {"dtype": "float32"}})
+
+
+def _all_finite(run_dir):
+    for path in (run_dir / "checkpoints").glob("*/model.safetensors"):
+        for name, tensor in load_file(path).items():
+            assert torch.isfinite(tensor).all(), f"{path.parent.name}: {name}"
+
+
+def test_stop_ends_the_run_naming_where_and_keeps_only_finite_checkpoints(tmp_path, capsys, poison):
+    plan_path = _project(tmp_path)
+    poison({3})
+    assert main(["run", str(plan_path)]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "recover step 4 of 6: the loss is nan" in err and "Traceback" not in err
+    assert "Domain weights: a 0.500, b 0.500" in err and "The last good checkpoint is 02-recover-00000002" in err
+    run_dir = tmp_path / "runs" / "tiny"
+    _all_finite(run_dir)
+    assert not (run_dir / "model").exists()
+    (event,) = MetricsLog(run_dir / "metrics.jsonl").read("nonfinite")
+    assert (event["stage"], event["step"], event["policy"]) == ("recover", 4, "stop")
+    poison(set())  # the cause fixed: the same plan resumes from the last good checkpoint and finishes
+    assert main(["run", str(plan_path)]) == 0
+    assert "resuming from 02-recover-00000002" in capsys.readouterr().err
+
+
+def test_skip_drops_the_bad_updates_and_finishes(tmp_path, poison):
+    plan_path = _project(tmp_path, on_nonfinite="skip")
+    poison({2, 3})
+    assert main(["run", str(plan_path)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    assert [(e["step"], e["skipped_in_a_row"]) for e in log.read("nonfinite")] == [(3, 1), (4, 2)]
+    assert [e["step"] for e in log.read("train") if e["stage"] == "recover"] == [1, 2, 3, 4, 5, 6]
+    _all_finite(run_dir)
+    for tensor in load_file(run_dir / "model" / "model.safetensors").values():
+        assert torch.isfinite(tensor).all()
+    evaluated = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").exists() else None
+    assert evaluated is None or all(math.isfinite(d["loss"]) for d in evaluated["result"]["domains"])
+
+
+def test_skip_stops_past_the_limit_in_a_row(tmp_path, capsys, poison):
+    plan_path = _project(tmp_path, on_nonfinite="skip", max_skipped_steps=2)
+    poison({1, 2, 3, 4, 5})
+    assert main(["run", str(plan_path)]) == 2
+    err = capsys.readouterr().err
+    assert "recover step 4 of 6" in err and "3 steps in a row (runtime.max_skipped_steps: 2)" in err
+    _all_finite(tmp_path / "runs" / "tiny")
