@@ -29,6 +29,7 @@ from . import distributed
 from . import stages as _stages  # noqa: F401  (registration)
 from .data import load_tokenizer
 from .downstream import lm_eval_available
+from .lock import run_directory_lock
 from .memory import peaks, release_freed, reset_peaks, resident_bytes
 from .metrics import MetricsLog
 from .mixers import MIXER_IMPLEMENTATIONS
@@ -39,7 +40,7 @@ from .stages.prune import PRUNE_IMPLEMENTATIONS
 from .stages.recover import RECOVERY_IMPLEMENTATIONS
 from .train.checkpoint import Checkpoint, Checkpoints
 from .train.stop import stop_on_signals
-from .verify import verify
+from .verify import VerifiedPlan, verify
 
 
 def unsupported(plan: Plan) -> list[str]:
@@ -132,7 +133,21 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
     if _finished(run_dir, plan):
         console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)
         return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError([Problem("exists and is not a folder; give the run a folder (--out)", file=str(run_dir))],
+                        title="cannot use the run directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError([Problem(f"cannot create it: {exc.strerror or exc}", file=str(run_dir))],
+                        title="cannot use the run directory") from None
+    with run_directory_lock(run_dir, lambda text: console.print(text, markup=False)):
+        return _run_stages(verified, run_dir, console, finalize_tolerance)
+
+
+def _run_stages(verified: VerifiedPlan, run_dir: Path, console: Console, finalize_tolerance: float | None) -> Path:
+    """The plan's stages in RUN_DIR (locked by this run), resumed from its newest checkpoint."""
+    plan = verified.plan
     checkpoints = Checkpoints(run_dir / "checkpoints", plan.plan_sha256, plan.runtime.keep_checkpoints)
     resume = checkpoints.latest()  # refuses another plan's checkpoints before anything is written here
     if distributed.is_main():  # beside metrics.jsonl, so `shearc report` can read a run that stopped early

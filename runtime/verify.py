@@ -55,4 +55,38 @@ def verify(plan_path: str | Path) -> VerifiedPlan:
     ]
     if problems:
         raise UserError(problems, title="the plan does not match the source model; recompile the spec against it")
+    weight_problems = check_weight_files(model_dir)
+    if weight_problems:
+        raise UserError(weight_problems, title="the source model's weights cannot be read")
     return VerifiedPlan(plan=plan, plan_dir=plan_dir, model_dir=model_dir, source=found)
+
+
+def check_weight_files(model_dir: Path) -> list[Problem]:
+    """Safetensors weights only (pickled .bin files can run code when loaded), each file whole: its header
+    readable and its length what the header describes (a copy cut short fails here, not halfway through a run)."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in model_dir.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
+        what = (f"only pickled weights ({', '.join(pickled)}); shearc loads safetensors only: convert them once, "
+                "e.g. AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)"
+                if pickled else "no weights (*.safetensors)")
+        return [Problem(what, file=str(model_dir))]
+    return [problem for path in files if (problem := _safetensors_problem(path)) is not None]
+
+
+def _safetensors_problem(path: Path) -> Problem | None:
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if size < 8 or length > size - 8:
+                raise ValueError("its header is cut short")
+            header = json.loads(handle.read(length))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return Problem(f"not a readable safetensors file ({exc})", file=str(path))
+    expected = 8 + length + max(ends, default=0)
+    if size < expected:
+        return Problem(f"truncated: {size:,} bytes where its header describes {expected:,}; copy it again",
+                       file=str(path))
+    return None

@@ -39,3 +39,24 @@ def test_a_missing_source_is_refused_and_nothing_is_downloaded(tmp_path, monkeyp
     with pytest.raises(UserError, match="shearc never downloads weights") as raised:
         verify(plan_path)
     assert raised.value.problems[0].path == "source.model"
+
+
+def test_source_weights_that_cannot_be_read_are_refused_before_any_work(tmp_path, capsys):
+    """A truncated safetensors file, a garbage one, or only pickled .bin weights: exit 2 naming the file."""
+    from shearc.cli import main
+
+    from ..helpers import tiny_project
+
+    plan_path = tiny_project(tmp_path, "llama-mha", {"target": {"heads": 4}, "prune": {"method": "magnitude"}})
+    weights = tmp_path / "llama-mha" / "model.safetensors"
+    whole = weights.read_bytes()
+    for damaged, message in ((whole[:-100], "truncated:"), (b"\x10" + whole[1:2000], "not a readable safetensors")):
+        weights.write_bytes(damaged)
+        assert main(["run", str(plan_path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(weights) in err and "Traceback" not in err
+    weights.unlink()
+    (tmp_path / "llama-mha" / "pytorch_model.bin").write_bytes(b"pickle")
+    assert main(["run", str(plan_path)]) == 2
+    assert "only pickled weights (pytorch_model.bin); shearc loads safetensors only" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
