@@ -149,7 +149,8 @@ def _run_stages(verified: VerifiedPlan, run_dir: Path, console: Console, finaliz
     """The plan's stages in RUN_DIR (locked by this run), resumed from its newest checkpoint."""
     plan = verified.plan
     checkpoints = Checkpoints(run_dir / "checkpoints", plan.plan_sha256, plan.runtime.keep_checkpoints)
-    resume = checkpoints.latest()  # refuses another plan's checkpoints before anything is written here
+    # refuses another plan's checkpoints before anything is written here; passes over damaged ones
+    resume = checkpoints.latest(warn=lambda text: console.print(text, markup=False))
     if distributed.is_main():  # beside metrics.jsonl, so `shearc report` can read a run that stopped early
         write_text_atomic(run_dir / "plan.json", pretty_json(plan.as_json()))
     torch.manual_seed(plan.runtime.seed)

@@ -14,6 +14,8 @@ from shearc.compiler.source import SourceModel, introspect
 from shearc.errors import Problem, UserError
 from shearc.plan import Plan, read_plan
 
+from .integrity import safetensors_problem
+
 
 @dataclass(frozen=True)
 class VerifiedPlan:
@@ -71,22 +73,5 @@ def check_weight_files(model_dir: Path) -> list[Problem]:
                 "e.g. AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)"
                 if pickled else "no weights (*.safetensors)")
         return [Problem(what, file=str(model_dir))]
-    return [problem for path in files if (problem := _safetensors_problem(path)) is not None]
-
-
-def _safetensors_problem(path: Path) -> Problem | None:
-    size = path.stat().st_size
-    try:
-        with path.open("rb") as handle:
-            length = int.from_bytes(handle.read(8), "little")
-            if size < 8 or length > size - 8:
-                raise ValueError("its header is cut short")
-            header = json.loads(handle.read(length))
-        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        return Problem(f"not a readable safetensors file ({exc})", file=str(path))
-    expected = 8 + length + max(ends, default=0)
-    if size < expected:
-        return Problem(f"truncated: {size:,} bytes where its header describes {expected:,}; copy it again",
-                       file=str(path))
-    return None
+    return [Problem(f"{problem}; copy it again", file=str(path)) for path in files
+            if (problem := safetensors_problem(path)) is not None]

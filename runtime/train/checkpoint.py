@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from shearc.canonical import atomic_directory
 from shearc.errors import Problem, UserError
 
 from ..distributed import barrier, is_main, load_sharded_model, save_sharded
+from ..integrity import safetensors_problem, torch_save_problem
 
 
 @dataclass(frozen=True)
@@ -84,19 +86,33 @@ class Checkpoints:
     def all(self) -> list[Checkpoint]:
         found = []
         for meta_path in sorted(self.directory.glob("[!.]*/meta.json")):  # .name.* are unfinished writes
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                meta = None
+            if not isinstance(meta, dict) or not {"plan_sha256", "stage_index", "step"} <= set(meta):
+                meta = {"plan_sha256": None, "stage_index": -1, "step": -1, "damaged": "its meta.json is unreadable"}
             found.append(Checkpoint(meta_path.parent, meta))
         return sorted(found, key=lambda c: (c.stage_index, c.step))
 
-    def latest(self) -> Checkpoint | None:
-        """The newest checkpoint; one of another plan is refused rather than used."""
+    def latest(self, warn: Callable[[str], None] | None = None) -> Checkpoint | None:
+        """The newest whole checkpoint: a damaged one (a file cut short or unreadable) is passed over for the one
+        before, with `warn` told which and why; one of another plan is refused rather than used."""
         checkpoints = self.all()
-        foreign = [c for c in checkpoints if c.meta["plan_sha256"] != self.plan_sha256]
+        foreign = [c for c in checkpoints if c.meta["plan_sha256"] not in (self.plan_sha256, None)]
         if foreign:
             raise UserError([Problem(f"{c.path} was written by another plan (sha256 {c.meta['plan_sha256'][:12]}); "
                                      "resume with that plan, or choose another run directory", "runtime.output_dir")
                              for c in foreign[:3]], title="checkpoint of another plan")
-        return checkpoints[-1] if checkpoints else None
+        unreadable = [c for c in checkpoints if "damaged" in c.meta]  # where they stood in the run is unknown
+        for checkpoint in [*unreadable, *reversed([c for c in checkpoints if "damaged" not in c.meta])]:
+            damage = damaged(checkpoint)
+            if damage is None:
+                return checkpoint
+            if warn is not None:
+                warn(f"warning: skipping the damaged checkpoint {checkpoint.path.name} ({damage}); resuming from "
+                     "the newest whole one before it")
+        return None
 
     def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module | None,
              trainer: dict[str, Any], checks: dict[str, Any] | None = None) -> Checkpoint | None:
@@ -155,6 +171,19 @@ class Checkpoints:
         for old in checkpoints[: -self.keep]:
             if old.path.name not in needed:
                 shutil.rmtree(old.path, ignore_errors=True)
+
+
+def damaged(checkpoint: Checkpoint) -> str | None:
+    """What makes a checkpoint unusable (a file missing, cut short or unreadable), or None."""
+    if "damaged" in checkpoint.meta:
+        return checkpoint.meta["damaged"]
+    problem = torch_save_problem(checkpoint.path / "trainer.pt")
+    if problem is None and checkpoint.weights is not None:
+        problem = safetensors_problem(checkpoint.weights) if checkpoint.weights.is_file() else \
+            f"its weights ({checkpoint.weights}) are gone"
+    if problem is None and checkpoint.sharded is not None and not (checkpoint.sharded / ".metadata").is_file():
+        problem = "its sharded weights have no .metadata"
+    return problem
 
 
 def require_plain(state: Any) -> None:
