@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -129,6 +130,7 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
         raise UserError([Problem(f"the plan was compiled for {expected} process(es), but {started} started; run it "
                                  f"with `{launch} {plan_path}`, or recompile with runtime.devices: {started}",
                                  "runtime.devices", str(plan_path))], title="wrong number of processes")
+    tokenizer = checked_tokenizer(verified)
     run_dir = Path(out) if out is not None else verified.plan_dir / plan.runtime.output_dir
     if _finished(run_dir, plan):
         console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)
@@ -142,10 +144,24 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
         raise UserError([Problem(f"cannot create it: {exc.strerror or exc}", file=str(run_dir))],
                         title="cannot use the run directory") from None
     with run_directory_lock(run_dir, lambda text: console.print(text, markup=False)):
-        return _run_stages(verified, run_dir, console, finalize_tolerance)
+        return _run_stages(verified, tokenizer, run_dir, console, finalize_tolerance)
 
 
-def _run_stages(verified: VerifiedPlan, run_dir: Path, console: Console, finalize_tolerance: float | None) -> Path:
+def checked_tokenizer(verified: VerifiedPlan) -> Any:
+    """The plan's tokenizer, refused (exit 2) when it has more tokens than the model has embeddings."""
+    plan = verified.plan
+    tokenizer = load_tokenizer(plan.data.tokenizer, verified.plan_dir, plan.source.trust_remote_code)
+    vocab = verified.source.vocab
+    if len(tokenizer) > vocab:
+        raise UserError([Problem(f"the tokenizer has {len(tokenizer):,} tokens, the source model embeds {vocab:,}: "
+                                 "its ids would index past the embedding; use the model's own tokenizer",
+                                 "data.tokenizer", str(verified.plan_dir / plan.data.tokenizer))],
+                        title="tokenizer does not match the model")
+    return tokenizer
+
+
+def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: Console,
+                finalize_tolerance: float | None) -> Path:
     """The plan's stages in RUN_DIR (locked by this run), resumed from its newest checkpoint."""
     plan = verified.plan
     checkpoints = Checkpoints(run_dir / "checkpoints", plan.plan_sha256, plan.runtime.keep_checkpoints)
@@ -161,8 +177,7 @@ def _run_stages(verified: VerifiedPlan, run_dir: Path, console: Console, finaliz
     first = 0 if resume is None else resume.stage_index + (1 if resume.complete else 0)
     metrics.write("memory", resident_bytes_before_models=resident_bytes())  # the baseline of the stages' peaks
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics, model=None,
-                         tokenizer=load_tokenizer(plan.data.tokenizer, verified.plan_dir,
-                                                  plan.source.trust_remote_code),
+                         tokenizer=tokenizer,
                          checkpoints=checkpoints, finalize_tolerance=finalize_tolerance)
     if needs_source(plan, first):  # held by the context alone, so releasing it there frees it
         dtype = source_dtype(plan, device)

@@ -60,3 +60,16 @@ def test_source_weights_that_cannot_be_read_are_refused_before_any_work(tmp_path
     assert main(["run", str(plan_path)]) == 2
     assert "only pickled weights (pytorch_model.bin); shearc loads safetensors only" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused_before_any_work(tmp_path, capsys):
+    from shearc.cli import main
+
+    from ..helpers import tiny_project, tiny_tokenizer
+
+    plan_path = tiny_project(tmp_path, "llama-mha", {"target": {"heads": 4}, "prune": {"method": "magnitude"}})
+    tiny_tokenizer(tmp_path / "tokenizer", [" ".join(f"word{i}" for i in range(600))])  # 603 tokens; the model 512
+    assert main(["run", str(plan_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the tokenizer has 603 tokens, the source model embeds 512" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
