@@ -6,6 +6,7 @@ PyYAML would silently overwrite, are errors.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,27 @@ def dotted(path: PathKey) -> str:
     return out
 
 
+class _Stop(Exception):
+    """The walk over a document's nodes cannot go on (a cycle, or nesting past MAX_DEPTH)."""
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _record(node: yaml.Node, path: PathKey, marks: dict, problems: list[Problem], file: str) -> None:
+MAX_DEPTH = 64  # far deeper than any spec; a bound before Python's own recursion limit
+
+
+def _record(node: yaml.Node, path: PathKey, marks: dict, problems: list[Problem], file: str,
+            open_nodes: frozenset[int] = frozenset()) -> None:
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in open_nodes or len(path) > MAX_DEPTH:  # an alias inside itself (&x [*x]), or absurd nesting
+            line, column = _mark(node)
+            what = "refers to itself through an alias" if id(node) in open_nodes else \
+                f"is nested more than {MAX_DEPTH} levels deep"
+            problems.append(Problem(f"this value {what}", dotted(path), file, line, column))
+            raise _Stop
+        open_nodes = open_nodes | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -58,11 +75,11 @@ def _record(node: yaml.Node, path: PathKey, marks: dict, problems: list[Problem]
                 problems.append(Problem(f"duplicate key {key!r}", dotted((*path, key)), file, line, column))
             seen.add(key)
             marks[(*path, key)] = _mark(key_node)
-            _record(value_node, (*path, key), marks, problems, file)
+            _record(value_node, (*path, key), marks, problems, file, open_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             marks[(*path, index)] = _mark(item)
-            _record(item, (*path, index), marks, problems, file)
+            _record(item, (*path, index), marks, problems, file, open_nodes)
 
 
 def load_yaml(path: str | Path, *, display_name: str | None = None) -> LoadedYaml:
@@ -78,7 +95,10 @@ def load_yaml(path: str | Path, *, display_name: str | None = None) -> LoadedYam
 
 
 def parse_yaml(text: str, file: str) -> LoadedYaml:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # reads the text at once: control characters are refused here
+    except yaml.YAMLError as exc:
+        raise UserError([Problem(f"YAML error: {exc}", file=file)], title="invalid spec") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -86,7 +106,8 @@ def parse_yaml(text: str, file: str) -> LoadedYaml:
                             title="invalid spec")
         marks: dict[PathKey, tuple[int, int]] = {(): _mark(node)}
         problems: list[Problem] = []
-        _record(node, (), marks, problems, file)
+        with contextlib.suppress(_Stop):  # the document cannot be walked further: what was found is reported
+            _record(node, (), marks, problems, file)
         if problems:
             raise UserError(problems, title="invalid spec")
         data = loader.construct_document(node)

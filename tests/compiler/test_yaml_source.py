@@ -25,6 +25,10 @@ def test_dotted_paths():
         ("a: [1, 2\n", "YAML error", 2),
         ("- 1\n- 2\n", "expected a mapping", 1),
         ("", "empty", None),
+        # found by tests/test_fuzz.py: each was a traceback
+        ("\x1f", "special characters are not allowed", None),
+        ("a: &x [*x]\n", "refers to itself through an alias", 1),
+        ("a: " + "[" * 70 + "]" * 70 + "\n", "nested more than 64 levels deep", 1),
     ],
 )
 def test_bad_documents_are_located_user_errors(text, needle, line):
