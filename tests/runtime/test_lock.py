@@ -77,3 +77,22 @@ def test_out_that_is_a_file_or_cannot_be_made_exits_2(tmp_path, capsys):
     assert main(["run", str(plan_path), "--out", str(tmp_path / "taken" / "run")]) == 2
     err = capsys.readouterr().err
     assert "cannot create it" in err and "Traceback" not in err
+
+
+def test_a_run_directory_that_cannot_be_written_exits_2(tmp_path, capsys, monkeypatch):
+    """As root every folder is writable, so the refusal of the lock's creation stands in for a read-only one."""
+    from shearc.runtime import lock
+
+    plan_path = _plan(tmp_path)
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    assert main(["run", str(plan_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write in it: Permission denied" in err and "Traceback" not in err
+    assert list((tmp_path / "runs" / "tiny").iterdir()) == []
