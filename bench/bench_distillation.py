@@ -25,7 +25,6 @@ cell's per-domain loss as `shearc compare` writes it.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,7 +32,15 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from bench_methods import arguments, base_spec, run_spec, seed_table, slug, spread_table  # noqa: E402 (bench/ is not a package)
+from bench_methods import (  # noqa: E402 (bench/ is not a package)
+    arguments,
+    base_spec,
+    previous_results,
+    run_spec,
+    seed_table,
+    slug,
+    spread_table,
+)
 
 WIDTH = ["head", "intermediate", "hidden"]
 CALIBRATION = {"calibration_samples": 32, "calibration_seq_len": 128}
@@ -122,12 +129,7 @@ def main() -> None:
     spec = base_spec()
     steps = 4 if args.smoke else round((spec["prune"]["steps"] + spec["recovery"]["steps"]) * args.budget)
     spec["recovery"] = {**spec["recovery"], "steps": steps, "warmup_steps": max(1, steps // 10)}
-    if not (REPO / "specs" / "tiny" / "data" / "corpus.json").is_file():
-        subprocess.run([str(Path(sys.executable).parent / "shearc"), "corpus", str(REPO / "specs/tiny/data")],
-                       check=True)
-    results_path = args.out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    wanted = set(args.only) if args.only else None
+    results_path, results, wanted = previous_results(args)
     for seed in args.seeds:
         for name, variant in cells({**spec, "runtime": {"seed": seed}}).items():
             if str(seed) in results.get(name, {}) or (wanted is not None and name not in wanted):

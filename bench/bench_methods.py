@@ -112,6 +112,17 @@ def arguments(description: str, out: str, budget: str, smoke: str) -> argparse.N
     return args
 
 
+def previous_results(args: argparse.Namespace) -> tuple[Path, dict, set[str] | None]:
+    """The embedded corpus written if it is not there yet; OUT/results.json and what it already holds (cells
+    done are not run again); the cells asked for (--only), or None for all."""
+    if not (REPO / "specs" / "tiny" / "data" / "corpus.json").is_file():
+        subprocess.run([str(Path(sys.executable).parent / "shearc"), "corpus", str(REPO / "specs/tiny/data")],
+                       check=True)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    return results_path, results, set(args.only) if args.only else None
+
+
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], "bench-methods", "every cell's steps times this",
                      "4 steps per stage: check the script, not the methods")
@@ -120,12 +131,7 @@ def main() -> None:
     if args.smoke:
         for section in ("prune", "recovery"):
             spec[section].update(steps=4, eval_interval=2, warmup_steps=1)
-    if not (REPO / "specs" / "tiny" / "data" / "corpus.json").is_file():
-        subprocess.run([str(Path(sys.executable).parent / "shearc"), "corpus", str(REPO / "specs/tiny/data")],
-                       check=True)
-    results_path = args.out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    wanted = set(args.only) if args.only else None
+    results_path, results, wanted = previous_results(args)
 
     def record(name: str, seed: int, make) -> None:
         if str(seed) in results.get(name, {}) or (wanted is not None and name not in wanted):
