@@ -80,6 +80,15 @@ def explain(plan: dict[str, Any], console: Console) -> None:
         mixture.add_row(domain["name"], f"{domain['weight']:.3f}", "-" if reference is None else f"{reference:.4f}",
                         _found(domain["train_found"]), _found(domain["eval_found"]))
     console.print(mixture)
+    downstream = next((s.get("downstream") for s in plan["stages"] if s["stage"] == "evaluate"), None)
+    if downstream:
+        tasks = Table(title="Downstream tasks (lm-eval, on the source and the result)", title_justify="left")
+        for column in ("task", "metric", "shots", "data"):
+            tasks.add_column(column, justify="right" if column == "shots" else "left")
+        for task in downstream:
+            where = task["path"] or ", ".join(task["data"])
+            tasks.add_row(task["task"], task["metric"], str(task["num_fewshot"]), where)
+        console.print(tasks)
     runtime = plan["runtime"]
     line = (f"runtime: {runtime['devices']} x {runtime['device']} ({runtime['strategy']}, {runtime['precision']}), "
             f"micro-batch {plan['schedule']['micro_batch']}, seed {runtime['seed']}, output {runtime['output_dir']}")

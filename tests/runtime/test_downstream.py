@@ -25,6 +25,8 @@ def test_a_local_task_scores_source_and_result_into_the_report(tmp_path, capsys)
     assert evaluate["downstream"] == [{"task": "shearc_arithmetic_choice", "path": "tasks/arithmetic_choice.yaml",
                                        "metric": "acc,none", "num_fewshot": 2,
                                        "data": ["tasks/arithmetic_choice.jsonl"]}]
+    assert main(["explain", str(plan_path)]) == 0
+    assert "Downstream tasks" in capsys.readouterr().out
     assert main(["run", str(plan_path)]) == 0
     run_dir = tmp_path / "runs" / "tiny"
     downstream = json.loads((run_dir / "report.json").read_text())["downstream"]
