@@ -35,6 +35,7 @@ class Column:
     title: str
     better: str | None  # "lower", "higher", or None (not ranked)
     digits: int | None = None  # decimals; None: an integer with thousands separators, or text
+    signed: bool = False  # a change: written with its sign
 
 
 def stage_tokens(plan: dict[str, Any]) -> int:
@@ -101,7 +102,7 @@ def columns_of(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[Col
                   Column("latency (ms)", "lower", 2), Column("tokens/s", "higher", 0),
                   *(Column(f"loss {name}", "lower", 3) for name in domains),
                   Column("mean loss", "lower", 3), Column("worst-domain loss", "lower", 3),
-                  Column("worst rise", "lower", 3),
+                  Column("worst rise", "lower", 3, signed=True),
                   *(Column(title, "higher", 4) for title in tasks), Column("wall time (s)", "lower", 0)]
     return [c for c in candidates if any(c.title in row for row in rows)]
 
@@ -124,7 +125,7 @@ def _text(value: Any, column: Column) -> str:
         return value
     if column.digits is None:
         return f"{value:,}"
-    return f"{value:,.{column.digits}f}"
+    return f"{value:{'+' if column.signed else ''},.{column.digits}f}"
 
 
 def _is_best(value: Any, column: Column, best: dict[str, Any], row: dict[str, Any]) -> bool:
