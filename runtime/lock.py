@@ -3,8 +3,9 @@
 The lock file is created exclusively and names its holder (pid, host, start time). A second run on
 the same directory stops before writing anything (exit 2) and names the holder. A lock left by a
 process that died without releasing it (SIGKILL, a lost node) is recognised when its host is this
-one and its pid is gone, and taken over with a warning; a lock from another host cannot be checked
-from here, so it is reported with what to do.
+one and its pid is gone (or is this process itself, which runs one plan at a time: the lock came
+with a copied directory), and taken over with a warning; a lock from another host cannot be
+checked from here, so it is reported with what to do.
 """
 
 from __future__ import annotations
@@ -66,13 +67,15 @@ def acquire(run_dir: Path, warn: Any) -> Path:
     if _try_create(path, me):
         return path
     holder = _holder(path)
-    if holder is not None and (holder.get("host") != me["host"] or _alive(holder["pid"])):
+    ours = holder is not None and holder.get("host") == me["host"] and holder["pid"] == me["pid"]
+    if holder is not None and not ours and (holder.get("host") != me["host"] or _alive(holder["pid"])):
         where = f"pid {holder['pid']} on {holder.get('host')}, since {holder.get('started')}"
         hint = ("wait for it to finish or stop it" if holder.get("host") == me["host"] else
                 f"if that run is gone, delete {path}")
         raise UserError([Problem(f"another shearc run ({where}) is using this run directory; {hint}, or choose "
                                  "another with --out", file=str(run_dir))], title="run directory in use")
-    gone = "unreadable" if holder is None else f"pid {holder['pid']} on this host, no longer running"
+    gone = ("unreadable" if holder is None else "this very process's: a copy of a directory it was running"
+            if ours else f"pid {holder['pid']} on this host, no longer running")
     warn(f"warning: taking over the stale lock of a run that died ({gone}): {path}")
     path.unlink(missing_ok=True)
     if not _try_create(path, me):  # another run took it over in between

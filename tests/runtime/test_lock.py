@@ -96,3 +96,11 @@ def test_a_run_directory_that_cannot_be_written_exits_2(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert "cannot write in it: Permission denied" in err and "Traceback" not in err
     assert list((tmp_path / "runs" / "tiny").iterdir()) == []
+
+
+def test_a_lock_of_this_very_process_came_with_a_copied_directory_and_is_taken_over(tmp_path, capsys):
+    plan_path, run_dir = _plan(tmp_path), tmp_path / "runs" / "tiny"
+    _lock(run_dir, os.getpid())
+    assert main(["run", str(plan_path)]) == 0
+    assert "this very process's: a copy of a directory it was running" in capsys.readouterr().err
+    assert not (run_dir / ".lock").exists()
