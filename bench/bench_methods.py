@@ -94,9 +94,9 @@ def run_spec(spec: dict, work: Path) -> dict:
     records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     seconds = sum(r["seconds"] for r in records if r["event"] == "stage")
     report = json.loads((work / "run" / "report.json").read_text())
-    trained = [s["params"] for s in plan["stages"] if "steps" in s.get("params", {})]
-    return {"report": report, "seconds": seconds, "run_dir": str(work / "run"),
-            "train_tokens": sum(p["steps"] * p["global_batch"] * p["seq_len"] for p in trained)}
+    from shearc.report.compare import stage_tokens
+
+    return {"report": report, "seconds": seconds, "run_dir": str(work / "run"), "train_tokens": stage_tokens(plan)}
 
 
 def arguments(description: str, out: str, budget: str, smoke: str) -> argparse.Namespace:

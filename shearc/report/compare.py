@@ -209,7 +209,7 @@ def loss_against_tokens(records: list[RunRecord], out: Path) -> Path | None:
         before, seen, points = {}, 0, []
         for stage in record.training_stages():
             before[stage] = seen
-            seen += next(s for s in record.plan["stages"] if s["stage"] == stage)["params"]["steps"] * per_step[stage]
+            seen += _stage_params(record.plan, stage)["steps"] * per_step[stage]
         for step in record.series("train"):
             points.append((before[step["stage"]] + step["step"] * per_step[step["stage"]], step["loss"]))
         if points:
