@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,32 @@ def load_task_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def map_data_files(config: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """The config with every file of `dataset_kwargs.data_files` (a path, a list, or per split) passed through
+    `change`, its shape kept."""
+    def walk(files: Any) -> Any:
+        if isinstance(files, dict):
+            return {split: walk(value) for split, value in files.items()}
+        if isinstance(files, list):
+            return [walk(value) for value in files]
+        return change(str(files))
+
+    kwargs = config.get("dataset_kwargs") or {}
+    if kwargs.get("data_files") is None:
+        return config
+    return {**config, "dataset_kwargs": {**kwargs, "data_files": walk(kwargs["data_files"])}}
+
+
 def data_files_of(config: dict[str, Any]) -> list[str]:
-    """The file patterns a file-builder task reads (`dataset_kwargs.data_files`: a path, a list, or per split)."""
-    files = (config.get("dataset_kwargs") or {}).get("data_files")
-    if isinstance(files, dict):
-        files = [f for value in files.values() for f in (value if isinstance(value, list) else [value])]
-    elif isinstance(files, str):
-        files = [files]
-    return [str(f) for f in files or []]
+    """The file patterns a file-builder task reads."""
+    found: list[str] = []
+
+    def note(file: str) -> str:
+        found.append(file)
+        return file
+
+    map_data_files(config, note)
+    return found
 
 
 def _local_task(path: Path, where: str, problems: list[Problem]) -> tuple[str | None, list[Path]]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from shearc.compiler.downstream import map_data_files
 from shearc.plan import DownstreamTaskPlan
 
 
@@ -58,44 +59,44 @@ def task_config(task: DownstreamTaskPlan, plan_dir: Path) -> str | dict[str, Any
     from lm_eval.tasks._yaml_loader import load_yaml
 
     path = (plan_dir / task.path).resolve()
-    config = load_yaml(path)
-    files = (config.get("dataset_kwargs") or {}).get("data_files")
-    if files is not None:
-        def absolute(value: Any) -> Any:
-            if isinstance(value, list):
-                return [absolute(v) for v in value]
-            return str(path.parent / value)
-
-        files = {split: absolute(v) for split, v in files.items()} if isinstance(files, dict) else absolute(files)
-        config["dataset_kwargs"] = {**config["dataset_kwargs"], "data_files": files}
-    return config
+    return map_data_files(load_yaml(path), lambda file: str(path.parent / file))
 
 
-def run_tasks(model: torch.nn.Module, tokenizer: Any, tasks: list[DownstreamTaskPlan], plan_dir: Path, *,
-              limit: int | None, batch_size: int, device: torch.device, seed: int) -> list[dict[str, Any]]:
-    """Per task, in the plan's order: the metric's value, its standard error and the examples scored."""
+def run_tasks(models: dict[str, torch.nn.Module], tokenizer: Any, tasks: list[DownstreamTaskPlan], plan_dir: Path, *,
+              limit: int | None, batch_size: int, device: torch.device, seed: int,
+              autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, list[dict[str, Any]]]:
+    """Per model, per task in the plan's order: the metric's value, its standard error and the examples scored."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    model.eval()
-    found: dict[str, dict[str, Any]] = {}
+    scored = {}
     with offline():
-        harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
-        manager = TaskManager()
-        for shots in sorted({task.num_fewshot for task in tasks}):
-            group = [task for task in tasks if task.num_fewshot == shots]
-            out = lm_eval.simple_evaluate(model=harness, tasks=[task_config(t, plan_dir) for t in group],
-                                          num_fewshot=shots, limit=limit, task_manager=manager, log_samples=False,
-                                          random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-                                          fewshot_random_seed=seed)
-            for task in group:
-                scores = out["results"][task.task]
-                name, _, where = task.metric.partition(",")
-                found[task.task] = {"value": float(scores[task.metric]),
-                                    "stderr": _number(scores.get(f"{name}_stderr,{where}")),
-                                    "samples": int(out.get("n-samples", {}).get(task.task, {}).get("effective", 0))}
-    return [found[task.task] for task in tasks]
+        manager = TaskManager()  # indexes every task lm-eval ships (seconds): once for all models
+        configs = [task_config(task, plan_dir) for task in tasks]
+        for which, model in models.items():
+            model.eval()
+            harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
+            found: dict[str, dict[str, Any]] = {}
+            for shots in sorted({task.num_fewshot for task in tasks}):
+                group = [(task, config) for task, config in zip(tasks, configs, strict=True)
+                         if task.num_fewshot == shots]
+                with autocast():
+                    out = lm_eval.simple_evaluate(model=harness, tasks=[config for _, config in group],
+                                                  num_fewshot=shots, limit=limit, task_manager=manager,
+                                                  log_samples=False, random_seed=seed, numpy_random_seed=seed,
+                                                  torch_random_seed=seed, fewshot_random_seed=seed)
+                for task, _ in group:
+                    found[task.task] = _score(out, task)
+            scored[which] = [found[task.task] for task in tasks]
+    return scored
+
+
+def _score(out: dict[str, Any], task: DownstreamTaskPlan) -> dict[str, Any]:
+    scores = out["results"][task.task]
+    name, _, where = task.metric.partition(",")
+    return {"value": float(scores[task.metric]), "stderr": _number(scores.get(f"{name}_stderr,{where}")),
+            "samples": int(out.get("n-samples", {}).get(task.task, {}).get("effective", 0))}
 
 
 def _number(value: Any) -> float | None:

@@ -130,11 +130,11 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
         raise UserError([Problem(f"the plan was compiled for {expected} process(es), but {started} started; run it "
                                  f"with `{launch} {plan_path}`, or recompile with runtime.devices: {started}",
                                  "runtime.devices", str(plan_path))], title="wrong number of processes")
-    tokenizer = checked_tokenizer(verified)
     run_dir = Path(out) if out is not None else verified.plan_dir / plan.runtime.output_dir
     if _finished(run_dir, plan):
         console.print(f"{run_dir} already holds this finished run; nothing to do", markup=False)
         return run_dir
+    tokenizer = checked_tokenizer(verified)  # before the run directory is made: a wrong one leaves nothing behind
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError([Problem("exists and is not a folder; give the run a folder (--out)", file=str(run_dir))],
                         title="cannot use the run directory")

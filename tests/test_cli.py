@@ -50,6 +50,7 @@ def test_ci_runs_exactly_the_readme_test_command():
     for step in ("shearc corpus specs/tiny/data", "shearc compile specs/tiny_drpruning.yaml -o plan.json",
                  "shearc run plan.json", "shearc report runs/tiny-drpruning"):
         assert step in main_command
+    assert '-e ".[eval]"' in main_command  # the default scores a downstream task through lm-eval
 
 
 def test_validate_reports_each_spec(models, capsys):

@@ -76,12 +76,9 @@ class EvaluateStage(Stage):
         """Every lm-eval task on the source and on the result: per task its metric, few-shot count, and each
         model's value, standard error and examples scored."""
         tasks, lm_eval = self.stage_plan.downstream, self.stage_plan.params.lm_eval
-        scored = {}
-        for which, model in (("source", source), ("result", context.dense_model)):
-            with autocast():
-                scored[which] = run_tasks(model, context.tokenizer, tasks, context.verified.plan_dir,
-                                          limit=lm_eval.limit, batch_size=lm_eval.batch_size,
-                                          device=context.device, seed=context.seed)
+        scored = run_tasks({"source": source, "result": context.dense_model}, context.tokenizer, tasks,
+                           context.verified.plan_dir, limit=lm_eval.limit, batch_size=lm_eval.batch_size,
+                           device=context.device, seed=context.seed, autocast=autocast)
         return {"lm_eval_version": version(), "limit": lm_eval.limit,
                 "tasks": [{"task": task.task, "metric": task.metric, "num_fewshot": task.num_fewshot,
                            "source": before, "result": after}

@@ -12,6 +12,7 @@ import yaml
 from shearc.canonical import sha256_of
 from shearc.cli import main
 from shearc.compiler.compile import compile_spec, plan_text
+from shearc.corpus.tasks import write_task
 
 from ..helpers import REPO, SPECS, tiny_spec, write_spec
 
@@ -32,6 +33,7 @@ def empty_hf_cache(tmp_path, monkeypatch):
 def specs_copy(tmp_path):
     """specs/ copied under tmp_path, so plan paths are the same on every machine."""
     shutil.copytree(SPECS, tmp_path / "specs", ignore=shutil.ignore_patterns("data"))  # generated corpora vary
+    write_task(tmp_path / "specs" / "tiny" / "data")  # the default's downstream task, as `shearc corpus` writes it
     return tmp_path
 
 

@@ -65,7 +65,6 @@ def test_a_preset_names_each_papers_metric():
 
 def test_a_preset_whose_data_is_not_cached_exits_2_naming_each_task_and_where_it_looked(models, empty_hf_cache,
                                                                                           capsys):
-    pytest.importorskip("lm_eval", reason="the eval extra (CI installs it: .ci/run)")
     code, captured = _compile(models, {"preset": "minitron"}, capsys)
     assert code == 2 and not (models / "plan.json").exists()
     for task, _, _ in PRESETS["minitron"]:
@@ -86,3 +85,17 @@ def test_without_lm_eval_a_named_task_is_refused_with_the_install_command(models
     monkeypatch.setattr(builtins, "__import__", no_lm_eval)
     code, captured = _compile(models, {"tasks": [{"task": "piqa", "metric": "acc"}]}, capsys)
     assert code == 2 and 'pip install -e ".[eval]"' in captured.err
+
+
+def test_data_files_keep_their_shape_when_made_absolute():
+    from shearc.compiler.downstream import data_files_of, map_data_files
+
+    config = {"task": "t", "dataset_kwargs": {"data_files": {"test": "a.jsonl", "train": ["b.jsonl", "c.jsonl"]},
+                                              "field": "rows"}}
+    moved = map_data_files(config, lambda file: f"/data/{file}")
+    assert moved["dataset_kwargs"] == {"data_files": {"test": "/data/a.jsonl",
+                                                      "train": ["/data/b.jsonl", "/data/c.jsonl"]}, "field": "rows"}
+    assert config["dataset_kwargs"]["data_files"]["test"] == "a.jsonl"  # the original is left alone
+    assert data_files_of(config) == ["a.jsonl", "b.jsonl", "c.jsonl"]
+    assert data_files_of({"dataset_kwargs": {"data_files": "x.csv"}}) == ["x.csv"]
+    assert data_files_of({"task": "t"}) == [] and map_data_files({"task": "t"}, str.upper) == {"task": "t"}

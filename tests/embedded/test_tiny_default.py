@@ -61,7 +61,11 @@ def test_a_tiny_spec_runs_end_to_end_and_reports_every_domain(tmp_path, capsys, 
     for section in ("prune", "recovery"):
         if "steps" in spec[section]:
             spec[section].update(steps=4, eval_interval=2, warmup_steps=1, global_batch=4, seq_len=64)
+    lm_eval = spec["eval"].get("lm_eval")
+    assert lm_eval or spec_name != "tiny_drpruning.yaml", "the README's default scores a downstream task"
     spec["eval"] = {"sequences_per_domain": 2, "seq_len": 64}
+    if lm_eval:  # the spec's own downstream task, on a few of its questions
+        spec["eval"]["lm_eval"] = {**lm_eval, "limit": 6}
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "spec.yaml").write_text(yaml.safe_dump(spec))
     assert main(["corpus", str(tmp_path / "specs" / "tiny" / "data"), "--train-documents", "40",
@@ -79,3 +83,12 @@ def test_a_tiny_spec_runs_end_to_end_and_reports_every_domain(tmp_path, capsys, 
     out = capsys.readouterr().out
     for domain in ("arithmetic", "sorting", "json", "logs", "code", "prose"):
         assert re.search(rf"{domain}\s+│\s+\d+\.\d{{4}}\s+│\s+\d+\.\d{{4}}", out), domain  # loss before, after
+    if lm_eval:  # lm-eval scored the source and the result; report.json, the card and the report say so
+        downstream = json.loads((run_dir / "report.json").read_text())["downstream"]
+        card = (run_dir / "model" / "README.md").read_text()
+        assert len(downstream["tasks"]) == len(lm_eval["tasks"])
+        for task in downstream["tasks"]:
+            assert task["source"]["samples"] == task["result"]["samples"] == 6
+            assert f"| {task['task']} | {task['metric']} | {task['num_fewshot']} |" in card
+            assert re.search(rf"{task['task']}\s+│\s+{task['metric']}\s+│\s+{task['num_fewshot']}\s+│"
+                             rf"\s+\d\.\d+", out), task["task"]

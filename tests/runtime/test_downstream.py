@@ -9,7 +9,6 @@ from shearc.corpus.tasks import write_task
 
 from ..helpers import tiny_project
 
-pytest.importorskip("lm_eval", reason="the eval extra (CI installs it: .ci/run)")
 
 
 def test_a_local_task_scores_source_and_result_into_the_report(tmp_path, capsys):
