@@ -77,18 +77,19 @@ def run_tasks(models: dict[str, torch.nn.Module], tokenizer: Any, tasks: list[Do
         for which, model in models.items():
             model.eval()
             harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
-            found: dict[str, dict[str, Any]] = {}
+            found: list[dict[str, Any] | None] = [None] * len(tasks)
             for shots in sorted({task.num_fewshot for task in tasks}):
-                group = [(task, config) for task, config in zip(tasks, configs, strict=True)
-                         if task.num_fewshot == shots]
+                group = [number for number, task in enumerate(tasks) if task.num_fewshot == shots]
+                # a task listed with several metrics (HellaSwag's acc and acc_norm) is evaluated once
+                unique = {tasks[number].task: configs[number] for number in group}
                 with autocast():
-                    out = lm_eval.simple_evaluate(model=harness, tasks=[config for _, config in group],
-                                                  num_fewshot=shots, limit=limit, task_manager=manager,
-                                                  log_samples=False, random_seed=seed, numpy_random_seed=seed,
-                                                  torch_random_seed=seed, fewshot_random_seed=seed)
-                for task, _ in group:
-                    found[task.task] = _score(out, task)
-            scored[which] = [found[task.task] for task in tasks]
+                    out = lm_eval.simple_evaluate(model=harness, tasks=list(unique.values()), num_fewshot=shots,
+                                                  limit=limit, task_manager=manager, log_samples=False,
+                                                  random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                                                  fewshot_random_seed=seed)
+                for number in group:
+                    found[number] = _score(out, tasks[number])
+            scored[which] = found
     return scored
 
 

@@ -45,3 +45,33 @@ def test_a_local_task_scores_source_and_result_into_the_report(tmp_path, capsys)
     assert (run_dir / "report" / "downstream.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["compare", str(run_dir)]) == 0
     assert "shearc_arithmetic_choice acc (2-shot)" in capsys.readouterr().out
+
+
+def test_a_task_listed_with_two_metrics_is_evaluated_once_and_reports_both(tmp_path, monkeypatch):
+    """HellaSwag's acc and acc_norm side by side: one lm-eval pass per model, each entry its own metric."""
+    import lm_eval
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from shearc.plan import DownstreamTaskPlan
+    from shearc.runtime.downstream import run_tasks
+
+    from ..helpers import SPECS
+
+    write_task(tmp_path, count=12, seed=0)
+    calls = []
+    evaluate = lm_eval.simple_evaluate
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: calls.append(kw["tasks"]) or evaluate(**kw))
+    tasks = [DownstreamTaskPlan(task="shearc_arithmetic_choice", path="tasks/arithmetic_choice.yaml", metric=metric,
+                                num_fewshot=1, data=["tasks/arithmetic_choice.jsonl"])
+             for metric in ("acc,none", "acc_norm,none")]
+    model_dir = SPECS / "tiny" / "model"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    scored = run_tasks({"source": model}, AutoTokenizer.from_pretrained(model_dir), tasks, tmp_path, limit=None,
+                       batch_size=4, device=torch.device("cpu"), seed=0)["source"]
+    assert len(calls) == 1 and len(calls[0]) == 1  # one pass, the task once
+    assert [s["samples"] for s in scored] == [12, 12]
+    assert all(s["value"] * 12 == pytest.approx(round(s["value"] * 12)) for s in scored)  # fractions of 12
+    alone = run_tasks({"source": model}, AutoTokenizer.from_pretrained(model_dir), tasks[1:], tmp_path, limit=None,
+                      batch_size=4, device=torch.device("cpu"), seed=0)["source"]
+    assert alone == scored[1:]  # acc_norm read from the shared pass is acc_norm's own
