@@ -189,8 +189,8 @@ def seed_table(results: dict, seed: str, overrides: dict[str, dict] | None = Non
 
     names = [name for name, runs in results.items() if seed in runs]
     records = [read_run(run_dir_of(name, results[name][seed])) for name in names]
-    rows = [source_row(records[0])] + [
-        {**row_of(record), "run": name, "training tokens": results[name][seed]["train_tokens"],
+    rows = [source_row(records)] + [
+        {**row_of(record, name), "training tokens": results[name][seed]["train_tokens"],
          "wall time (s)": results[name][seed]["seconds"], **(overrides or {}).get(name, {})}
         for name, record in zip(names, records, strict=True)]
     return markdown(rows, columns_of(rows, records))

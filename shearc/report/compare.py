@@ -56,10 +56,27 @@ def _recovery(plan: dict[str, Any]) -> str:
     return f"{method} ({recovery['student']})" if method == "distill" else method
 
 
-def row_of(record: RunRecord) -> dict[str, Any]:
+def run_names(records: list[RunRecord]) -> list[str]:
+    """Each run's shortest name that tells it from the others: the last folders of its path, without the
+    trailing ones every run shares (runs/x/seed0/taylor/run and runs/x/seed0/magnitude/run: taylor, magnitude)."""
+    parts = [record.run_dir.resolve().parts for record in records]
+    shared = 0
+    while len(parts) > 1 and all(len(p) > shared + 1 for p in parts) and len({p[-1 - shared] for p in parts}) == 1:
+        shared += 1
+    trimmed = [p[:len(p) - shared] for p in parts]
+    names = []
+    for own in trimmed:
+        depth = 1
+        while depth < len(own) and sum(other[-depth:] == own[-depth:] for other in trimmed) > 1:
+            depth += 1
+        names.append("/".join(own[-depth:]))
+    return names
+
+
+def row_of(record: RunRecord, name: str | None = None) -> dict[str, Any]:
     """The run's values by column title (absent where it has none, e.g. no report.json)."""
     plan = record.plan
-    row: dict[str, Any] = {"run": record.run_dir.name, "prune": _stage_params(plan, "prune")["method"],
+    row: dict[str, Any] = {"run": name or record.run_dir.name, "prune": _stage_params(plan, "prune")["method"],
                            "mixer": plan["mixer"]["method"], "recovery": _recovery(plan),
                            "training tokens": stage_tokens(plan),
                            "wall time (s)": sum(r["seconds"] for r in record.events("stage"))}
@@ -72,9 +89,19 @@ def row_of(record: RunRecord) -> dict[str, Any]:
     return row
 
 
-def source_row(record: RunRecord) -> dict[str, Any]:
-    """The source model as the run measured it (the reference the runs are compared with; never ranked)."""
-    return {"run": "source", "prune": "", "mixer": "", "recovery": "", **_measured(record.report, "source")}
+def source_row(records: list[RunRecord]) -> dict[str, Any]:
+    """The source model as the runs measured it, each value the median over the runs (every run times the
+    source again, on a machine that may be busy; its losses agree where the eval data does). The reference
+    the runs are compared with; never ranked."""
+    measured = [_measured(record.report, "source") for record in records if record.report is not None]
+    titles = list(dict.fromkeys(title for row in measured for title in row))
+    return {"run": "source", "prune": "", "mixer": "", "recovery": "",
+            **{title: _median([row[title] for row in measured if title in row]) for title in titles}}
+
+
+def _median(values: list[Any]) -> Any:
+    middle = float(np.median(values))
+    return round(middle) if all(isinstance(v, int) for v in values) else middle
 
 
 def _measured(report: dict[str, Any], which: str) -> dict[str, Any]:
@@ -163,47 +190,70 @@ def csv_text(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     return buffer.getvalue()
 
 
-def rich_table(rows: list[dict[str, Any]], columns: list[Column]) -> Table:
-    """On the terminal, one column per run and one row per quantity (a dozen runs fit the width; a dozen
-    domains and tasks would not), the best of each row marked (bold, and * for plain text)."""
+def rich_tables(rows: list[dict[str, Any]], columns: list[Column], width: int) -> list[Table]:
+    """On the terminal, one column per run and one row per quantity (a dozen domains and tasks would not fit
+    across), the best of each row marked (bold, and * for plain text); as many tables, each repeating the
+    quantities, as it takes to show every run's name and values whole in `width` characters."""
     best = best_values(rows, columns)
-    table = Table(title=f"{len(rows)} runs; * marks the best of each row (the lowest, but for tokens/s and tasks)")
-    table.add_column("")
-    for row in rows:
-        table.add_column(row["run"], justify="right")
-    for column in columns[1:]:
-        table.add_row(column.title, *(f"[bold]{_text(row.get(column.title), column)} *[/bold]"
-                                      if _is_best(row.get(column.title), column, best, row)
-                                      else _text(row.get(column.title), column) for row in rows))
-    return table
+    cells = [[f"{_text(row.get(c.title), c)} *" if _is_best(row.get(c.title), c, best, row)
+              else _text(row.get(c.title), c) for c in columns[1:]] for row in rows]
+    label = max(len(c.title) for c in columns[1:]) + 4
+    widths = [max(len(row["run"]), *(len(cell) for cell in own)) + 3 for row, own in zip(rows, cells, strict=True)]
+    chunks, start = [], 0
+    while start < len(rows):
+        end, used = start + 1, label + widths[start]
+        while end < len(rows) and used + widths[end] <= width:
+            used += widths[end]
+            end += 1
+        chunks.append(range(start, end))
+        start = end
+    tables = []
+    for chunk in chunks:
+        which = f"{len(rows)} runs" if len(chunks) == 1 else f"runs {chunk[0] + 1}-{chunk[-1] + 1} of {len(rows)}"
+        table = Table(title=f"{which}; * marks the best of each row (the lowest, but for tokens/s and tasks)")
+        table.add_column("", no_wrap=True)
+        for index in chunk:
+            table.add_column(rows[index]["run"], justify="right", no_wrap=True)
+        for number, column in enumerate(columns[1:]):
+            table.add_row(column.title, *(f"[bold]{cells[i][number]}[/bold]" if cells[i][number].endswith(" *")
+                                          else cells[i][number] for i in chunk))
+        tables.append(table)
+    return tables
 
 
-def per_domain_plot(records: list[RunRecord], out: Path) -> Path | None:
-    reported = [r for r in records if r.report is not None]
+def per_domain_plot(records: list[RunRecord], names: list[str], out: Path) -> Path | None:
+    reported = [(r, name) for r, name in zip(records, names, strict=True) if r.report is not None]
     if not reported:
         return None
-    domains = list(dict.fromkeys(name for r in reported for name in r.report["domains"]))
-    figure = Figure(figsize=(max(8, 1.2 * len(domains) * max(1, len(reported)) / 3), 4.5))
+    domains = list(dict.fromkeys(domain for r, _ in reported for domain in r.report["domains"]))
+    figure = Figure(figsize=(min(20, max(8, 1.2 * len(domains) * max(1, len(reported)) / 3)), 4.5))
     axes = figure.subplots()
+    axes.set_prop_cycle(color=_colors(len(reported)))
     width = 0.8 / len(reported)
     positions = np.arange(len(domains))
-    for index, record in enumerate(reported):
+    for index, (record, name) in enumerate(reported):
         losses = dict(zip(record.report["domains"], (d["loss"] for d in record.report["result"]["domains"]),
                           strict=True))
         axes.bar(positions + (index - (len(reported) - 1) / 2) * width, [losses.get(d, np.nan) for d in domains],
-                 width=width, label=record.run_dir.name)
+                 width=width, label=name)
+    if len({r.plan["source"]["fingerprint"] for r, _ in reported}) == 1:  # one source: its loss as a reference
+        source = dict(zip(reported[0][0].report["domains"],
+                          (d["loss"] for d in reported[0][0].report["source"]["domains"]), strict=True))
+        axes.hlines([source.get(d, np.nan) for d in domains], positions - 0.45, positions + 0.45, colors="black",
+                    linewidth=1.5, label="source")
     axes.set_xticks(positions, domains)
     axes.set(ylabel="eval loss (nats/token)", title="per-domain eval loss of each run's result")
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return save_figure(figure, out / "compare_per_domain_loss.png")
 
 
-def loss_against_tokens(records: list[RunRecord], out: Path) -> Path | None:
+def loss_against_tokens(records: list[RunRecord], names: list[str], out: Path) -> Path | None:
     """Training loss against the tokens each run had trained on by then (all training stages in order)."""
     figure = Figure(figsize=(8, 4.5))
     axes = figure.subplots()
+    axes.set_prop_cycle(color=_colors(len(records)))
     drawn = False
-    for record in records:
+    for record, name in zip(records, names, strict=True):
         per_step = {s["stage"]: s["params"]["global_batch"] * s["params"]["seq_len"]
                     for s in record.plan["stages"] if "steps" in s.get("params", {})}
         before, seen, points = {}, 0, []
@@ -211,26 +261,38 @@ def loss_against_tokens(records: list[RunRecord], out: Path) -> Path | None:
             before[stage] = seen
             seen += _stage_params(record.plan, stage)["steps"] * per_step[stage]
         for step in record.series("train"):
-            points.append((before[step["stage"]] + step["step"] * per_step[step["stage"]], step["loss"]))
+            # a distillation step's loss is its KL to the teacher; its LM loss is logged beside it
+            points.append((before[step["stage"]] + step["step"] * per_step[step["stage"]],
+                           step.get("lm_loss", step["loss"])))
         if points:
-            axes.plot(*zip(*points, strict=True), linewidth=1, label=record.run_dir.name)
+            axes.plot(*zip(*points, strict=True), linewidth=1, label=name)
             drawn = True
     if not drawn:
         return None
-    axes.set(xlabel="training tokens", ylabel="training loss (nats/token)", title="training loss against tokens")
+    axes.set(xlabel="training tokens", ylabel="training LM loss (nats/token)",
+             title="training LM loss against tokens (distillation runs: the student's LM loss)")
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return save_figure(figure, out / "compare_loss_against_tokens.png")
+
+
+def _colors(count: int) -> list[Any]:
+    """Distinct colours for `count` runs (matplotlib's default ten repeat from the eleventh)."""
+    from matplotlib import colormaps
+
+    return list(colormaps["tab10" if count <= 10 else "tab20"].colors)
 
 
 def compare_runs(records: list[RunRecord], console: Console, *, csv_path: Path | None = None,
                  markdown_path: Path | None = None, plots: Path | None = None) -> list[Path]:
     """Print the table; write what was asked for; return the files written."""
-    rows = [row_of(record) for record in records]
+    names = run_names(records)
+    rows = [row_of(record, name) for record, name in zip(records, names, strict=True)]
     sources = {r.plan["source"]["fingerprint"] for r in records}
-    if len(sources) == 1 and records[0].report is not None:  # one source: show it first, as the reference
-        rows.insert(0, source_row(records[0]))
+    if len(sources) == 1 and any(r.report is not None for r in records):  # one source: first, as the reference
+        rows.insert(0, source_row(records))
     columns = columns_of(rows, records)
-    console.print(rich_table(rows, columns))
+    for table in rich_tables(rows, columns, console.width):
+        console.print(table)
     written = []
     if csv_path is not None:
         write_text_atomic(csv_path, csv_text(rows, columns))
@@ -239,6 +301,7 @@ def compare_runs(records: list[RunRecord], console: Console, *, csv_path: Path |
         write_text_atomic(markdown_path, markdown(rows, columns))
         written.append(markdown_path)
     if plots is not None:
-        written += [p for p in (per_domain_plot(records, plots), loss_against_tokens(records, plots)) if p]
+        written += [p for p in (per_domain_plot(records, names, plots), loss_against_tokens(records, names, plots))
+                    if p]
     return written
 

@@ -75,3 +75,51 @@ def test_bad_outputs_and_non_runs_exit_2(runs, tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     assert main(["compare", str(runs[0]), str(tmp_path / "nowhere")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def _record(path, report=None):
+    from shearc.report.records import RunRecord
+
+    return RunRecord(run_dir=path, plan={}, metrics=[], report=report)
+
+
+def test_runs_are_named_by_the_folders_that_tell_them_apart(tmp_path):
+    from shearc.report.compare import run_names
+
+    bench = [tmp_path / "bench" / seed / cell / "run" for seed in ("seed0", "seed1") for cell in ("taylor", "lora")]
+    assert run_names([_record(p) for p in bench[:2]]) == ["taylor", "lora"]  # the shared trailing `run` dropped
+    assert run_names([_record(p) for p in bench]) == ["seed0/taylor", "seed0/lora", "seed1/taylor", "seed1/lora"]
+    assert run_names([_record(tmp_path / "a" / "x"), _record(tmp_path / "b" / "y")]) == ["x", "y"]
+    assert run_names([_record(tmp_path / "only" / "run")]) == ["run"]
+
+
+def test_the_source_row_takes_the_median_of_what_the_runs_measured(tmp_path):
+    from shearc.report.compare import source_row
+
+    def report(latency):
+        model = {"params": 100, "latency_ms": latency, "tokens_per_second": 1000 / latency,
+                 "domains": [{"loss": 1.5}]}
+        return {"domains": ["a"], "source": model, "result": model}
+
+    row = source_row([_record(tmp_path / str(n), report(ms)) for n, ms in enumerate((10.0, 90.0, 12.0))])
+    assert row["latency (ms)"] == 12.0 and row["parameters"] == 100 and isinstance(row["parameters"], int)
+    assert row["loss a"] == 1.5 and row["tokens/s"] == pytest.approx(1000 / 12)  # one busy run does not decide
+
+
+def test_many_runs_are_printed_in_as_many_tables_as_the_width_needs(runs, capsys):
+    from rich.console import Console
+
+    from shearc.report.compare import columns_of, rich_tables, row_of
+    from shearc.report.records import read_run
+
+    records = [read_run(run) for run in runs]
+    rows = [row_of(record, f"a-long-name-for-run-{n}-of-several") for n in range(6) for record in records]
+    columns = columns_of(rows, records)
+    tables = rich_tables(rows, columns, width=120)
+    assert len(tables) > 1 and sum(len(t.columns) - 1 for t in tables) == len(rows)  # every run once
+    console = Console(width=120, record=True)
+    for table in tables:
+        console.print(table)
+    text = console.export_text()
+    assert all(row["run"] in text for row in rows) and "…" not in text  # names and values whole
+    assert len(rich_tables(rows, columns, width=10_000)) == 1

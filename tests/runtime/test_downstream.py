@@ -10,7 +10,6 @@ from shearc.corpus.tasks import write_task
 from ..helpers import tiny_project
 
 
-
 def test_a_local_task_scores_source_and_result_into_the_report(tmp_path, capsys):
     write_task(tmp_path, count=12, seed=0)
     plan_path = tiny_project(tmp_path, "llama-mha", {
