@@ -5,9 +5,10 @@
 One row per run: what it did (prune method, mixer, recovery), what it spent (training tokens, wall
 time), what it made (parameters, latency and tokens/s of its forward), and how good it is (each
 domain's eval loss, the mean, the worst domain and the largest rise over the source, and any
-downstream task the run evaluated). When every run pruned the same source, the source as the runs
-measured it comes first, as the reference (it competes for no column). Plots: each run's
-per-domain loss side by side, and training loss against tokens seen.
+downstream task the run evaluated). Runs are named by the folders that tell them apart. When every
+run pruned the same source, the source comes first as the reference (the median of what the runs
+measured of it; it competes for no column). Plots: each run's per-domain loss side by side, and
+training LM loss against tokens seen.
 """
 
 from __future__ import annotations
