@@ -117,7 +117,10 @@ def _measured(report: dict[str, Any], which: str) -> dict[str, Any]:
 
 
 def _task_title(task: dict[str, Any]) -> str:
-    return f"{task['task']} {task['metric'].removesuffix(',none')} ({task['num_fewshot']}-shot)"
+    """The task, its metric, shots and examples scored: runs that scored different examples get their own
+    columns (a value over 100 questions is not one over all 200)."""
+    return (f"{task['task']} {task['metric'].removesuffix(',none')} ({task['num_fewshot']}-shot, "
+            f"{task['result']['samples']:,} examples)")
 
 
 def columns_of(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[Column]:

@@ -123,3 +123,18 @@ def test_many_runs_are_printed_in_as_many_tables_as_the_width_needs(runs, capsys
     text = console.export_text()
     assert all(row["run"] in text for row in rows) and "…" not in text  # names and values whole
     assert len(rich_tables(rows, columns, width=10_000)) == 1
+
+
+def test_runs_that_scored_different_examples_of_a_task_get_their_own_columns(tmp_path):
+    from shearc.report.compare import columns_of, source_row
+
+    def report(samples):
+        scored = {"value": 0.5, "stderr": 0.05, "samples": samples}
+        model = {"params": 100, "latency_ms": 1.0, "tokens_per_second": 1.0, "domains": [{"loss": 1.0}]}
+        return {"domains": ["a"], "source": model, "result": model, "downstream": {"tasks": [
+            {"task": "hellaswag", "metric": "acc_norm,none", "num_fewshot": 10, "source": scored, "result": scored}]}}
+
+    records = [_record(tmp_path / "a", report(100)), _record(tmp_path / "b", report(10_042))]
+    rows = [source_row([record]) for record in records]
+    titles = [c.title for c in columns_of(rows, records) if c.title.startswith("hellaswag")]
+    assert titles == ["hellaswag acc_norm (10-shot, 100 examples)", "hellaswag acc_norm (10-shot, 10,042 examples)"]

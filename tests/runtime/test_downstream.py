@@ -43,7 +43,7 @@ def test_a_local_task_scores_source_and_result_into_the_report(tmp_path, capsys)
     assert "downstream tasks (lm-eval" in out and "shearc_arithmetic_choice" in out and "acc,none" in out
     assert (run_dir / "report" / "downstream.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["compare", str(run_dir)]) == 0
-    assert "shearc_arithmetic_choice acc (2-shot)" in capsys.readouterr().out
+    assert "shearc_arithmetic_choice acc (2-shot, 8 examples)" in capsys.readouterr().out
 
 
 def test_a_task_listed_with_two_metrics_is_evaluated_once_and_reports_both(tmp_path, monkeypatch):
