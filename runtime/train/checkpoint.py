@@ -121,7 +121,7 @@ class Checkpoints:
         if not is_main():
             return None
         require_plain(trainer)
-        final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
+        final = self._path(stage, stage_index, step)
         previous = self.all()
         if model is None:
             if previous and previous[-1].sharded:  # only a stage's own checkpoints are sharded; its end is not
@@ -129,13 +129,11 @@ class Checkpoints:
             holder = previous[-1].weights.parent.name if previous and previous[-1].weights else None
         else:
             holder = final.name
-        meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
-                "complete": complete, "checks": checks or {}, "weights": holder}
+        meta = self._meta(stage, stage_index, step, complete=complete, checks=checks or {}, weights=holder)
         with atomic_directory(final) as staging:
             if model is not None:
                 save_model(model, str(staging / "model.safetensors"))
-            torch.save(trainer, staging / "trainer.pt")
-            (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            _write_trainer_and_meta(staging, trainer, meta)
         self._rotate()
         return Checkpoint(final, meta)
 
@@ -144,7 +142,7 @@ class Checkpoints:
         """Inside a stage under FSDP2, on every rank: each writes its shards of the model and the optimizer
         into a hidden staging directory, rank 0 adds the rest of `trainer` and the meta, then renames it into
         place; nothing is gathered whole, and a crash leaves no half-written checkpoint."""
-        final = self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
+        final = self._path(stage, stage_index, step)
         staging = self.directory / f".{final.name}.sharded"  # one name every rank knows
         if is_main():
             require_plain(trainer)
@@ -153,15 +151,22 @@ class Checkpoints:
         barrier()
         save_sharded(staging / "sharded", model, optimizer)
         if is_main():
-            meta = {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
-                    "complete": False, "checks": checks, "weights": final.name, "sharded": True}
-            torch.save(trainer, staging / "trainer.pt")
-            (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            meta = self._meta(stage, stage_index, step, complete=False, checks=checks, weights=final.name)
+            _write_trainer_and_meta(staging, trainer, {**meta, "sharded": True})
             if final.exists():
                 shutil.rmtree(final)
             staging.rename(final)
             self._rotate()
         barrier()
+
+    def _path(self, stage: str, stage_index: int, step: int) -> Path:
+        return self.directory / f"{stage_index:02d}-{stage}-{step:08d}"
+
+    def _meta(self, stage: str, stage_index: int, step: int, *, complete: bool, checks: dict[str, Any],
+              weights: str | None) -> dict[str, Any]:
+        """meta.json: whose checkpoint (the plan's hash), where in the run, and which checkpoint holds its weights."""
+        return {"plan_sha256": self.plan_sha256, "stage": stage, "stage_index": stage_index, "step": step,
+                "complete": complete, "checks": checks, "weights": weights}
 
     def _rotate(self) -> None:
         """Keep the newest `keep`, and any older one whose weights they point at."""
@@ -171,6 +176,11 @@ class Checkpoints:
         for old in checkpoints[: -self.keep]:
             if old.path.name not in needed:
                 shutil.rmtree(old.path, ignore_errors=True)
+
+
+def _write_trainer_and_meta(staging: Path, trainer: dict[str, Any], meta: dict[str, Any]) -> None:
+    torch.save(trainer, staging / "trainer.pt")
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
 def damaged(checkpoint: Checkpoint) -> str | None:

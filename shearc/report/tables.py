@@ -96,11 +96,8 @@ def print_tables(record: RunRecord, console: Console) -> None:
     if record.report is None:
         console.print("no report.json: the evaluate stage has not run (eval.enabled false, or the run stopped "
                       "before it)", markup=False)
-    else:
-        console.print(size_and_speed(record.report))
-        console.print(per_domain(record.report))
-        if downstream(record.report) is not None:
-            console.print(downstream(record.report))
-    for table in (mixture(record), pruning(record)):
+    measured = () if record.report is None else (size_and_speed(record.report), per_domain(record.report),
+                                                  downstream(record.report))
+    for table in (*measured, mixture(record), pruning(record)):
         if table is not None:
             console.print(table)
