@@ -68,7 +68,7 @@ def step_overhead(repeats: int, batch: torch.Tensor) -> tuple[float, float, floa
 
     def masked_step(step: int) -> None:
         masked_optimizer.zero_grad(set_to_none=True)
-        task.lm_loss(masked, batch, step, 0).mean().backward()
+        task.lm_loss(masked, batch, step, 0).mean.backward()
         task.extra_loss(step).backward()
         task.before_optimizer_step()
         torch.nn.utils.clip_grad_norm_([p for g in masked_optimizer.param_groups for p in g["params"]], 1.0)

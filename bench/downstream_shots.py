@@ -45,7 +45,7 @@ def main() -> None:
                      for metric in ("acc,none", "acc_norm,none")]
             started = time.perf_counter()
             scored = run_tasks({"source": model}, tokenizer, tasks, Path(folder), limit=args.limit, batch_size=8,
-                               device=torch.device("cpu"), seed=0)["source"]
+                               device=torch.device("cpu"), seed=0, bos=False)["source"]
             seconds = time.perf_counter() - started
             rows.append(f"| {shots} | " + " | ".join(f"{s['value']:.3f} ± {s['stderr']:.3f}" for s in scored)
                         + f" | {scored[0]['samples']} | {seconds:.1f} |")

@@ -1,7 +1,7 @@
 """spec -> plan: the compiler's passes, in order.
 
     resolve-source -> resolve-family-defaults -> build-graph -> resolve-target -> check-feasibility -> check-loads
-      -> survey-data -> estimate -> assemble-plan
+      -> survey-data -> decide-window-start -> find-downstream-tasks -> estimate -> assemble-plan
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from .passes import Pass, run_passes
 from .shape import budget_shape, count_params, exact_shape
 from .source import SourceModel, resolve_source_config
 from .spec import Spec
+from .window_start import decide as decide_window
+from .window_start import find_tokenizer
 from .yaml_source import LoadedYaml
 
 DEFAULT_EVAL_SEQ_LEN = 128  # LLM-Pruner's perplexity windows, when no stage trains
@@ -126,6 +128,19 @@ def survey_data(ctx: Context) -> list[Problem]:
         })
     ctx.data = {"tokenizer": _model_ref(ctx, data.tokenizer or ctx.spec.source.model),
                 "text_field": data.text_field, "eval_fraction": data.eval_fraction, "domains": domains}
+    return []
+
+
+def decide_window_start(ctx: Context) -> list[Problem]:
+    """Whether every window begins with BOS: the spec's choice, else the source's tokenizer (window_start.py)."""
+    spec = ctx.spec
+    tokenizer = find_tokenizer(spec.data.tokenizer or spec.source.model, ctx.spec_dir, spec.source.trust_remote_code)
+    decided = decide_window(spec.data.window_bos, tokenizer, ctx.source.config, ctx.source.adapter)
+    if isinstance(decided, Problem):
+        return [decided]
+    if decided.warning:
+        ctx.warnings.append(decided.warning)
+    ctx.data = {**ctx.data, **decided.as_dict()}
     return []
 
 
@@ -249,6 +264,7 @@ PASSES = [
     Pass("check-feasibility", ("source", "target"), ("changes", "target_config"), check_feasibility),
     Pass("check-loads", ("target_config",), (), check_target_loads),
     Pass("survey-data", (), ("data",), survey_data),
+    Pass("decide-window-start", ("source", "data"), (), decide_window_start),
     Pass("find-downstream-tasks", (), ("downstream",), find_downstream_tasks),
     Pass("estimate", ("source", "target", "changes", "downstream"), ("stages",), estimate_stages),
     Pass("assemble-plan", ("source", "graph", "target", "data", "stages"), ("plan",), assemble_plan),

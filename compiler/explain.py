@@ -80,6 +80,7 @@ def explain(plan: dict[str, Any], console: Console) -> None:
         mixture.add_row(domain["name"], f"{domain['weight']:.3f}", "-" if reference is None else f"{reference:.4f}",
                         _found(domain["train_found"]), _found(domain["eval_found"]))
     console.print(mixture)
+    console.print(window_start_line(plan["data"]), markup=False)
     downstream = next((s.get("downstream") for s in plan["stages"] if s["stage"] == "evaluate"), None)
     if downstream:
         tasks = Table(title="Downstream tasks (lm-eval, on the source and the result)", title_justify="left")
@@ -95,6 +96,13 @@ def explain(plan: dict[str, Any], console: Console) -> None:
     console.print(line, markup=False)
     for warning in plan["warnings"]:
         console.print(Text("warning: ", style="yellow") + Text(warning))
+
+
+def window_start_line(data: dict[str, Any]) -> str:
+    why = {"tokenizer": "as the tokenizer begins a text", "spec": "as the spec's data.window_bos says",
+           "family": "as the family's usual tokenizer begins a text (no tokenizer found at compile time)"}
+    begin = f"with BOS (token {data['window_bos']})" if data["window_bos"] is not None else "without BOS"
+    return f"windows begin {begin}, {why[data['window_bos_origin']]}"
 
 
 def _found(found: dict[str, int]) -> str:

@@ -63,9 +63,10 @@ def task_config(task: DownstreamTaskPlan, plan_dir: Path) -> str | dict[str, Any
 
 
 def run_tasks(models: dict[str, torch.nn.Module], tokenizer: Any, tasks: list[DownstreamTaskPlan], plan_dir: Path, *,
-              limit: int | None, batch_size: int, device: torch.device, seed: int,
+              limit: int | None, batch_size: int, device: torch.device, seed: int, bos: bool,
               autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, list[dict[str, Any]]]:
-    """Per model, per task in the plan's order: the metric's value, its standard error and the examples scored."""
+    """Per model, per task in the plan's order: the metric's value, its standard error and the examples scored.
+    `bos`: whether every request begins with BOS, as the plan's windows do (data.window_bos)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -76,7 +77,8 @@ def run_tasks(models: dict[str, torch.nn.Module], tokenizer: Any, tasks: list[Do
         configs = [task_config(task, plan_dir) for task in tasks]
         for which, model in models.items():
             model.eval()
-            harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
+            harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device),
+                           add_bos_token=bos)
             found: list[dict[str, Any] | None] = [None] * len(tasks)
             for shots in sorted({task.num_fewshot for task in tasks}):
                 group = [number for number, task in enumerate(tasks) if task.num_fewshot == shots]

@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 
 from shearc.canonical import pretty_json, write_text_atomic
+from shearc.compiler.window_start import window_start_problems
 from shearc.errors import Problem, UserError
 from shearc.plan import EvaluatePlan, FinalizePlan, Plan, PrunePlan, RecoverPlan
 from shearc.sections.downstream import NEEDS_EXTRA
@@ -148,9 +149,14 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
 
 
 def checked_tokenizer(verified: VerifiedPlan) -> Any:
-    """The plan's tokenizer, refused (exit 2) when it has more tokens than the model has embeddings."""
+    """The plan's tokenizer, refused (exit 2) when it has more tokens than the model has embeddings, or when it
+    begins a text otherwise than the plan's windows begin (data.window_bos)."""
     plan = verified.plan
     tokenizer = load_tokenizer(plan.data.tokenizer, verified.plan_dir, plan.source.trust_remote_code)
+    where = str(verified.plan_dir / plan.data.tokenizer)
+    problems = window_start_problems(plan.data.window_bos, plan.data.window_bos_origin, tokenizer, where)
+    if problems:
+        raise UserError(problems, title="the tokenizer does not begin texts as the plan's windows begin")
     vocab = verified.source.vocab
     if len(tokenizer) > vocab:
         raise UserError([Problem(f"the tokenizer has {len(tokenizer):,} tokens, the source model embeds {vocab:,}: "

@@ -100,14 +100,18 @@ def write_spec(directory: Path, spec: dict | str, name: str = "spec.yaml") -> Pa
     return path
 
 
-def tiny_tokenizer(directory: Path, texts: list[str]):
-    """A word-level tokenizer over `texts`, saved and loaded like any Hugging Face tokenizer."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def tiny_tokenizer(directory: Path, texts: list[str], adds_bos: bool = False):
+    """A word-level tokenizer over `texts`, saved and loaded like any Hugging Face tokenizer; `adds_bos`: it puts
+    <s> in front of every text it encodes (as Gemma's and Llama 2's do)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]))
+    if adds_bos:
+        tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                                 special_tokens=[("<s>", tokenizer.token_to_id("<s>"))])
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>",
                                       eos_token="</s>")
     wrapped.save_pretrained(directory)
@@ -123,8 +127,10 @@ def write_jsonl(path: Path, texts: list[str], field: str = "text") -> Path:
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
 
-def tiny_project(tmp_path: Path, name: str, spec_changes: dict, domains: dict[str, list[str]] | None = None) -> Path:
-    """A tiny model saved to a local directory, a tokenizer, data and a compiled plan.json; returns its path."""
+def tiny_project(tmp_path: Path, name: str, spec_changes: dict, domains: dict[str, list[str]] | None = None,
+                 adds_bos: bool = False) -> Path:
+    """A tiny model saved to a local directory, a tokenizer (putting BOS in front of a text when `adds_bos`),
+    data and a compiled plan.json; returns its path."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -135,7 +141,7 @@ def tiny_project(tmp_path: Path, name: str, spec_changes: dict, domains: dict[st
     model_dir = tmp_path / name
     AutoModelForCausalLM.from_config(hf_config(TINY_CONFIGS[name])).save_pretrained(model_dir)
     # Its own directory: beside a Qwen2 config.json, AutoTokenizer would pick Qwen2's class for it.
-    tiny_tokenizer(tmp_path / "tokenizer", [" ".join(WORDS)])
+    tiny_tokenizer(tmp_path / "tokenizer", [" ".join(WORDS)], adds_bos=adds_bos)
     domains = domains or {domain: [" ".join(WORDS[(i * offset + j) % 10] for j in range(20)) for i in range(30)]
                           for domain, offset in (("a", 0), ("b", 3))}
     for domain, texts in domains.items():
@@ -157,11 +163,12 @@ def off_by_one(kept, shape):
     return replace(kept, intermediate={layer: (c + 1) % shape.intermediate for layer, c in kept.intermediate.items()})
 
 
-def data_plan(*domains: dict, eval_fraction: float = 0.0, text_field: str = "text"):
+def data_plan(*domains: dict, eval_fraction: float = 0.0, text_field: str = "text", window_bos: int | None = None):
     """A plan's `data` section for the runtime's data loading: each domain's name, train and eval files."""
     from shearc.plan import DataPlan
 
     nothing = {"files": 0, "bytes": 0}
-    return DataPlan(tokenizer="tokenizer", text_field=text_field, eval_fraction=eval_fraction, domains=[
+    return DataPlan(tokenizer="tokenizer", text_field=text_field, eval_fraction=eval_fraction, window_bos=window_bos,
+                    window_bos_origin="tokenizer", domains=[
         {"weight": 1 / len(domains), "reference_loss": None, "train_found": nothing, "eval_found": nothing, **domain}
         for domain in domains])

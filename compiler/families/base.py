@@ -80,6 +80,9 @@ class FamilyAdapter:
     # gate_up_proj) -> its parts, in order, each described in `block` under "<name>[<part>]". The graph,
     # counts, scores and slicing see the parts; split_fused and join_fused convert at the edges.
     fused: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Whether the family's usual tokenizer puts BOS in front of a text (Llama 2 and 3, Mistral, Gemma do;
+    # Qwen and Phi-3 do not): how windows begin when compile finds no tokenizer (compiler/window_start.py).
+    text_begins_with_bos: bool = True
 
     @property
     def norms(self) -> tuple[str, ...]:

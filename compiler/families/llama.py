@@ -82,5 +82,6 @@ class LlamaFamilyAdapter(FamilyAdapter):
         return follow_kept_layers(config, source_config, range(shape.layers))
 
 
-for _architecture in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"):
+for _architecture in ("LlamaForCausalLM", "MistralForCausalLM"):
     ADAPTERS.register(_architecture)(LlamaFamilyAdapter(architecture=_architecture))
+ADAPTERS.register("Qwen2ForCausalLM")(LlamaFamilyAdapter(architecture="Qwen2ForCausalLM", text_begins_with_bos=False))

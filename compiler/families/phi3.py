@@ -37,6 +37,7 @@ PHI3_FUSED: dict[str, tuple[str, ...]] = {
 class Phi3Adapter(LlamaFamilyAdapter):
     block: dict[str, Axes] = field(default_factory=lambda: dict(PHI3_BLOCK))
     fused: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(PHI3_FUSED))
+    text_begins_with_bos: bool = False  # Phi-3's tokenizer_config sets add_bos_token false
     lora_targets: dict[str, tuple[str, str]] = field(default_factory=lambda: {
         "qkv_proj": ("hidden", "attn+kv+kv"), "o_proj": ("attn", "hidden"), "gate_up_proj": ("hidden", "inter+inter"),
         "down_proj": ("inter", "hidden"),

@@ -19,6 +19,7 @@ QWEN3_BLOCK: dict[str, Axes] = {**LLAMA_BLOCK, "self_attn.q_norm.weight": ("head
 @dataclass(frozen=True)
 class Qwen3Adapter(LlamaFamilyAdapter):
     block: dict[str, Axes] = field(default_factory=lambda: dict(QWEN3_BLOCK))
+    text_begins_with_bos: bool = False
 
 
 ADAPTERS.register("Qwen3ForCausalLM")(Qwen3Adapter(architecture="Qwen3ForCausalLM"))

@@ -38,6 +38,10 @@ class DataSpec(Section):
         0.0, ge=0, lt=1, description="Fraction of each domain's documents held out for eval when it lists no "
         "eval files (chosen deterministically from the seed)."
     )
+    window_bos: bool | None = Field(
+        None, description="Begin every window of text (training, calibration, evaluation, the finalize check) "
+        "with the tokenizer's BOS token: true or false; null (default): as the source's tokenizer begins a text."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DataSpec:

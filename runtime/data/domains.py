@@ -1,12 +1,12 @@
-"""A plan's domains as token arrays: packed training sequences and a held-out eval stream.
+"""A plan's domains as token arrays: packed training windows and a held-out eval stream.
 
     data:
       domains:
         - {name: code, weight: 0.3, train: [data/code/*.jsonl], eval: [data/code/eval.jsonl]}
       eval_fraction: 0.0   # or hold out this fraction of documents when a domain lists no eval files
 
-A domain with no training sequence, or an eval set with no tokens, is a UserError
-here, before any training: never a NaN loss later.
+Windows begin as the plan says (data.window_bos; windows.py). A domain with no training sequence,
+or an eval set with no tokens, is a UserError here, before any training: never a NaN loss later.
 """
 
 from __future__ import annotations
@@ -26,17 +26,24 @@ from shearc.plan import DataPlan, DomainPlan
 
 from .files import expand, read_documents
 from .tokens import TokenCache, files_fingerprint, token_dtype, tokenize, tokenizer_fingerprint
+from .windows import cut, packed
 
 
 @dataclass(frozen=True)
 class DomainData:
     name: str
-    train: np.ndarray  # [sequences, seq_len]
-    eval: np.ndarray  # flat token stream, evaluated in seq_len chunks
+    train: np.ndarray  # [sequences, seq_len], each a window as windows.py cuts them
+    eval: np.ndarray  # flat token stream, evaluated in windows
+    window_bos: int | None = None  # the token every window begins with (the plan's data.window_bos)
 
     @property
     def seq_len(self) -> int:
         return self.train.shape[1]
+
+    def eval_windows(self, length: int, limit: int) -> list[np.ndarray]:
+        """The first `limit` windows of the eval stream (the last may be shorter); a window of one token predicts
+        nothing and is dropped."""
+        return [w for w in cut(self.eval, length, self.window_bos, limit=limit) if len(w) > 1]
 
 
 def load_tokenizer(reference: str, base_dir: Path, trust_remote_code: bool = False) -> Any:
@@ -97,7 +104,7 @@ def _load_domain(domain: DomainPlan, index: int, data: DataPlan, base_dir: Path,
     dtype = token_dtype(len(tokenizer))
     common = {"tokenizer": tokenizer_fingerprint(tokenizer), "text_field": data.text_field, "dtype": dtype.str}
     train_key = cache.key(kind="train", files=files_fingerprint(train_files), seq_len=seq_len, fraction=fraction,
-                          seed=seed if fraction else None, **common)
+                          seed=seed if fraction else None, window_bos=data.window_bos, **common)
     eval_key = cache.key(kind="eval", files=files_fingerprint(eval_files or train_files), fraction=fraction,
                          seed=seed if fraction else None, **common)
     train, held = cache.load(train_key), cache.load(eval_key)
@@ -113,8 +120,7 @@ def _load_domain(domain: DomainPlan, index: int, data: DataPlan, base_dir: Path,
             stream = _concatenate(documents, dtype)
             held_stream = _concatenate(tokenize(read_documents(eval_files, data.text_field, datasets_cache),
                                                 tokenizer), dtype)
-        sequences = len(stream) // seq_len
-        train = cache.store(train_key, stream[: sequences * seq_len].reshape(sequences, seq_len))
+        train = cache.store(train_key, packed(stream, seq_len, data.window_bos))
         held = cache.store(eval_key, held_stream)
     problems = []
     if len(train) == 0:
@@ -125,4 +131,4 @@ def _load_domain(domain: DomainPlan, index: int, data: DataPlan, base_dir: Path,
         problems.append(Problem(f"domain {name!r} has an empty eval set (no tokens)", where))
     if problems:
         raise UserError(problems)
-    return DomainData(name=name, train=train, eval=held)
+    return DomainData(name=name, train=train, eval=held, window_bos=data.window_bos)

@@ -1,23 +1,18 @@
 """Per-domain eval loss: the token-weighted mean cross-entropy over each domain's eval stream.
 
-The stream is cut into `seq_len` chunks (the last one may be shorter); every
-predicted token counts once, so a short chunk weighs less than a full one. Under
-torch.distributed each rank evaluates its share of chunks and the sums are all-reduced.
+The stream is cut into `seq_len` windows that begin as the plan says (windows.py; the last one may be
+shorter); every predicted token counts once, so a short window weighs less than a full one. The loss
+is made a chunk of logits at a time (runtime/loss.py). Under torch.distributed each rank evaluates
+its share of windows and the sums are all-reduced.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..loss import sequence_losses
 from .domains import DomainData
-
-
-def eval_chunks(tokens: np.ndarray, seq_len: int, max_sequences: int) -> list[np.ndarray]:
-    """At most `max_sequences` chunks; chunks of one token predict nothing and are dropped."""
-    chunks = [tokens[start:start + seq_len] for start in range(0, len(tokens), seq_len)][:max_sequences]
-    return [chunk for chunk in chunks if len(chunk) > 1]
 
 
 @torch.no_grad()
@@ -30,16 +25,15 @@ def domain_eval_losses(model: torch.nn.Module, domains: list[DomainData], *, seq
     model.eval()
     totals = torch.zeros(len(domains), 2, dtype=torch.float64, device=device)  # [loss sum, token count]
     for index, domain in enumerate(domains):
-        chunks = eval_chunks(domain.eval, seq_len, max_sequences)[rank::world]
+        windows = domain.eval_windows(seq_len, max_sequences)[rank::world]
         by_length: dict[int, list[np.ndarray]] = {}
-        for chunk in chunks:
-            by_length.setdefault(len(chunk), []).append(chunk)
+        for window in windows:
+            by_length.setdefault(len(window), []).append(window)
         for group in by_length.values():
             for start in range(0, len(group), batch_size):
                 ids = torch.as_tensor(np.stack(group[start:start + batch_size]).astype(np.int64), device=device)
-                logits = model(input_ids=ids).logits[:, :-1].float()
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum")
-                totals[index, 0] += loss.double()
+                losses = sequence_losses(model, ids)
+                totals[index, 0] += losses.mean.double() * ids[:, 1:].numel()
                 totals[index, 1] += ids[:, 1:].numel()
     if distributed:
         torch.distributed.all_reduce(totals)

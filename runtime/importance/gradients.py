@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from ..train.signal import sequence_losses
+from ..loss import sequence_losses
 
 
 def accumulate_gradients(model: torch.nn.Module, samples: Iterable[torch.Tensor], *, second_order: bool,
@@ -30,7 +30,7 @@ def accumulate_gradients(model: torch.nn.Module, samples: Iterable[torch.Tensor]
     model.zero_grad(set_to_none=True)
     count = 0
     for batch in in_batches(samples, 1 if second_order else batch_size):
-        sequence_losses(model, batch).sum().backward()
+        (sequence_losses(model, batch).mean * len(batch)).backward()  # the sum of each sample's mean
         count += len(batch)
         if in_grad:
             continue

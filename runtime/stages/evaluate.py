@@ -56,12 +56,15 @@ def measure(model: torch.nn.Module, domains: list, params: EvalSpec, ids: torch.
 
 
 def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, params: EvalSpec, *, vocab: int,
-            seed: int, batch_size: int, device: torch.device,
+            seed: int, batch_size: int, device: torch.device, bos: int | None = None,
             autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, Any]:
-    """The report: source and result measured on the same eval sequences and the same latency batch, both
-    under `autocast()` (the plan's compute dtype)."""
+    """The report: source and result measured on the same eval sequences and the same latency batch (random
+    tokens, behind `bos` as every window), both under `autocast()` (the plan's compute dtype)."""
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (params.latency_batch, params.seq_len), generator=generator).to(device)
+    ids = torch.randint(0, vocab, (params.latency_batch, params.seq_len), generator=generator)
+    if bos is not None:
+        ids[:, 0] = bos
+    ids = ids.to(device)
     return {"domains": [d.name for d in domains], "seq_len": params.seq_len, "latency_batch": params.latency_batch,
             "source": measure(source, domains, params, ids, batch_size, device, autocast()),
             "result": measure(result, domains, params, ids, batch_size, device, autocast())}
@@ -78,7 +81,8 @@ class EvaluateStage(Stage):
         tasks, lm_eval = self.stage_plan.downstream, self.stage_plan.params.lm_eval
         scored = run_tasks({"source": source, "result": context.dense_model}, context.tokenizer, tasks,
                            context.verified.plan_dir, limit=lm_eval.limit, batch_size=lm_eval.batch_size,
-                           device=context.device, seed=context.seed, autocast=autocast)
+                           device=context.device, seed=context.seed,
+                           bos=context.plan.data.window_bos is not None, autocast=autocast)
         return {"lm_eval_version": version(), "limit": lm_eval.limit,
                 "tasks": [{"task": task.task, "metric": task.metric, "num_fewshot": task.num_fewshot,
                            "source": before, "result": after}
@@ -91,7 +95,7 @@ class EvaluateStage(Stage):
         autocast = lambda: compute_autocast(plan.runtime.precision, context.device)  # noqa: E731
         report = compare(source, context.dense_model, domains, params, vocab=context.verified.source.vocab,
                          seed=context.seed, batch_size=plan.schedule.micro_batch, device=context.device,
-                         autocast=autocast)
+                         bos=plan.data.window_bos, autocast=autocast)
         if self.stage_plan.downstream:  # every process scores them (one would leave the others waiting at the
             report["downstream"] = self.downstream(context, source, autocast)  # next collective past its timeout)
         del source

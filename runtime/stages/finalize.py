@@ -20,7 +20,6 @@ from shearc.canonical import atomic_directory, pretty_json, write_text_atomic
 from shearc.errors import CheckFailed
 from shearc.plan import FinalizePlan, Plan
 
-from ..data.evaluation import eval_chunks
 from ..distributed import is_main
 from ..logits_check import Agreement, compare_logits
 from ..models import build_dense
@@ -36,7 +35,7 @@ def check_windows(context: RunContext, count: int, tokens: int) -> list[torch.Te
     """Up to `count` windows of `tokens` tokens of eval text, spread over the domains."""
     domains = context.load_domains(_cached_seq_len(context.plan, tokens))
     per_domain = math.ceil(count / len(domains))
-    windows = [chunk for domain in domains for chunk in eval_chunks(domain.eval, tokens, per_domain)]
+    windows = [window for domain in domains for window in domain.eval_windows(tokens, per_domain)]
     return [torch.as_tensor(w.astype("int64"), device=context.device) for w in windows[:count]]
 
 

@@ -23,9 +23,9 @@ from shearc.plan import PrunePlan
 from shearc.sections import HardConcretePruneSpec
 
 from .. import distributed
+from ..loss import SequenceLoss, sequence_losses
 from ..masks.hooks import MaskHooks
 from ..masks.l0 import L0Masks, ParameterCount
-from ..train.signal import sequence_losses
 from .base import RunContext
 from .training import Training
 
@@ -39,7 +39,7 @@ class HardConcreteTask:
         self.warmup = round(params.target_warmup_fraction * params.steps)
         self.target_sparsity = 1.0 - l0.target_params(count) / source_params
 
-    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> SequenceLoss:
         """One mask sample per micro-batch, drawn from (seed, step, micro): the same on any number of ranks,
         and nothing to checkpoint."""
         device = next(iter(self.l0.log_alpha.values())).device

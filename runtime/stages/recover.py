@@ -25,10 +25,10 @@ from shearc.registry import Registry
 from shearc.sections import DistillRecoverySpec, LoraRecoverySpec
 
 from .. import distributed
+from ..loss import SequenceLoss, sequence_losses
 from ..precision import compute_dtype
 from ..train.distillation import Distillation
 from ..train.loop import PlainTask, Task
-from ..train.signal import sequence_losses
 from .base import STAGES, RunContext, Stage
 from .training import Training
 
@@ -36,7 +36,7 @@ from .training import Training
 class LanguageModelling(PlainTask):
     """The plain LM objective: nothing around the loss."""
 
-    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> SequenceLoss:
         return sequence_losses(model, input_ids)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..loss import SequenceLoss
 from .loop import PlainTask
 
 
@@ -39,7 +40,7 @@ class Distillation(PlainTask):
         self.temperature, self.top_k, self.lm_weight = params.temperature, params.top_k, params.lm_weight
         self._sums: torch.Tensor | None = None  # KL, LM loss and rows since the last log, on the device
 
-    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> SequenceLoss:
         with torch.no_grad():
             teacher = self.teacher(input_ids=input_ids).logits[:, :-1]
         logits = model(input_ids=input_ids).logits[:, :-1]
@@ -51,7 +52,8 @@ class Distillation(PlainTask):
                                  reduction="none").view(targets.shape).mean(1)
         sums = torch.stack([kl.detach().sum(), lm.detach().sum(), torch.tensor(float(len(kl)), device=kl.device)])
         self._sums = sums if self._sums is None else self._sums + sums
-        return kl + self.lm_weight * lm if self.lm_weight else kl
+        rows = kl + self.lm_weight * lm if self.lm_weight else kl
+        return SequenceLoss(mean=rows.mean(), rows=rows.detach())
 
     def log_terms(self, step: int) -> dict[str, Any]:
         """This step's mean KL and LM loss per sequence (this rank's sequences)."""

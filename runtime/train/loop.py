@@ -31,6 +31,7 @@ from shearc.sections import ScheduleSpec
 
 from .. import distributed
 from ..data import DomainData, MixtureSampler, domain_eval_losses
+from ..loss import SequenceLoss
 from ..metrics import MetricsLog
 from ..mixers import Mixer, Observation, StageInfo, log_stage_start, update_and_log
 from ..precision import compute_autocast
@@ -91,9 +92,9 @@ def lr_scale(step: int, schedule: Schedule) -> float:
 class Task(Protocol):
     target_sparsity: float | None
 
-    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> torch.Tensor:
-        """Each sequence's mean token loss [rows] (signal.sequence_losses). `micro` numbers the micro-batch
-        within the global batch, the same for any number of ranks."""
+    def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> SequenceLoss:
+        """The loss to train on and each sequence's mean token loss (runtime/loss.py). `micro` numbers the
+        micro-batch within the global batch, the same for any number of ranks."""
     def extra_loss(self, step: int) -> torch.Tensor | None: ...
     def before_optimizer_step(self) -> None: ...
     def after_optimizer_step(self) -> None: ...
@@ -213,11 +214,11 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                 with autocast:
                     number = distributed.rank() * len(micro_batches) + index
                     sequences = task.lm_loss(replicated, micro, step, number)
-                    loss = sequences.mean() * len(micro) / len(ids)
+                    loss = sequences.mean * len(micro) / len(ids)
                 loss.backward()
                 lm += loss.detach().float()
                 start = index * schedule.micro_batch
-                signal.add(batch.domains[start:start + len(micro)], sequences)
+                signal.add(batch.domains[start:start + len(micro)], sequences.rows)
             extra = task.extra_loss(step)
             if extra is not None:
                 extra.backward()

@@ -13,17 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import distributed
-
-
-def sequence_losses(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """Each sequence's mean next-token cross-entropy [rows], in fp32 as transformers computes its loss."""
-    logits = model(input_ids=input_ids).logits[:, :-1].float()
-    targets = input_ids[:, 1:]
-    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-    return losses.view(targets.shape).mean(1)
 
 
 class TrainLossEMA:

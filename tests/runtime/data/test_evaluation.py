@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from shearc.runtime.data.domains import DomainData
-from shearc.runtime.data.evaluation import domain_eval_losses, eval_chunks
+from shearc.runtime.data.evaluation import domain_eval_losses
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +16,24 @@ def model():
     return LlamaForCausalLM(config).eval()
 
 
-def test_chunks_keep_the_tail_and_drop_single_tokens():
-    assert [len(c) for c in eval_chunks(np.arange(10), 4, 10)] == [4, 4, 2]
-    assert [len(c) for c in eval_chunks(np.arange(9), 4, 10)] == [4, 4]
-    assert len(eval_chunks(np.arange(100), 4, 3)) == 3
+def test_eval_windows_keep_the_tail_and_drop_single_tokens():
+    def lengths(stream, limit=10, bos=None):
+        return [len(w) for w in DomainData("a", np.zeros((1, 4), int), stream, bos).eval_windows(4, limit)]
+
+    assert lengths(np.arange(10)) == [4, 4, 2]
+    assert lengths(np.arange(9)) == [4, 4]
+    assert len(lengths(np.arange(100), limit=3)) == 3
+    assert lengths(np.arange(10, 20), bos=1) == [4, 4, 4, 2]  # BOS and 3 stream tokens each: 3 + 3 + 3 + 1
+
+
+def test_windows_begun_with_bos_are_scored_as_transformers_scores_them(model):
+    tokens = np.random.default_rng(2).integers(3, 50, size=14)
+    (loss,) = domain_eval_losses(model, [DomainData("a", np.zeros((1, 8), int), tokens, window_bos=1)], seq_len=8,
+                                 max_sequences=10, batch_size=4)
+    with torch.no_grad():  # [1, t0..t6], [1, t7..t13]: 7 predictions each, the first from BOS alone
+        plain = [model(input_ids=torch.as_tensor(np.r_[1, part])[None], labels=torch.as_tensor(np.r_[1, part])[None])
+                 .loss.item() for part in (tokens[:7], tokens[7:])]
+    assert loss == pytest.approx(np.mean(plain), rel=1e-5)
 
 
 def test_loss_is_token_weighted_over_chunks(model):

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from shearc.cli import main
+from shearc.runtime.loss import SequenceLoss
 from shearc.runtime.metrics import MetricsLog
 from shearc.runtime.stages.recover import LanguageModelling
 
@@ -26,7 +27,7 @@ def poison(monkeypatch):
     def at(steps):
         def lm_loss(self, model, ids, step, micro):
             losses = original(self, model, ids, step, micro)
-            return losses * math.nan if step in steps else losses
+            return SequenceLoss(losses.mean * math.nan, losses.rows * math.nan) if step in steps else losses
 
         monkeypatch.setattr(LanguageModelling, "lm_loss", lm_loss)
     return at

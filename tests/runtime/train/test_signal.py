@@ -5,13 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from shearc.cli import main
-from shearc.compiler.source import hf_config
-from shearc.runtime.train.signal import MixerSignal, TrainLossEMA, sequence_losses
+from shearc.runtime.train.signal import MixerSignal, TrainLossEMA
 
-from ...helpers import TINY_CONFIGS, tiny_project
+from ...helpers import tiny_project
 
 
 def test_train_loss_ema():
@@ -22,15 +20,6 @@ def test_train_loss_ema():
     copy = TrainLossEMA(2, alpha=0.1)
     copy.load_state_dict(ema.state_dict())
     assert copy.update(np.array([1.0, 1.0]), np.array([False, True])) == pytest.approx([2.9, 0.1 + 4.5])
-
-
-def test_sequence_losses_average_to_the_models_own_loss():
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(hf_config(TINY_CONFIGS["llama-mha"]))
-    ids = torch.randint(0, 512, (3, 12))
-    rows = sequence_losses(model, ids)
-    assert rows.shape == (3,)
-    torch.testing.assert_close(rows.mean(), model(input_ids=ids, labels=ids).loss, rtol=1e-6, atol=1e-6)
 
 
 def test_the_signal_is_the_per_domain_mean_of_each_step_moved_by_the_ema():
