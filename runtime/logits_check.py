@@ -7,8 +7,9 @@ next-token distribution from the masked model's.
 The tolerance follows from the arithmetic rather than from a fixed number. The dense model is
 evaluated a second time with its hidden and intermediate channels permuted: mathematically the
 same function, summed in another order, so the two differ by exactly the rounding this model
-accumulates at its depth, width and dtype (the rounding spread). Masked and sliced models differ
-in the same way (zeros summed in, other matrix shapes) and may differ by up to SPREAD_FACTOR
+accumulates at its depth, width and dtype (the rounding spread, measured on the first windows).
+Masked and sliced models differ in the same way (zeros summed in, other matrix shapes) and may
+differ by up to SPREAD_FACTOR
 times that spread, and never less than FLOOR_ULPS units in the last place of the logits' scale.
 A wrong slice moves logits by whole units, orders of magnitude above either. (Measured on a real
 30-layer model in fp32: right slices differ by 0.5 to 4 times the spread, a slice one channel off
@@ -29,6 +30,7 @@ from .slicing import Kept, slice_parameter
 
 SPREAD_FACTOR = 16.0
 FLOOR_ULPS = 4.0
+SPREAD_WINDOWS = 2  # the spread is measured on this many windows: permuting a model costs a pass over its weights
 
 
 @dataclass(frozen=True)
@@ -100,16 +102,16 @@ def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor]
                    adapter: FamilyAdapter, windows: Sequence[torch.Tensor], *, seed: int,
                    tolerance: float | None = None) -> Agreement:
     """`masked_model` under `masks` against `dense` on `windows` (1-D token tensors on the models' device).
-    `tolerance`, when given, replaces the derived one. The dense model is permuted and put back in place,
-    one tensor at a time, around each window's second evaluation: no second copy of it is made."""
+    `tolerance`, when given, replaces the derived one. The rounding spread is measured on the first
+    SPREAD_WINDOWS windows: the dense model is permuted once, in place and one tensor at a time (no second copy
+    of it is made), evaluated on them, and put back."""
     masked_model.eval()
     dense.eval()
-    permutation = channel_permutation(adapter.shape_of(dense.config), torch.Generator().manual_seed(seed))
-    restoring = inverse(permutation)
     hooks = MaskHooks(masked_model, adapter)
     hooks.values = {kind: mask.to(next(masked_model.parameters()).dtype) for kind, mask in masks.items()}
-    largest = spread = scale = kl_sum = 0.0
+    largest = scale = kl_sum = 0.0
     same = tokens = 0
+    kept: list[torch.Tensor] = []  # the dense model's logits on the windows the spread is measured on
     try:
         for window in windows:
             reference, sliced = _logits(masked_model, window), _logits(dense, window)
@@ -118,16 +120,26 @@ def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor]
             kl_sum += kl_divergence_sum(reference, sliced)
             same += int((reference.argmax(-1) == sliced.argmax(-1)).sum())
             tokens += window.numel()
-            del reference
-            permute_channels_(dense, adapter, permutation)
-            try:
-                spread = max(spread, (_logits(dense, window) - sliced).abs().max().item())
-            finally:
-                permute_channels_(dense, adapter, restoring)
+            if len(kept) < SPREAD_WINDOWS:
+                kept.append(sliced)
     finally:
         hooks.remove()
+    spread = rounding_spread(dense, adapter, windows[:len(kept)], kept, seed)
     dtype = next(dense.parameters()).dtype
     return Agreement(max_difference=largest, rounding_spread=spread,
                      tolerance=tolerance if tolerance is not None else derived_tolerance(spread, scale, dtype),
                      logit_scale=scale, top1_agreement=same / tokens, kl=kl_sum / tokens, tokens=tokens,
                      dtype=str(dtype).removeprefix("torch."))
+
+
+@torch.no_grad()
+def rounding_spread(dense: torch.nn.Module, adapter: FamilyAdapter, windows: Sequence[torch.Tensor],
+                    logits: Sequence[torch.Tensor], seed: int) -> float:
+    """max |dense - dense with its channels permuted| over `windows`, whose unpermuted `logits` are given."""
+    permutation = channel_permutation(adapter.shape_of(dense.config), torch.Generator().manual_seed(seed))
+    permute_channels_(dense, adapter, permutation)
+    try:
+        return max((_logits(dense, window) - unpermuted).abs().max().item()
+                   for window, unpermuted in zip(windows, logits, strict=True))
+    finally:
+        permute_channels_(dense, adapter, inverse(permutation))

@@ -56,9 +56,10 @@ class _MeanCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                targets: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-        want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        want_bias = bias is not None and ctx.needs_input_grad[2]
+                targets: torch.Tensor, softcap: float | None, grads: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        # needs_input_grad says what requires grad even under no_grad: `grads` says whether autograd records
+        want_hidden, want_weight = grads and ctx.needs_input_grad[0], grads and ctx.needs_input_grad[1]
+        want_bias = grads and bias is not None and ctx.needs_input_grad[2]
         count = len(targets)
         losses = torch.empty(count, dtype=torch.float32, device=hidden.device)
         step = chunk_tokens(weight.shape[0])
@@ -96,7 +97,7 @@ class _MeanCrossEntropy(torch.autograd.Function):
         out_hidden = grad_hidden * scale.to(grad_hidden.dtype) if grad_hidden is not None else None
         out_weight = (grad_weight * scale).to(ctx.dtypes[0]) if grad_weight is not None else None
         out_bias = (grad_bias * scale).to(ctx.dtypes[1]) if grad_bias is not None else None
-        return out_hidden, out_weight, out_bias, None, None
+        return out_hidden, out_weight, out_bias, None, None, None
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def next_token_loss(model: torch.nn.Module, input_ids: torch.Tensor) -> Iterator
         if hidden.shape[:2] != input_ids.shape:  # e.g. a generation step inside the block: leave it alone
             return args
         flat = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-        mean, tokens = _MeanCrossEntropy.apply(flat, module.weight, module.bias, result.targets.reshape(-1), softcap)
+        mean, tokens = _MeanCrossEntropy.apply(flat, module.weight, module.bias, result.targets.reshape(-1), softcap,
+                                               torch.is_grad_enabled())
         result.mean, result.tokens = mean, tokens.view(result.targets.shape)
         result.calls += 1
         return (hidden[:, :0], *args[1:])

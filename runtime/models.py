@@ -37,8 +37,9 @@ def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter:
 
     config = hf_config(config)
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    if tied and adapter.output_head not in state:  # safetensors files hold a tied tensor once
-        state = {**state, adapter.output_head: state[adapter.embedding]}
+    if tied:  # safetensors files hold a tied tensor once, under either name (save_model keeps lm_head's)
+        one = state[adapter.embedding] if adapter.embedding in state else state[adapter.output_head]
+        state = {**state, adapter.embedding: one, adapter.output_head: one}
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=state[adapter.embedding].dtype)
     model.load_state_dict(state, strict=True, assign=True)

@@ -77,3 +77,17 @@ def test_no_more_than_a_chunk_of_logits_is_made(monkeypatch):
     assert logits.shape == (2, 0, 512)
     assert result.tokens.shape == (2, 15)
     assert max(shape[0] for shape in shapes) == 4 and sum(shape[0] for shape in shapes) == 30
+
+
+def test_under_no_grad_no_gradient_is_made(monkeypatch):
+    """Parameters require grad in evaluation too: only autograd's state decides whether the head's gradient is made
+    (it costs two more matrix products over the vocabulary)."""
+    model = _model("llama-mha")
+    products = []
+    original = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: products.append(1) or original(a, b))
+    with torch.no_grad():
+        sequence_losses(model, torch.randint(0, 512, (2, 10)))
+    assert products == []
+    sequence_losses(model, torch.randint(0, 512, (2, 10)))
+    assert products

@@ -60,15 +60,19 @@ RECOVERY = {
     "full": {"method": "full", **STEPS},
     "distill": {"method": "distill", "student": "lora", "rank": 4, "top_k": 16, "lm_weight": 0.1, **STEPS},
 }
-# Every method with every mixer; activation (scored like taylor) and distillation once each.
-CASES = [(m, x, "full") for m in PRUNE for x in MIXER if m != "activation"] + [("activation", "drpruning", "distill")]
+TARGETS = {"mistral-gqa": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
+           "gemma3": {"layers": 3, "hidden": 32, "heads": 2, "kv_heads": 1, "intermediate": 80}}
+# Every method with every mixer; activation (scored like taylor) and distillation once each; and a model with
+# tied embeddings (a checkpoint holds the tied tensor once, under the output head's name).
+CASES = ([(m, x, "full", "mistral-gqa") for m in PRUNE for x in MIXER if m != "activation"]
+         + [("activation", "drpruning", "distill", "mistral-gqa"), ("taylor", "constant", "full", "gemma3")])
 
 
-@pytest.mark.parametrize(("method", "mixer", "recovery"), CASES)
+@pytest.mark.parametrize(("method", "mixer", "recovery", "model"), CASES)
 def test_resuming_from_every_checkpoint_gives_the_uninterrupted_weights(tmp_path, monkeypatch, method, mixer,
-                                                                         recovery):
-    plan = tiny_project(tmp_path, "mistral-gqa", {
-        "target": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 96},
+                                                                         recovery, model):
+    plan = tiny_project(tmp_path, model, {
+        "target": TARGETS[model],
         "prune": PRUNE[method], "mixer": MIXER[mixer], "recovery": RECOVERY[recovery],
         "runtime": {"checkpoint_interval": 2, "keep_checkpoints": 2, "deterministic": True},
         "eval": {"enabled": True, "sequences_per_domain": 2}, "export": {"dtype": "float32"}})
