@@ -87,13 +87,29 @@ def _logits(model: torch.nn.Module, window: torch.Tensor) -> torch.Tensor:
     return model(input_ids=window[None]).logits[0].float()
 
 
-def kl_divergence_sum(reference: torch.Tensor, other: torch.Tensor, rows: int = 16) -> float:
-    """Sum over positions of KL(softmax(reference) || softmax(other)), in fp64, a few positions at a time
-    (a full fp64 copy of a large vocabulary's logits would outweigh a small model)."""
+KL_CHUNK_ELEMENTS = 2**20  # fp32 values per chunk (4 MiB): chunks that stay in cache run several times faster
+
+
+def kl_divergence_sum(reference: torch.Tensor, other: torch.Tensor, rows: int | None = None) -> float:
+    """Sum over positions of KL(p || q), p = softmax(reference), q = softmax(other), a few positions at a time.
+
+    In fp32, within about 1% of fp64 log-softmaxes even at a right slice's divergences (1e-10 nats; a plain fp32
+    difference of log-softmaxes would be all rounding there): with d = reference - other (exact for nearby
+    logits) centred on its mean under q, u = d - E_q[d], KL = E_p[u] - log E_q[exp(u)], and log E_q[exp(u)] =
+    log1p(E_q[expm1(u)]) keeps its digits while u is small. Where the logits differ by whole units (a wrong slice)
+    the log term is a plain logsumexp. (fp64 log-softmaxes of a 262,144-token vocabulary took an eighth of the
+    finalize stage.)"""
+    rows = rows or max(1, KL_CHUNK_ELEMENTS // reference.shape[-1])
     total = 0.0
-    for ref, oth in zip(reference.split(rows), other.split(rows), strict=True):
-        log_p, log_q = ref.double().log_softmax(-1), oth.double().log_softmax(-1)
-        total += (log_p.exp() * (log_p - log_q)).sum().item()
+    for ref, oth in zip(reference.float().split(rows), other.float().split(rows), strict=True):
+        q = oth.softmax(-1)
+        u = ref - oth
+        u -= (q * u).sum(-1, keepdim=True)
+        log_mean = torch.log1p((q * torch.expm1(u.clamp(max=1.0))).sum(-1))
+        far = u.abs().amax(-1) >= 1.0
+        if bool(far.any()):
+            log_mean[far] = torch.logsumexp(oth[far].log_softmax(-1) + u[far], -1)
+        total += ((ref.softmax(-1) * u).sum(-1) - log_mean).double().sum().item()
     return total
 
 
@@ -115,7 +131,7 @@ def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor]
     try:
         for window in windows:
             reference, sliced = _logits(masked_model, window), _logits(dense, window)
-            largest = max(largest, (sliced - reference).abs().max().item())
+            largest = max(largest, (sliced - reference).abs_().max().item())
             scale = max(scale, reference.abs().max().item())
             kl_sum += kl_divergence_sum(reference, sliced)
             same += int((reference.argmax(-1) == sliced.argmax(-1)).sum())
@@ -139,7 +155,7 @@ def rounding_spread(dense: torch.nn.Module, adapter: FamilyAdapter, windows: Seq
     permutation = channel_permutation(adapter.shape_of(dense.config), torch.Generator().manual_seed(seed))
     permute_channels_(dense, adapter, permutation)
     try:
-        return max((_logits(dense, window) - unpermuted).abs().max().item()
+        return max((_logits(dense, window) - unpermuted).abs_().max().item()
                    for window, unpermuted in zip(windows, logits, strict=True))
     finally:
         permute_channels_(dense, adapter, inverse(permutation))

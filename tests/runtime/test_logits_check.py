@@ -1,5 +1,6 @@
 """The finalize check: a tolerance from the model's own rounding, that passes right slices and fails wrong ones."""
 
+import pytest
 import torch
 
 from shearc.compiler.families import ADAPTERS
@@ -104,11 +105,23 @@ def test_the_tolerance_is_a_multiple_of_the_spread_never_below_the_dtypes_resolu
     assert derived_tolerance(0.0, 10.0, torch.bfloat16) == floor
 
 
-def test_kl_in_chunks_is_the_kl_of_the_whole():
+def test_kl_in_fp32_is_close_to_fp64_near_and_far():
+    """A right slice's divergences (1e-10 nats per position) within 1%, and a wrong one's (whole nats) to fp32's
+    precision, against fp64 log-softmaxes."""
     generator = torch.Generator().manual_seed(0)
-    p, q = torch.randn(37, 300, generator=generator), torch.randn(37, 300, generator=generator)
-    whole = (p.double().softmax(-1) * (p.double().log_softmax(-1) - q.double().log_softmax(-1))).sum().item()
-    assert abs(kl_divergence_sum(p, q, rows=5) - whole) < 1e-9 * abs(whole)
+
+    def exact(p, q):
+        log_p, log_q = p.double().log_softmax(-1), q.double().log_softmax(-1)
+        return (log_p.exp() * (log_p - log_q)).sum().item()
+
+    p = 3 * torch.randn(37, 4096, generator=generator)
+    near = p + 1e-5 * torch.randn(37, 4096, generator=generator)
+    far = torch.randn(37, 4096, generator=generator)
+    assert 1e-9 < exact(p, near) < 1e-7
+    assert kl_divergence_sum(p, near, rows=5) == pytest.approx(exact(p, near), rel=1e-2)
+    assert kl_divergence_sum(p, far, rows=5) == pytest.approx(exact(p, far), rel=1e-6)
+    mixed = torch.cat([near[:20], far[20:]])  # rows near and far in one chunk
+    assert kl_divergence_sum(p, mixed, rows=37) == pytest.approx(exact(p, mixed), rel=1e-6)
     assert kl_divergence_sum(p, p) == 0.0
 
 
