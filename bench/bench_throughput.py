@@ -10,7 +10,7 @@ On SmolLM2-135M (tests/real/assets.py) and real text, each pair measured side by
 - taylor: shearc's first-order gradient pass over the calibration windows (accumulate_gradients)
   against bare forward+backward over the same windows in the same micro-batches;
 - evaluate: shearc's per-domain eval losses (domain_eval_losses) against a bare no-grad forward and
-  cross-entropy over the same chunks.
+  cross-entropy over the same windows.
 Printed: per pair, shearc's and the bare tokens/s (medians) and the median of the per-turn ratios.
 """
 
@@ -131,8 +131,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
-    from shearc.runtime.data.evaluation import domain_eval_losses, eval_chunks
-    from shearc.runtime.importance.prune import accumulate_gradients
+    from shearc.runtime.data.evaluation import domain_eval_losses
+    from shearc.runtime.importance.gradients import accumulate_gradients
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -144,7 +144,7 @@ def main() -> None:
                    for _ in range(STEPS)]
         windows = [torch.as_tensor(rows[i].astype(np.int64)) for i in range(CALIBRATION_WINDOWS)]
         eval_batches = [batch for domain in domains
-                        for batch in batched_chunks(eval_chunks(domain.eval, SEQ_LEN, EVAL_SEQUENCES))]
+                        for batch in batched_chunks(domain.eval_windows(SEQ_LEN, EVAL_SEQUENCES))]
         eval_tokens = sum(b.numel() for b in eval_batches)
         results: dict[str, list[tuple[float, float]]] = {"recover": [], "taylor": [], "evaluate": []}
         for _ in range(args.repeats):
