@@ -26,9 +26,9 @@ from shearc.registry import Registry
 from ..data import DomainData, load_domains
 from ..memory import release_freed
 from ..metrics import MetricsLog
-from ..models import dense_from_file, load_source_weights
-from ..precision import compute_dtype
-from ..slicing import kept_layers
+from ..models import build_dense, dense_from_file, load_source_weights
+from ..precision import compute_dtype, source_dtype
+from ..slicing import finalize_state, kept_layers
 from ..train.checkpoint import Checkpoint, Checkpoints
 from ..train.loop import Saving
 from ..verify import VerifiedPlan
@@ -106,9 +106,18 @@ class RunContext:
         masks = self.masks or load_file(self.run_dir / "masks.safetensors")
         return follow_kept_layers(self.plan.target.config, source.config, kept_layers(masks, source.shape.layers))
 
-    def load_dense(self, weights: Path) -> torch.nn.Module:
-        """A dense model of the target config with the weights in the safetensors file `weights`."""
-        return dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device)
+    def load_dense(self, weights: Path | None) -> torch.nn.Module:
+        """A dense model of the target config with the weights in the safetensors file `weights`; None: no
+        checkpoint holds them (pruning left the source's weights as they were), so the source is sliced again
+        by the masks, as finalize sliced it."""
+        if weights is not None:
+            return dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device)
+        source = self.verified.source
+        masks = self.masks or load_file(self.run_dir / "masks.safetensors")
+        model = load_source_weights(self.verified, self.device, source_dtype(self.plan, self.device))
+        state, _ = finalize_state(model.state_dict(), source.adapter, masks, source.shape, tied=source.tied)
+        del model
+        return build_dense(self.dense_config(), state, source.adapter)
 
 
 class Stage(ABC):

@@ -3,8 +3,10 @@
 The masks are saved first (RUN_DIR/masks.safetensors) and, when pruning trained the weights
 (hard-concrete), the masked model itself (RUN_DIR/masked/, save_pretrained format), so a failed
 check keeps them; the prune stage's checkpoint lets a re-run start here without pruning again.
-The dense model is checked against the masked one on real eval text (logits_check.py) and
-saved as this stage's checkpoint, after which the source is no longer needed in memory.
+The dense model is checked against the masked one on real eval text (logits_check.py), after which
+the source is no longer needed in memory. This stage's checkpoint holds the dense weights only when
+pruning trained them: otherwise the source and the masks determine them, and a resumed run slices
+them again (half a second on Gemma 3 270M, where writing them took 1.4 s of a 17 s stage).
 """
 
 from __future__ import annotations
@@ -106,4 +108,4 @@ class FinalizeStage(Stage):
             raise FinalizeCheckError(failure_message(agreement, context, trained))
         context.dense_model = dense
         context.checks["logits"] = agreement.as_dict()
-        context.save_complete("finalize", 0, dense, {"mixer": context.mixer_state})
+        context.save_complete("finalize", 0, dense if trained else None, {"mixer": context.mixer_state})
