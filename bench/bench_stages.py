@@ -12,7 +12,8 @@ same windows, bare PyTorch does the forwards that stage does, with nothing else:
   logits, backward, clipping, AdamW), the loop's eval forwards, and the merge;
 - evaluate: source and result on the same eval windows (forward, cross-entropy over the full logits),
   and the same latency forwards.
-Printed: per stage, shearc's seconds, the bare seconds (medians over turns) and the median per-turn ratio.
+Printed: per stage, shearc's seconds, the bare seconds (medians over turns) and the median per-turn ratio; a
+first turn warms the process up and is not counted.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def bare_turn(plan: dict, plan_dir: Path, run_dir: Path, model_dir: Path) -> dic
     from shearc.runtime.data import load_domains
     from shearc.runtime.logits_check import SPREAD_WINDOWS
     from shearc.runtime.models import build_dense
+    from shearc.runtime.slicing import finalize_state
 
     stages = {s["stage"]: s for s in plan["stages"]}
     micro = plan["schedule"]["micro_batch"]
@@ -93,7 +95,12 @@ def bare_turn(plan: dict, plan_dir: Path, run_dir: Path, model_dir: Path) -> dic
     data = DataPlan.model_validate(plan["data"])
     adapter = ADAPTERS.get(plan["source"]["architecture"])
     source = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    pruned = sorted((run_dir / "checkpoints").glob("*-finalize-*"))[-1] / "model.safetensors"
+    shape, tied = adapter.shape_of(source.config), bool(source.config.tie_word_embeddings)
+
+    def pruned() -> torch.nn.Module:  # the dense model finalize made: the source sliced by the run's masks
+        state, _ = finalize_state(source.state_dict(), adapter, load_file(run_dir / "masks.safetensors"), shape,
+                                  tied=tied)
+        return build_dense(plan["target"]["config"], {k: v.clone() for k, v in state.items()}, adapter)
     seconds = {}
 
     check = stages["finalize"]["check"]
@@ -102,7 +109,7 @@ def bare_turn(plan: dict, plan_dir: Path, run_dir: Path, model_dir: Path) -> dic
     per_domain = -(-check["windows"] // len(domains))
     windows = [torch.as_tensor(w.astype(np.int64)) for d in domains
                for w in d.eval_windows(check["tokens"], per_domain)][:check["windows"]]
-    dense = build_dense(plan["target"]["config"], load_file(pruned), adapter).eval()
+    dense = pruned().eval()
 
     def finalize() -> None:
         with torch.no_grad():
@@ -120,7 +127,7 @@ def bare_turn(plan: dict, plan_dir: Path, run_dir: Path, model_dir: Path) -> dic
     picks = np.random.default_rng(0).choice(len(rows), (recover["steps"], recover["global_batch"]))
     eval_windows = [w for d in train_domains
                     for w in d.eval_windows(recover["seq_len"], stages["recover"]["eval_sequences"])]
-    student = build_dense(plan["target"]["config"], load_file(pruned), adapter)
+    student = pruned()
 
     def train() -> None:
         model = get_peft_model(student, LoraConfig(r=recover["rank"], lora_alpha=recover["alpha"],
@@ -173,7 +180,7 @@ def main() -> None:
     from shearc.runtime.run import run_plan
 
     turns = []
-    for turn in range(args.repeats):
+    for turn in range(-1, args.repeats):  # turn -1 warms the process up (the first run pays its page faults)
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             plan_path, model_dir = make_plan(work, args.model)
@@ -181,9 +188,11 @@ def main() -> None:
             run_dir = run_plan(plan_path)
             ours = {r["stage"]: r["seconds"] for r in MetricsLog(run_dir / "metrics.jsonl").read("stage")}
             bare = bare_turn(plan, work, run_dir, model_dir)
-            turns.append({stage: (ours[stage], bare[stage]) for stage in STAGES})
-            print(f"turn {turn + 1}: " + ", ".join(f"{s} {o:.1f} s / {b:.1f} s" for s, (o, b) in turns[-1].items()),
-                  file=sys.stderr)
+            measured = {stage: (ours[stage], bare[stage]) for stage in STAGES}
+            print(f"turn {turn + 1}{' (warm-up, not counted)' if turn < 0 else ''}: "
+                  + ", ".join(f"{s} {o:.1f} s / {b:.1f} s" for s, (o, b) in measured.items()), file=sys.stderr)
+            if turn >= 0:
+                turns.append(measured)
     print(f"{args.model} on CPU ({torch.get_num_threads()} threads), {args.repeats} turns; seconds, medians")
     print("| stage | shearc (the whole stage) | bare PyTorch (its forwards) | shearc / bare (median of turns) |")
     print("|---|---|---|---|")
