@@ -116,7 +116,7 @@ def bare_turn(plan: dict, plan_dir: Path, run_dir: Path, model_dir: Path) -> dic
             for window in windows:
                 source(input_ids=window[None]).logits.float()
                 dense(input_ids=window[None]).logits.float()
-            for window in windows[:SPREAD_WINDOWS]:
+            for window in windows[::-(-len(windows) // SPREAD_WINDOWS)][:SPREAD_WINDOWS]:  # as compare_logits
                 dense(input_ids=window[None]).logits.float()
     seconds["finalize"] = timed(finalize)
 

@@ -7,7 +7,7 @@ next-token distribution from the masked model's.
 The tolerance follows from the arithmetic rather than from a fixed number. The dense model is
 evaluated a second time with its hidden and intermediate channels permuted: mathematically the
 same function, summed in another order, so the two differ by exactly the rounding this model
-accumulates at its depth, width and dtype (the rounding spread, measured on the first windows).
+accumulates at its depth, width and dtype (the rounding spread, measured on windows spaced through them).
 Masked and sliced models differ in the same way (zeros summed in, other matrix shapes) and may
 differ by up to SPREAD_FACTOR
 times that spread, and never less than FLOOR_ULPS units in the last place of the logits' scale.
@@ -18,6 +18,7 @@ by 10^4 times the tolerance; docs/BENCHMARKS.md.)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -118,29 +119,31 @@ def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor]
                    adapter: FamilyAdapter, windows: Sequence[torch.Tensor], *, seed: int,
                    tolerance: float | None = None) -> Agreement:
     """`masked_model` under `masks` against `dense` on `windows` (1-D token tensors on the models' device).
-    `tolerance`, when given, replaces the derived one. The rounding spread is measured on the first
-    SPREAD_WINDOWS windows: the dense model is permuted once, in place and one tensor at a time (no second copy
-    of it is made), evaluated on them, and put back."""
+    `tolerance`, when given, replaces the derived one. The rounding spread is measured on SPREAD_WINDOWS windows
+    spaced evenly through `windows` (which the finalize stage takes domain after domain): the dense model is
+    permuted once, in place and one tensor at a time (no second copy of it is made), evaluated on them, and put
+    back."""
     masked_model.eval()
     dense.eval()
     hooks = MaskHooks(masked_model, adapter)
     hooks.values = {kind: mask.to(next(masked_model.parameters()).dtype) for kind, mask in masks.items()}
     largest = scale = kl_sum = 0.0
     same = tokens = 0
+    spread_at = list(range(0, len(windows), max(1, math.ceil(len(windows) / SPREAD_WINDOWS))))[:SPREAD_WINDOWS]
     kept: list[torch.Tensor] = []  # the dense model's logits on the windows the spread is measured on
     try:
-        for window in windows:
+        for number, window in enumerate(windows):
             reference, sliced = _logits(masked_model, window), _logits(dense, window)
             largest = max(largest, (sliced - reference).abs_().max().item())
             scale = max(scale, reference.abs().max().item())
             kl_sum += kl_divergence_sum(reference, sliced)
             same += int((reference.argmax(-1) == sliced.argmax(-1)).sum())
             tokens += window.numel()
-            if len(kept) < SPREAD_WINDOWS:
+            if number in spread_at:
                 kept.append(sliced)
     finally:
         hooks.remove()
-    spread = rounding_spread(dense, adapter, windows[:len(kept)], kept, seed)
+    spread = rounding_spread(dense, adapter, [windows[number] for number in spread_at], kept, seed)
     dtype = next(dense.parameters()).dtype
     return Agreement(max_difference=largest, rounding_spread=spread,
                      tolerance=tolerance if tolerance is not None else derived_tolerance(spread, scale, dtype),
