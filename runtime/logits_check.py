@@ -9,8 +9,8 @@ evaluated a second time with its hidden and intermediate channels permuted: math
 same function, summed in another order, so the two differ by exactly the rounding this model
 accumulates at its depth, width and dtype (the rounding spread, measured on windows spaced through them).
 Masked and sliced models differ in the same way (zeros summed in, other matrix shapes) and may
-differ by up to SPREAD_FACTOR
-times that spread, and never less than FLOOR_ULPS units in the last place of the logits' scale.
+differ by up to SPREAD_FACTOR times that spread, and never less than FLOOR_ULPS units in the last
+place of the logits' scale.
 A wrong slice moves logits by whole units, orders of magnitude above either. (Measured on a real
 30-layer model in fp32: right slices differ by 0.5 to 4 times the spread, a slice one channel off
 by 10^4 times the tolerance; docs/BENCHMARKS.md.)

@@ -33,14 +33,16 @@ def chunk_tokens(vocab: int) -> int:
     return max(1, CHUNK_ELEMENTS // vocab)
 
 
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
 def output_head(model: torch.nn.Module) -> torch.nn.Module:
-    inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    return inner.get_output_embeddings()
+    return _unwrapped(model).get_output_embeddings()
 
 
 def logit_softcap(model: torch.nn.Module) -> float | None:
-    inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    return getattr(inner.config, "final_logit_softcapping", None)
+    return getattr(_unwrapped(model).config, "final_logit_softcapping", None)
 
 
 def chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -161,7 +161,7 @@ def checked_tokenizer(verified: VerifiedPlan) -> Any:
     if len(tokenizer) > vocab:
         raise UserError([Problem(f"the tokenizer has {len(tokenizer):,} tokens, the source model embeds {vocab:,}: "
                                  "its ids would index past the embedding; use the model's own tokenizer",
-                                 "data.tokenizer", str(verified.plan_dir / plan.data.tokenizer))],
+                                 "data.tokenizer", where)],
                         title="tokenizer does not match the model")
     return tokenizer
 
