@@ -156,9 +156,10 @@ def estimate_stages(ctx: Context) -> list[Problem]:
     budget = spec.runtime.device_memory_gib * est.GIB
     stages: list[dict[str, Any]] = []
 
-    def estimate(tokens: int, steps: int, flops: int, memory: est.Memory, stage: str) -> dict[str, Any]:
+    def estimate(tokens: int, steps: int, flops: int, memory: est.Memory, stage: str | None) -> dict[str, Any]:
+        """The stage's estimate; a warning, naming `stage`, when it does not fit (None: part of one that warns)."""
         fits = memory.total <= budget
-        if not fits:
+        if not fits and stage is not None:
             ctx.warnings.append(f"stage {stage} needs about {memory.total / est.GIB:.1f} GiB per device, more "
                                 f"than runtime.device_memory_gib {spec.runtime.device_memory_gib:g}")
         return {"tokens": tokens, "steps": steps, "flops": flops, "memory_bytes": memory.as_dict(),
@@ -167,13 +168,16 @@ def estimate_stages(ctx: Context) -> list[Problem]:
     costing = est.Costing(source, target, spec, frozenset(c.kind for c in ctx.changes))
     source_params, target_params = costing.source_params, costing.target_params
 
-    def costed(cost: est.StageCost, stage: str) -> dict[str, Any]:
+    def costed(cost: est.StageCost, stage: str | None) -> dict[str, Any]:
         return estimate(cost.tokens, cost.steps, cost.flops, cost.memory, stage)
 
     training_evals = spec.eval.sequences_per_domain if spec.eval.enabled else EVAL_SEQUENCES_WITHOUT_EVAL_STAGE
+    prune_cost = spec.prune.cost(costing)
+    reconstruct = spec.prune.reconstruct.cost(costing) if spec.prune.reconstruct else None
     stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"),
                    "eval_sequences": training_evals if isinstance(spec.prune, TrainingStageSpec) else None,
-                   "estimate": costed(spec.prune.cost(costing), "prune")})
+                   "estimate": costed(est.followed_by(prune_cost, reconstruct), "prune"),
+                   "reconstruction": costed(reconstruct, None) if reconstruct else None})
     check = {"windows": FINALIZE_CHECK_WINDOWS, "tokens": FINALIZE_CHECK_TOKENS}
     stages.append({"stage": "finalize", "check": check, "estimate": estimate(
         0, 0, 0, est.finalize_memory(source, target, spec, check["tokens"]), "finalize")})

@@ -63,6 +63,15 @@ class StageCost:
     memory: Memory
 
 
+def followed_by(cost: StageCost, then: StageCost | None) -> StageCost:
+    """A stage's cost with a second piece of work done after it in the same stage: tokens and FLOPs add up,
+    the memory peak is the larger of the two."""
+    if then is None:
+        return cost
+    memory = max(cost.memory, then.memory, key=lambda m: m.total)
+    return StageCost(cost.tokens + then.tokens, cost.steps, cost.flops + then.flops, memory)
+
+
 @dataclass(frozen=True)
 class Costing:
     """What a method's `cost` (shearc/sections) asks about the model and the run, in one place."""
@@ -103,6 +112,13 @@ class Costing:
 
     def forward_only(self, seq_len: int) -> Memory:
         return forward_only_memory(self.source, self.spec, seq_len)
+
+    def reconstruction(self, seq_len: int, tokens: int) -> StageCost:
+        widths = refit_widths(self.source.shape, self.pruned_kinds)
+        forwards = 3 * self.forward_flops(self.source_shape, seq_len) * tokens
+        grams = self.source_shape.layers * sum(2 * tokens * width**2 + width**3 for width in widths)
+        return self.stage(tokens, 0, forwards + grams, reconstruction_memory(self.source, self.spec, seq_len, tokens,
+                                                                            widths))
 
     def dense_training(self, stage: Any) -> StageCost:
         """A recovery section's training of the dense model: every weight (fp32 master weights, gradients, AdamW
@@ -243,6 +259,23 @@ def forward_only_memory(source: SourceModel, spec: Spec, seq_len: int) -> Memory
     memory = inference_memory(source, spec, seq_len, count_params(source, shape) * source_bytes(spec))
     statistics = shape.layers * (shape.heads * shape.head_dim + shape.intermediate + 2 * shape.hidden + 1) * 4
     return Memory(memory.weights, 0, 0, memory.activations, statistics)
+
+
+def refit_widths(shape: Shape, pruned_kinds: frozenset[str]) -> list[int]:
+    """The input widths of the projections reconstruction refits in each layer: the attention output projection's
+    when heads are pruned, the down projection's when intermediate channels are."""
+    widths = [shape.heads * shape.head_dim] if pruned_kinds & {"kv_group", "query_head"} else []
+    return widths + ([shape.intermediate] if "intermediate" in pruned_kinds else [])
+
+
+def reconstruction_memory(source: SourceModel, spec: Spec, seq_len: int, tokens: int, widths: list[int]) -> Memory:
+    """The source as held and one micro-batch's forward; every calibration token's hidden state in the source's dtype;
+    the widest Gram matrix and its solve (the kept block and right-hand side) in float64."""
+    memory = forward_only_memory(source, spec, seq_len)
+    states = tokens * source.shape.hidden * source_bytes(spec)
+    widest = max(widths, default=0)
+    solve = (2 * widest * widest + widest * source.shape.hidden) * 8
+    return Memory(memory.weights, 0, 0, memory.activations + states, solve)
 
 
 def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:

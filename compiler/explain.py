@@ -71,6 +71,10 @@ def explain(plan: dict[str, Any], console: Console) -> None:
         stages.add_row(stage["stage"], method, _count(estimate["tokens"]), f"{estimate['steps']:,}",
                        _count(estimate["flops"]), f"{memory:.1f} GiB", "yes" if estimate["fits_device"] else "NO")
     console.print(stages)
+    prune = plan["stages"][0]
+    if prune.get("reconstruction"):
+        line = reconstruction_line(prune["params"]["reconstruct"], prune["reconstruction"], source)
+        console.print(line, markup=False)
 
     mixture = Table(title=f"Data mixture (mixer: {plan['mixer']['method']})", title_justify="left")
     for column in ("domain", "weight", "reference loss", "train files", "eval files"):
@@ -96,6 +100,17 @@ def explain(plan: dict[str, Any], console: Console) -> None:
     console.print(line, markup=False)
     for warning in plan["warnings"]:
         console.print(Text("warning: ", style="yellow") + Text(warning))
+
+
+def reconstruction_line(params: dict[str, Any], estimate: dict[str, Any], source: dict[str, Any]) -> str:
+    """What reconstruction refits and what it costs: its share of the prune stage's estimate."""
+    memory = estimate["memory_bytes"]
+    return (f"reconstruct after selection: {params['method']} on {params['calibration_samples']} windows of "
+            f"{params['calibration_seq_len']} tokens (damping {params['damping']:g}), layer by layer over "
+            f"{source['model_info']['shape']['layers']} layers: {_count(estimate['flops'])} FLOPs, peak "
+            f"{memory['total'] / GIB:.2f} GiB (calibration states and one forward "
+            f"{memory['activations'] / GIB:.2f} GiB, the widest Gram matrix and its solve "
+            f"{memory['masks'] / GIB:.3f} GiB)")
 
 
 def window_start_line(data: dict[str, Any]) -> str:

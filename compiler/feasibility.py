@@ -73,11 +73,21 @@ def check_shape(spec: Spec, source: SourceModel, target: Shape) -> tuple[list[Un
                                         f"tensor_parallel {tp}", "export.tensor_parallel"))
     limit = source.fingerprint_fields.get("max_position_embeddings")
     if isinstance(limit, int):
-        for section, stage in spec.training_stages().items():
-            if stage.seq_len > limit:
-                problems.append(Problem(f"{stage.seq_len} exceeds the model's max_position_embeddings {limit}",
-                                        f"{section}.seq_len"))
+        for field, length in window_lengths(spec).items():
+            if length > limit:
+                problems.append(Problem(f"{length} exceeds the model's max_position_embeddings {limit}", field))
     return changes, problems
+
+
+def window_lengths(spec: Spec) -> dict[str, int]:
+    """Every window length the spec asks the source to read, by its field: the training stages', and the
+    calibration windows' of scoring and of reconstruction."""
+    lengths = {f"{section}.seq_len": stage.seq_len for section, stage in spec.training_stages().items()}
+    if hasattr(spec.prune, "calibration_seq_len"):
+        lengths["prune.calibration_seq_len"] = spec.prune.calibration_seq_len
+    if spec.prune.reconstruct is not None:
+        lengths["prune.reconstruct.calibration_seq_len"] = spec.prune.reconstruct.calibration_seq_len
+    return lengths
 
 
 def check_loads(source: SourceModel, target: Shape, target_config: dict[str, Any], spec: Spec) -> list[Problem]:

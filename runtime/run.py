@@ -38,7 +38,7 @@ from .mixers import MIXER_IMPLEMENTATIONS
 from .models import load_source_weights
 from .precision import source_dtype
 from .stages.base import STAGES, RunContext
-from .stages.prune import PRUNE_IMPLEMENTATIONS
+from .stages.prune import PRUNE_IMPLEMENTATIONS, RECONSTRUCTION_IMPLEMENTATIONS
 from .stages.recover import RECOVERY_IMPLEMENTATIONS
 from .train.checkpoint import Checkpoint, Checkpoints
 from .train.stop import stop_on_signals
@@ -53,6 +53,9 @@ def unsupported(plan: Plan) -> list[str]:
             missing.append(f"stage {stage.stage}")
         elif isinstance(stage, PrunePlan) and stage.params.method not in PRUNE_IMPLEMENTATIONS:
             missing.append(f"prune method {stage.params.method}")
+        elif (isinstance(stage, PrunePlan) and stage.params.reconstruct is not None
+              and stage.params.reconstruct.method not in RECONSTRUCTION_IMPLEMENTATIONS):
+            missing.append(f"reconstruction method {stage.params.reconstruct.method}")
         elif isinstance(stage, RecoverPlan) and stage.params.method not in RECOVERY_IMPLEMENTATIONS:
             missing.append(f"recovery method {stage.params.method}")
     return missing

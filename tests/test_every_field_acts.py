@@ -19,6 +19,7 @@ from shearc.corpus.tasks import write_task
 from shearc.sections import (
     MIXERS,
     PRUNE_METHODS,
+    RECONSTRUCTIONS,
     RECOVERIES,
     EvalSpec,
     ExportSpec,
@@ -33,6 +34,8 @@ from .helpers import tiny_project
 # Spec section -> where its fields land in the plan (a stage's params, by stage name).
 SECTIONS: dict[str, tuple[list[type[BaseModel]], tuple[str, ...]]] = {
     "prune": ([PRUNE_METHODS.get(n) for n in PRUNE_METHODS], ("stages", "stage:prune", "params")),
+    "prune.reconstruct": ([RECONSTRUCTIONS.get(n) for n in RECONSTRUCTIONS], ("stages", "stage:prune", "params",
+                                                                              "reconstruct")),
     "mixer": ([MIXERS.get(n) for n in MIXERS], ("mixer",)),
     "recovery": ([RECOVERIES.get(n) for n in RECOVERIES], ("stages", "stage:recover", "params")),
     "schedule": ([ScheduleSpec], ("schedule",)),
@@ -101,7 +104,9 @@ RUNS = {  # together: every prune method, mixer (and DRPruning signal), recovery
                "mixer": {"method": "dynamic-batch-loading", "reference": "source"},
                "recovery": {"method": "lora", "steps": 4, "global_batch": 4, "seq_len": 16, "warmup_steps": 1,
                             "eval_interval": 2}},
-    "magnitude": {"prune": {"method": "magnitude"}, "mixer": {"method": "constant"},
+    "magnitude": {"prune": {"method": "magnitude", "reconstruct": {"method": "least-squares", "calibration_samples": 2,
+                                                                   "calibration_seq_len": 16}},
+                  "mixer": {"method": "constant"},
                   "eval": {"sequences_per_domain": 2, "seq_len": 16,
                            "lm_eval": {"tasks": [{"path": "tasks/arithmetic_choice.yaml", "metric": "acc"}],
                                        "limit": 2, "batch_size": 2}}},

@@ -8,15 +8,16 @@ import pytest
 
 from shearc.registry import Registry
 from shearc.runtime.mixers import MIXER_IMPLEMENTATIONS
-from shearc.runtime.stages.prune import PRUNE_IMPLEMENTATIONS
+from shearc.runtime.stages.prune import PRUNE_IMPLEMENTATIONS, RECONSTRUCTION_IMPLEMENTATIONS
 from shearc.runtime.stages.recover import RECOVERY_IMPLEMENTATIONS
-from shearc.sections import MIXERS, PRUNE_METHODS, RECOVERIES, TrainingStageSpec
+from shearc.sections import MIXERS, PRUNE_METHODS, RECONSTRUCTIONS, RECOVERIES, TrainingStageSpec
 
 # extension point -> (spec sections, runtime implementations, names that plan no runtime work)
 EXTENSION_POINTS = {
     "prune method": (PRUNE_METHODS, PRUNE_IMPLEMENTATIONS, frozenset()),
     "recovery method": (RECOVERIES, RECOVERY_IMPLEMENTATIONS, frozenset({"none"})),  # none plans no stage
     "mixer": (MIXERS, MIXER_IMPLEMENTATIONS, frozenset()),
+    "reconstruction method": (RECONSTRUCTIONS, RECONSTRUCTION_IMPLEMENTATIONS, frozenset()),
 }
 
 

@@ -5,7 +5,8 @@
 The source model's weights train with the masks (lr), the log-alphas with mask_lr, and
 the Lagrange multipliers ascend with lagrangian_lr, in one AdamW. The mixer picks each
 batch's domains and is updated from per-domain eval losses measured with deterministic
-masks at the currently expected size. At the end: exactly the target's units per layer.
+masks at the currently expected size. At the end: exactly the target's units per layer, and every unit's
+soft value (what reconstruction refits towards, when the plan asks for it).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from shearc.sections import HardConcretePruneSpec
 from .. import distributed
 from ..loss import SequenceLoss, sequence_losses
 from ..masks.hooks import MaskHooks
-from ..masks.l0 import L0Masks, ParameterCount
+from ..masks.l0 import L0Masks, ParameterCount, counts
 from .base import RunContext
+from .selection import Selection
 from .training import Training
 
 
@@ -80,7 +82,7 @@ class HardConcreteTask:
                     "lambda_2": {k: float(v) for k, v in self.l0.lambda_2.items()}}
 
 
-def learn_masks(context: RunContext, stage_plan: PrunePlan) -> dict[str, torch.Tensor]:
+def learn_masks(context: RunContext, stage_plan: PrunePlan) -> Selection:
     plan, params = context.plan, stage_plan.params
     source = context.verified.source
     training = Training.start(context, stage_plan, sampler_seed=context.seed)
@@ -109,6 +111,5 @@ def learn_masks(context: RunContext, stage_plan: PrunePlan) -> dict[str, torch.T
     context.metrics.write("masks", kept={k: int(torch.count_nonzero(v)) for k, v in masks.items()},
                           final_weights=np.asarray(training.mixer.weights))
     context.mixer_state = training.mixer.state_dict()
-    context.save_complete("prune", training.schedule.steps, context.model,
-                          {"masks": masks, "mixer": context.mixer_state})
-    return masks
+    every_unit = {kind: counts(source.shape)[kind][1] for kind in l0.kinds}
+    return Selection(masks, before=l0.deterministic(every_unit), step=training.schedule.steps)

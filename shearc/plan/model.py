@@ -19,7 +19,8 @@ from shearc.sections import EvalSpec, ExportSpec, MixerSpec, PruneSpec, Recovery
 # the training stages' eval size written out
 # 5: eval.lm_eval_tasks replaced by eval.lm_eval, resolved into the evaluate stage's `downstream`
 # 6: data.window_bos and data.window_bos_origin: how every window begins (plans before it windowed without BOS)
-PLAN_VERSION = (6, 0)
+# 7: prune.params.reconstruct and the prune stage's `reconstruction` estimate (a 6.x plan's schema lacks them)
+PLAN_VERSION = (7, 0)
 
 
 class PlanPart(BaseModel):
@@ -133,7 +134,9 @@ class PrunePlan(PlanPart):
     stage: Literal["prune"]
     params: PruneSpec
     eval_sequences: int | None = _eval_sequences_field()
-    estimate: StageEstimate
+    estimate: StageEstimate = Field(description="The whole stage: selection, then reconstruction when it is on.")
+    reconstruction: StageEstimate | None = Field(
+        description="Reconstruction's own share of the estimate (its peak is the stage's when larger); None when off.")
 
 
 class FinalizeCheck(PlanPart):

@@ -19,8 +19,9 @@ from .prune import (
     MagnitudePruneSpec,
     TaylorPruneSpec,
 )
+from .reconstruct import LeastSquaresReconstruction
 from .recovery import DistillRecoverySpec, FullRecoverySpec, LoraRecoverySpec, NoRecoverySpec
-from .registry import MIXERS, PRUNE_METHODS, RECOVERIES
+from .registry import MIXERS, PRUNE_METHODS, RECONSTRUCTIONS, RECOVERIES
 from .settings import EvalSpec, ExportSpec, RuntimeSpec, ScheduleSpec
 from .training import TrainingStageSpec
 
@@ -32,6 +33,7 @@ __all__ = [
     "MIXERS",
     "PRESETS",
     "PRUNE_METHODS",
+    "RECONSTRUCTIONS",
     "RECOVERIES",
     "SECOND_ORDER_ESTIMATORS",
     "ActivationPruneSpec",
@@ -43,6 +45,7 @@ __all__ = [
     "ExportSpec",
     "FullRecoverySpec",
     "HardConcretePruneSpec",
+    "LeastSquaresReconstruction",
     "LmEvalSpec",
     "LmEvalTaskSpec",
     "LoraRecoverySpec",

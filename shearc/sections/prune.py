@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from . import reconstruct  # noqa: F401 - registers the reconstruction methods before the union below is made
 from .base import Section
-from .registry import PRUNE_METHODS
+from .registry import PRUNE_METHODS, RECONSTRUCTIONS
 from .training import (
     TrainingStageSpec,
     eval_interval_field,
@@ -59,8 +60,22 @@ def _aggregation_field(default: str) -> Aggregation:
                  "group reduction).")
 
 
+class Reconstructs(Section):
+    """What every prune method accepts: the layer-wise reconstruction after its selection."""
+
+    trains_source: ClassVar[bool]
+    reconstruct: RECONSTRUCTIONS.discriminated_union() | None = Field(  # type: ignore[valid-type]
+        None, description="Refit the layers that read pruned channels on calibration windows after selection "
+        "(SlimGPT, ZipLM); null: the kept weights stay as selection left them.")
+
+    @property
+    def changes_weights(self) -> bool:
+        """Whether the stage leaves weights other than the source's: trained with the masks, or refit."""
+        return self.trains_source or self.reconstruct is not None
+
+
 @PRUNE_METHODS.register("hard-concrete")
-class HardConcretePruneSpec(TrainingStageSpec):
+class HardConcretePruneSpec(TrainingStageSpec, Reconstructs):
     """Sheared-LLaMA: learned hard-concrete L0 masks with a Lagrangian size constraint."""
 
     method: Literal["hard-concrete"]
@@ -105,7 +120,7 @@ class HardConcretePruneSpec(TrainingStageSpec):
 
 
 @PRUNE_METHODS.register("taylor")
-class TaylorPruneSpec(Section):
+class TaylorPruneSpec(Reconstructs):
     """LLM-Pruner: first/second-order Taylor importance of coupled groups on calibration samples."""
 
     method: Literal["taylor"]
@@ -138,7 +153,7 @@ class TaylorPruneSpec(Section):
 
 
 @PRUNE_METHODS.register("magnitude")
-class MagnitudePruneSpec(Section):
+class MagnitudePruneSpec(Reconstructs):
     """Weight-norm importance of coupled groups: no gradients, no data."""
 
     method: Literal["magnitude"]
@@ -156,7 +171,7 @@ class MagnitudePruneSpec(Section):
 
 
 @PRUNE_METHODS.register("activation")
-class ActivationPruneSpec(Section):
+class ActivationPruneSpec(Reconstructs):
     """Minitron (Muralidharan et al., 2024; NVIDIA Model Optimizer): importance from activations on calibration
     windows, forward passes only. Every width unit scores the L2 norm over the windows of its mean |activation|
     over the sequence: query heads and KV groups on the output projection's input (L2 over their channels),

@@ -11,3 +11,4 @@ from shearc.registry import Registry
 PRUNE_METHODS: Registry[type] = Registry("prune method")
 MIXERS: Registry[type] = Registry("mixer")
 RECOVERIES: Registry[type] = Registry("recovery method")
+RECONSTRUCTIONS: Registry[type] = Registry("reconstruction method")

@@ -108,6 +108,16 @@ FIELD_CASES = [
     ("nothing-to-prune", "llama-mha", _with("target", {"heads": 8}), "target", "nothing to prune"),
     ("seq-len-too-long", "llama-mha", _with("recovery", {**LORA, "seq_len": 4096}), "recovery.seq_len",
      "max_position_embeddings"),
+    ("calibration-too-long", "llama-mha", _with("prune", {"method": "taylor", "calibration_seq_len": 4096}),
+     "prune.calibration_seq_len", "max_position_embeddings"),
+    ("reconstruction-too-long", "llama-mha", _with("prune", {"method": "magnitude",
+                                                          "reconstruct": {"method": "least-squares"}}),
+     "prune.reconstruct.calibration_seq_len", "2048 exceeds the model's max_position_embeddings 256"),
+    ("unknown-reconstruction", "llama-mha", _with("prune", {"method": "magnitude", "reconstruct": {"method": "obs"}}),
+     "prune.reconstruct.method", "least-squares"),
+    ("zero-reconstruction-windows", "llama-mha", _with("prune", {
+        "method": "magnitude", "reconstruct": {"method": "least-squares", "calibration_samples": 0}}),
+     "prune.reconstruct.calibration_samples", "greater than 0"),
     ("model-not-found", "llama-mha", _with("source.model", "no/such-model"), "source.model",
      "cannot find the source model's config"),
 ]

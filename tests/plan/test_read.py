@@ -44,6 +44,28 @@ def test_explain_shows_the_distillation_stage_with_its_teacher_counted(models, c
     assert distill["flops"] > full["flops"] and distill["memory_bytes"]["total"] > full["memory_bytes"]["total"]
 
 
+def test_explain_shows_reconstruction_with_its_share_of_the_prune_stage(models, capsys):
+    plans = {}
+    for name, extra in (("selection", {}), ("refit", {"reconstruct": {"method": "least-squares",
+                                                                       "calibration_samples": 8,
+                                                                       "calibration_seq_len": 64}})):
+        path = models / f"{name}.json"
+        spec = tiny_spec("llama-mha", prune={"method": "taylor", **extra})
+        write_plan(compile_spec(write_spec(models, spec, f"{name}.yaml"), path), path)
+        plans[name] = json.loads(path.read_text())["stages"][0]
+    assert main(["explain", str(models / "refit.json")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "reconstruct after selection: least-squares on 8 windows of 64 tokens (damping 0.01)" in out
+    assert "the widest Gram matrix" in out
+    selection, refit = plans["selection"], plans["refit"]
+    assert selection["reconstruction"] is None
+    share = refit["reconstruction"]
+    assert share["flops"] > 0 and refit["estimate"]["flops"] == selection["estimate"]["flops"] + share["flops"]
+    assert refit["estimate"]["tokens"] == selection["estimate"]["tokens"] + 8 * 64
+    assert refit["estimate"]["memory_bytes"]["total"] == max(selection["estimate"]["memory_bytes"]["total"],
+                                                             share["memory_bytes"]["total"])
+
+
 def _rewrite(path, change):
     data = json.loads(path.read_text())
     change(data)

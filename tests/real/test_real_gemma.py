@@ -20,15 +20,15 @@ from shearc.cli import main
 from shearc.runtime.metrics import MetricsLog
 
 from .plain import plain_losses
-from .test_real_model import EVAL_FRACTION, PLAIN_TOLERANCE, SEED, compile_real
+from .test_real_model import EVAL_FRACTION, PLAIN_TOLERANCE, RECONSTRUCT, SEED, compile_real
 
 EVAL = {"sequences_per_domain": 4, "seq_len": 128}
 SHORT = {"steps": 2, "global_batch": 2, "seq_len": 128, "warmup_steps": 1, "eval_interval": 2}
 RUNS = {
-    # LLM-Pruner's method at head and intermediate granularity, recovered with LoRA (merged at export)
+    # LLM-Pruner's method at head and intermediate granularity, refit after selection, recovered with LoRA
     "taylor": {"target": {"heads": 2, "intermediate": 1024},
                "prune": {"method": "taylor", "granularities": ["head", "intermediate"], "calibration_samples": 4,
-                         "calibration_seq_len": 128},
+                         "calibration_seq_len": 128, "reconstruct": RECONSTRUCT},
                "recovery": {"method": "lora", "lr": 1e-4, **SHORT}, "evaluation": EVAL},
     # Minitron's: the hidden size (Gemma's embedding scale) and whole layers (the sliding/full pattern)
     "activation": {"target": {"layers": 12, "hidden": 512},
@@ -36,10 +36,10 @@ RUNS = {
                              "calibration_seq_len": 128},
                    "recovery": {"method": "none"}, "evaluation": {"enabled": False}},
     # Sheared-LLaMA's: masks learned with the weights for a few steps, then cut to the target (whole KV groups
-    # only, and Gemma 3 270M has one: hidden and intermediate here)
+    # only, and Gemma 3 270M has one: hidden and intermediate here), the down projections refit
     "hard-concrete": {"target": {"hidden": 512, "intermediate": 1024},
                       "prune": {"method": "hard-concrete", "granularities": ["hidden", "intermediate"], **SHORT,
-                                "lr": 1e-5},
+                                "lr": 1e-5, "reconstruct": RECONSTRUCT},
                       "recovery": {"method": "none"}, "evaluation": {"sequences_per_domain": 2, "seq_len": 128}},
 }
 SOURCE_LOSS_CEILING = 4.5  # nats; read without BOS the same windows cost 4.4 to 6.3, a uniform guess 12.5
@@ -71,6 +71,10 @@ def test_a_real_gemma_goes_from_compile_to_a_reloaded_export(tmp_path, gemma_mod
     stages = {s["stage"]: s["seconds"] for s in metrics.read("stage")}
     measured = {"seconds": round(seconds, 1), "stage_seconds": stages, "top1_agreement": check["top1_agreement"],
                 "max_logit_difference": check["max_difference"], "tolerance": check["tolerance"]}
+    if "reconstruct" in run["prune"]:  # the check above compared the sliced model with the refit masked one
+        (refit,) = metrics.read("reconstruct")
+        assert 0 < refit["error_after"] < refit["error_before"]
+        measured["layer_error_ratio"] = round(refit["error_after"] / refit["error_before"], 4)
     if run["evaluation"].get("enabled", True):
         report = json.loads((run_dir / "report.json").read_text())
         before = [d["loss"] for d in report["source"]["domains"]]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from shearc.cli import main
 from shearc.runtime.metrics import MetricsLog
@@ -27,12 +28,14 @@ from .assets import write_cloze_task
 from .plain import plain_losses
 
 TARGET = {"heads": 6, "kv_heads": 2, "intermediate": 768}
+# Reconstruction after selection, on real calibration windows (test_real_reconstruction.py says where else)
+RECONSTRUCT = {"method": "least-squares", "calibration_samples": 8, "calibration_seq_len": 128}
 PRUNE = {
     "taylor": {"method": "taylor", "granularities": ["head", "intermediate"], "calibration_samples": 8,
                "calibration_seq_len": 128},
-    "magnitude": {"method": "magnitude", "granularities": ["head", "intermediate"]},
+    "magnitude": {"method": "magnitude", "granularities": ["head", "intermediate"], "reconstruct": RECONSTRUCT},
     "activation": {"method": "activation", "granularities": ["head", "intermediate"], "calibration_samples": 8,
-                   "calibration_seq_len": 128},
+                   "calibration_seq_len": 128, "reconstruct": RECONSTRUCT},
 }
 # Minitron's recipe: activation scores, then distillation from the source; the others recover on the LM loss.
 RECOVERY = {"activation": {"method": "distill"}}
@@ -90,6 +93,9 @@ def test_a_real_30_layer_model_goes_from_compile_to_a_reloaded_export(tmp_path, 
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     (check,) = metrics.read("finalize")
     assert check["passed"] and check["top1_agreement"] >= 0.99
+    refits = metrics.read("reconstruct")  # the check above compared the sliced model with the refit masked one
+    assert len(refits) == ("reconstruct" in PRUNE[method])
+    assert all(0 < r["error_after"] < r["error_before"] for r in refits)
     report = json.loads((run_dir / "report.json").read_text())
     before = [d["loss"] for d in report["source"]["domains"]]
     after = [d["loss"] for d in report["result"]["domains"]]
@@ -157,7 +163,9 @@ def test_a_slice_broken_on_purpose_fails_the_check_at_real_depth(real_model_dir,
 
 
 def test_killing_a_real_run_after_pruning_does_not_redo_the_pruning(tmp_path, real_model_dir, real_text):
-    plan_path = compile_real(tmp_path, real_model_dir, real_text, PRUNE["taylor"])
+    """With reconstruction on: the refit weights come back from the prune stage's checkpoint, not refit again and
+    not the source's."""
+    plan_path = compile_real(tmp_path, real_model_dir, real_text, {**PRUNE["taylor"], "reconstruct": RECONSTRUCT})
     run_dir = tmp_path / "runs" / "real"
     command = [sys.executable, "-m", "shearc.cli", "run", str(plan_path)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -172,5 +180,10 @@ def test_killing_a_real_run_after_pruning_does_not_redo_the_pruning(tmp_path, re
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming from 00-prune-00000000 (prune, step 0, complete)" in result.stderr
     assert "stage prune ..." not in result.stderr.split("resuming from")[1]
-    assert len(MetricsLog(run_dir / "metrics.jsonl").read("prune")) == 1  # scored once
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    assert len(metrics.read("prune")) == 1 and len(metrics.read("reconstruct")) == 1  # scored and refit once
     assert (run_dir / "model" / "config.json").is_file()
+    name = "model.layers.0.mlp.down_proj.weight"
+    with safe_open(run_dir / "masked" / "model.safetensors", "pt") as masked, \
+            safe_open(real_model_dir / "model.safetensors", "pt") as source:
+        assert not torch.equal(masked.get_tensor(name), source.get_tensor(name).float())

@@ -37,6 +37,13 @@ TARGETS = {
 CASES = {f"{method}-{model}": (model, {"target": target, "prune": METHODS[method], "schedule": {"micro_batch": 2},
                                        "export": {"dtype": "float32" if model == "qwen2-bias" else "bfloat16"}})
          for method in METHODS for model, target in TARGETS.items()}
+# Reconstruction after selection: every family once and every method twice, the methods taking turns.
+RECONSTRUCT = {"method": "least-squares", "calibration_samples": 4, "calibration_seq_len": 16}
+for _number, (_model, _target) in enumerate(TARGETS.items()):
+    _method = list(METHODS)[_number % len(METHODS)]
+    CASES[f"{_method}+reconstruct-{_model}"] = (_model, {
+        "target": _target, "prune": {**METHODS[_method], "reconstruct": RECONSTRUCT}, "schedule": {"micro_batch": 2},
+        "export": {"dtype": "bfloat16"}})
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -58,9 +65,15 @@ def test_run_emits_a_dense_model_that_transformers_loads(tmp_path, capsys, case)
     logits = export["logits"]
     assert logits["passed"] and logits["max_difference"] < 1e-4 and logits["top1_agreement"] == 1.0
     assert 0 < logits["rounding_spread"] < logits["tolerance"] and logits["kl"] < 1e-9
-    # the masked checkpoint stays: masks, and the trained weights when pruning trained them
+    # the masked checkpoint stays: masks, and the weights pruning trained or refit
     assert (tmp_path / "runs" / "tiny" / "masks.safetensors").is_file()
-    assert (tmp_path / "runs" / "tiny" / "masked" / "config.json").is_file() == case.startswith("hard-concrete")
+    reconstructed = "+reconstruct" in case
+    assert (tmp_path / "runs" / "tiny" / "masked" / "config.json").is_file() == (
+        case.startswith("hard-concrete") or reconstructed)
+    refits = MetricsLog(tmp_path / "runs" / "tiny" / "metrics.jsonl").read("reconstruct")
+    assert len(refits) == reconstructed
+    if reconstructed:  # the finalize check above compared the sliced model with the refit masked one
+        assert refits[0]["projections"] > 0 and refits[0]["error_after"] < refits[0]["error_before"]
     # a finished run is not redone
     assert main(["run", str(plan_path)]) == 0
     assert "already holds this finished run" in capsys.readouterr().err

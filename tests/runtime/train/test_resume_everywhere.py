@@ -3,10 +3,10 @@
 An uninterrupted run is recorded: its run directory is copied as it stood right after each
 checkpoint was written (every stage but export ends with one), and again late in each window
 that a stage-complete checkpoint opens (just before the next stage's first checkpoint, or before
-`done.json` for the last one). Each copy
-is then run again, as a user would after a crash there, and must end with the uninterrupted run's
-weights, bit for bit. The mixers update at every step and DRPruning fits its scaling laws, so every
-checkpoint carries a mixer history.
+`done.json` for the last one). Each copy is then run again, as a user would after a crash there, and
+must end with the uninterrupted run's weights, bit for bit (reconstruction's refit weights included).
+The mixers update at every step and DRPruning fits its scaling laws, so every checkpoint carries a
+mixer history.
 """
 
 import shutil
@@ -28,6 +28,9 @@ PRUNE = {
     "magnitude": {"method": "magnitude", "granularities": ALL},
     "activation": {"method": "activation", "calibration_samples": 4, "calibration_seq_len": 16, "granularities": ALL},
 }
+_RECONSTRUCT = {"reconstruct": {"method": "least-squares", "calibration_samples": 4, "calibration_seq_len": 16}}
+PRUNE["magnitude+reconstruct"] = {**PRUNE["magnitude"], **_RECONSTRUCT}
+PRUNE["hard-concrete+reconstruct"] = {**PRUNE["hard-concrete"], **_RECONSTRUCT}
 MIXER = {
     "constant": {"method": "constant"},
     "dynamic-batch-loading": {"method": "dynamic-batch-loading", "reference": "source"},
@@ -64,8 +67,10 @@ TARGETS = {"mistral-gqa": {"layers": 3, "hidden": 32, "heads": 4, "kv_heads": 1,
            "gemma3": {"layers": 3, "hidden": 32, "heads": 2, "kv_heads": 1, "intermediate": 80}}
 # Every method with every mixer; activation (scored like taylor) and distillation once each; and a model with
 # tied embeddings (a checkpoint holds the tied tensor once, under the output head's name).
-CASES = ([(m, x, "full", "mistral-gqa") for m in PRUNE for x in MIXER if m != "activation"]
-         + [("activation", "drpruning", "distill", "mistral-gqa"), ("taylor", "constant", "full", "gemma3")])
+CASES = ([(m, x, "full", "mistral-gqa") for m in PRUNE for x in MIXER if m in ("hard-concrete", "taylor", "magnitude")]
+         + [("activation", "drpruning", "distill", "mistral-gqa"), ("taylor", "constant", "full", "gemma3"),
+            ("magnitude+reconstruct", "constant", "full", "gemma3"),
+            ("hard-concrete+reconstruct", "dynamic-batch-loading", "full", "mistral-gqa")])
 
 
 @pytest.mark.parametrize(("method", "mixer", "recovery", "model"), CASES)
