@@ -174,6 +174,8 @@ def estimate_stages(ctx: Context) -> list[Problem]:
     training_evals = spec.eval.sequences_per_domain if spec.eval.enabled else EVAL_SEQUENCES_WITHOUT_EVAL_STAGE
     prune_cost = spec.prune.cost(costing)
     reconstruct = spec.prune.reconstruct.cost(costing) if spec.prune.reconstruct else None
+    if reconstruct is not None:
+        ctx.warnings.extend(thin_calibration(spec, target, costing.pruned_kinds))
     stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"),
                    "eval_sequences": training_evals if isinstance(spec.prune, TrainingStageSpec) else None,
                    "estimate": costed(est.followed_by(prune_cost, reconstruct), "prune"),
@@ -206,6 +208,23 @@ def estimate_stages(ctx: Context) -> list[Problem]:
                     f"mixer.fit_min_points ({mixer.fit_min_points}) evals, so DRPruning's reference losses never "
                     "move from the static ones; lower the eval_interval or mixer.fit_min_points")
     return []
+
+
+# Below this many calibration tokens per kept input channel, the least-squares refit fits the calibration windows
+# better than other text: on SmolLM2 (docs/BENCHMARKS.md) 3.6 tokens per channel still halved a one-shot prune's
+# loss rise, 1.3 made a short recovery end worse than selection alone did.
+MIN_TOKENS_PER_REFIT_CHANNEL = 4
+
+
+def thin_calibration(spec: Spec, target: Shape, pruned_kinds: frozenset[str]) -> list[str]:
+    """A warning when reconstruction's calibration tokens are few for the widest projection input it refits."""
+    widest = max(est.refit_widths(target, pruned_kinds), default=0)
+    tokens = spec.prune.reconstruct.tokens
+    if tokens >= MIN_TOKENS_PER_REFIT_CHANNEL * widest:
+        return []
+    return [f"prune.reconstruct: {tokens:,} calibration tokens for a refit of {widest:,} kept input channels per "
+            f"projection: fewer than {MIN_TOKENS_PER_REFIT_CHANNEL} per channel, the least-squares refit can fit the "
+            f"calibration windows better than other text; raise calibration_samples or calibration_seq_len"]
 
 
 def eval_seq_len(spec: Spec) -> int:

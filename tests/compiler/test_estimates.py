@@ -168,6 +168,23 @@ def test_a_drpruning_stage_that_can_never_fit_is_warned(models):
     assert not any("never record" in w for w in plan.warnings)
 
 
+def test_reconstruction_on_few_calibration_tokens_per_kept_channel_is_warned(models):
+    """The tiny target keeps 96 intermediate channels (and 4 x 8 head channels): 4 per channel is 384 tokens."""
+    from shearc.compiler.compile import compile_spec
+
+    from ..helpers import write_spec
+
+    def warnings(samples: int) -> list[str]:
+        refit = {"method": "least-squares", "calibration_samples": samples, "calibration_seq_len": 32}
+        spec = tiny_spec("llama-mha", prune={"method": "magnitude", "reconstruct": refit})
+        return [w for w in compile_spec(write_spec(models, spec), models / "plan.json").warnings
+                if w.startswith("prune.reconstruct")]
+
+    (few,) = warnings(11)  # 352 tokens
+    assert "352 calibration tokens for a refit of 96 kept input channels" in few and "fewer than 4" in few
+    assert warnings(12) == []  # 384
+
+
 def test_distillation_costs_the_student_plus_the_teachers_forward_and_memory(llama7b):
     from shearc.compiler.shape import exact_shape
 
