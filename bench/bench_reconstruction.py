@@ -13,6 +13,11 @@ taylor, `--seeds`; one for the others, `--other-seeds`), in one process with the
    is measured again; the weights are then put back for the next cell.
 The source is measured once. Printed and written (--out): every cell, and per method and size the mean loss
 rise over the source with and without reconstruction and their ratio, medians over seeds.
+
+`--torch-pruning` adds the outside baseline at the sizes that keep every head (SmolLM2's `--sizes "80% MLP"`, Gemma
+3's 80%; torch-pruning cannot prune GQA heads, bench/torch_pruning_baseline.py says why): for each taylor seed,
+torch-pruning's Taylor (`pip install torch-pruning==1.6.1`) on the very calibration windows shearc's taylor scored,
+its dense result measured the same way.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ sys.path.insert(0, str(REPO))
 SIZES = {  # query heads keep whole KV groups in SmolLM2 (9 heads over 3); Gemma 3 has one KV head of 4 queries, and
     # transformers wants its hidden size (640) divisible by the head count, so its heads go 4 -> 2 or stay
     "smollm2": {"80%": {"heads": 6, "kv_heads": 2, "intermediate": 1152},
-                "60%": {"heads": 6, "kv_heads": 2, "intermediate": 640}},
+                "60%": {"heads": 6, "kv_heads": 2, "intermediate": 640},
+                # heads kept, so that torch-pruning (which cannot prune GQA heads) can reach it: 108.0M, 80.3%
+                "80% MLP": {"intermediate": 1024}},
     "gemma3": {"80%": {"intermediate": 1472}, "60%": {"heads": 2, "intermediate": 1280}},
 }
 METHODS = {
@@ -75,6 +82,7 @@ class Cell:
         from shearc.runtime.verify import verify
 
         verified = verify(plan_path)
+        self.plan_path = plan_path
         self.context = RunContext(verified=verified, run_dir=plan_path.parent / "run", device=torch.device("cpu"),
                                   metrics=MetricsLog(None), model=model, tokenizer=checked_tokenizer(verified))
         self.evaluate = next(s for s in verified.plan.stages if s.stage == "evaluate")
@@ -104,8 +112,30 @@ class Cell:
         return {"losses": losses, "mean": statistics.fmean(losses.values()), "cloze": cloze["value"]}
 
 
+def torch_pruning_cell(cell: Cell, model_dir: Path, target: dict, seed: int) -> dict:
+    """torch-pruning's Taylor to `target` on the windows shearc's taylor scores for this plan, measured as a cell."""
+    from transformers import AutoModelForCausalLM
+
+    from bench.torch_pruning_baseline import prune_with_torch_pruning
+    from shearc.runtime.stages.prune import calibration_windows
+
+    source = cell.context.verified.source.shape
+    width = {name: target.get(name, getattr(source, name)) for name in ("hidden", "heads", "intermediate")}
+    taylor = METHODS["taylor"]
+    calibration = torch.stack(calibration_windows(cell.context, taylor["calibration_samples"],
+                                                  taylor["calibration_seq_len"]))
+    out = cell.context.run_dir / "torch-pruning"
+    started = time.perf_counter()
+    summary = prune_with_torch_pruning(model_dir, out, calibration=calibration, **width)
+    seconds = time.perf_counter() - started
+    pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    measured = Cell(cell.plan_path, pruned).measure({})
+    return {"method": "torch-pruning taylor", "seed": seed, "target": target, "selected": measured,
+            "params": summary["params_after"], "select_seconds": round(seconds, 1)}
+
+
 def run(model_name: str, sizes: list[str], seeds: list[int], other_seeds: list[int], methods: list[str], samples: int,
-        seq_len: int, damping: float) -> dict:
+        seq_len: int, damping: float, torch_pruning: bool = False) -> dict:
     from transformers import AutoModelForCausalLM
 
     from shearc.runtime.reconstruction import reconstruct
@@ -121,7 +151,7 @@ def run(model_name: str, sizes: list[str], seeds: list[int], other_seeds: list[i
     source_plan = compiled(work, model_dir, text, "magnitude", SIZES[model_name]["80%"], 0, cloze)
     source = Cell(source_plan, model).measure({})
     print(f"source: {json.dumps(source)}", flush=True)
-    cells = []
+    cells, baselines = [], []
     for size in sizes:
         target = SIZES[model_name][size]
         for method in methods:
@@ -145,8 +175,11 @@ def run(model_name: str, sizes: list[str], seeds: list[int], other_seeds: list[i
                        "layer_error_ratio": sum(r.error_after for r in refits) / sum(r.error_before for r in refits)}
                 cells.append(row)
                 print(json.dumps(row), flush=True)
+                if torch_pruning and method == "taylor" and set(target) == {"intermediate"}:
+                    baselines.append({"size": size, **torch_pruning_cell(cell, model_dir, target, seed)})
+                    print(json.dumps(baselines[-1]), flush=True)
     return {"model": model_name, "samples": samples, "seq_len": seq_len, "damping": damping, "source": source,
-            "cells": cells, "summary": summarise(source, cells)}
+            "cells": cells, "summary": summarise(source, cells), "torch_pruning": baselines}
 
 
 def summarise(source: dict, cells: list[dict]) -> list[dict]:
@@ -172,17 +205,21 @@ def summarise(source: dict, cells: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(SIZES), default="smollm2")
-    parser.add_argument("--sizes", nargs="+", choices=["80%", "60%"], default=["80%", "60%"])
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES["smollm2"]), default=["80%", "60%"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--other-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--damping", type=float, default=0.01)
+    parser.add_argument("--torch-pruning", action="store_true", help="add torch-pruning's taylor where it can prune")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    unknown = [size for size in args.sizes if size not in SIZES[args.model]]
+    if unknown:
+        parser.error(f"--sizes {unknown} not defined for {args.model}: choose from {list(SIZES[args.model])}")
     result = run(args.model, args.sizes, args.seeds, args.other_seeds, args.methods, args.samples, args.seq_len,
-                 args.damping)
+                 args.damping, args.torch_pruning)
     source = result["source"]
     print(f"\n{args.model}: source mean loss {source['mean']:.3f}, cloze {source['cloze']:.3f}")
     print("size  method      seeds  rise selected  rise reconstructed  ratio (max)    cloze sel -> rec   refit s")
@@ -190,6 +227,9 @@ def main() -> None:
         print(f"{row['size']:5} {row['method']:11} {row['seeds']:5}  {row['rise_selected']:13.3f}  "
               f"{row['rise_reconstructed']:18.3f}  {row['ratio']:.2f} ({row['ratio_max']:.2f})   "
               f"{row['cloze_selected']:.3f} -> {row['cloze_reconstructed']:.3f}   {row['reconstruct_seconds']:6.1f}")
+    for row in result["torch_pruning"]:
+        print(f"{row['size']:5} torch-pruning taylor, seed {row['seed']}: rise "
+              f"{row['selected']['mean'] - source['mean']:.3f}, cloze {row['selected']['cloze']:.3f}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
 

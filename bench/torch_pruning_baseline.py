@@ -1,23 +1,24 @@
-"""Baseline for the benchmarks: prune a Hugging Face Llama with the outside library torch-pruning.
+"""Baseline for the benchmarks: prune a Hugging Face Llama (or Gemma 3's MLP) with the outside library torch-pruning.
 
     .venv/bin/python bench/torch_pruning_baseline.py --model DIR --out DIR --hidden 192 --heads 4 \
         --intermediate 384 [--tokens calib.npy | --samples 8 --seq-len 64 --seed 0] [--threads 1]
 
-Takes a multi-head-attention `LlamaForCausalLM` (num_key_value_heads == num_attention_heads) to a smaller dense
-shape with torch-pruning (tested with torch-pruning 1.6.1, `pip install torch-pruning==1.6.1`; it is not a
-dependency of shearc): first-order Taylor importance (|w * dL/dw|, gradients of the LM loss on a calibration batch),
-`MetaPruner` with local (per-layer, uniform) ranking, whole attention heads removed (head_dim kept, so RoPE is
-untouched), the hidden size pruned through the embedding, every projection, every RMSNorm and the lm_head's input,
-and the MLP width pruned per layer. The lm_head's output (the vocabulary) is never pruned. The result is written
-as an ordinary HF directory (safetensors, config.json with the new widths and the old head_dim), reloaded with
-`AutoModelForCausalLM.from_pretrained` and checked for identical logits.
+Takes a `LlamaForCausalLM` (multi-head attention if its heads are pruned), or a Gemma 3 text model (its MLP width
+only), to a smaller dense shape with torch-pruning (tested with torch-pruning 1.6.1, `pip install
+torch-pruning==1.6.1`; it is not a dependency of shearc): first-order Taylor importance (|w * dL/dw|, gradients of
+the LM loss on a calibration batch), `MetaPruner` with local (per-layer, uniform) ranking, whole attention heads
+removed (head_dim kept, so RoPE is untouched), the hidden size pruned through the embedding, every projection, every
+RMSNorm and the lm_head's input, and the MLP width pruned per layer. The lm_head's output (the vocabulary) is never
+pruned. The result is written as an ordinary HF directory (safetensors, config.json with the new widths and the old
+head_dim), reloaded with `AutoModelForCausalLM.from_pretrained` and checked for identical logits.
 
 torch-pruning takes ratios, not target sizes: it keeps int(n * (1 - ratio)) channels and removes
 ceil(ratio * heads) heads, so the ratios here aim half a unit inside the target to land on it despite float
 rounding; the result is checked against the target, never assumed.
 
 What torch-pruning (1.6.1) cannot do here, so this helper refuses rather than fakes it:
-- GQA (num_key_value_heads < num_attention_heads). It never removes KV heads: it drops query heads only, the same
+- Head pruning under GQA (num_key_value_heads < num_attention_heads; a GQA model whose heads are kept, with only the
+  MLP width or the hidden size pruned, is accepted). It never removes KV heads: it drops query heads only, the same
   number inside each KV group, so a head target rounds down to a multiple of the KV head count; and a target equal to
   the KV head count is silently skipped (once query heads would equal KV heads its GQA test no longer holds, the
   KV projections get the query indices, and its over-pruning check drops the whole attention group).
@@ -51,10 +52,8 @@ def load_source(model_dir: Path) -> nn.Module:
     # Float32 so that the reload check compares like with like.
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = model.config
-    if config.model_type != "llama":
-        raise ValueError(f"expected a Llama model, got model_type={config.model_type!r}")
-    if config.num_key_value_heads != config.num_attention_heads:
-        raise ValueError("GQA is not supported: torch-pruning never removes KV heads (see the module docstring)")
+    if config.model_type not in ("llama", "gemma3_text"):
+        raise ValueError(f"expected a Llama or Gemma 3 model, got model_type={config.model_type!r}")
     return model
 
 
@@ -62,7 +61,7 @@ def current_shape(model: nn.Module) -> dict:
     config = model.config
     return {"hidden": config.hidden_size, "heads": config.num_attention_heads, "kv_heads": config.num_key_value_heads,
             "intermediate": config.intermediate_size, "head_dim": head_dim_of(config),
-            "layers": config.num_hidden_layers, "vocab": config.vocab_size}
+            "layers": config.num_hidden_layers, "vocab": config.vocab_size, "model_type": config.model_type}
 
 
 def head_dim_of(config) -> int:
@@ -86,6 +85,12 @@ def check_target(source: dict, hidden: int, heads: int, intermediate: int) -> No
             raise ValueError(f"target {name}={want} must be in 1..{source[name]}")
     # Not torch-pruning's limit but transformers': LlamaConfig refuses to save one whose hidden size is not a multiple
     # of the head count, even with head_dim given explicitly.
+    if source["model_type"] != "llama" and (hidden, heads) != (source["hidden"], source["heads"]):
+        raise ValueError("a Gemma 3 model's MLP width only: its extra norms (around each sublayer, and on queries and "
+                         "keys) are not declared to torch-pruning here")
+    if heads != source["heads"] and source["kv_heads"] != source["heads"]:
+        raise ValueError("head pruning under GQA is not supported: torch-pruning never removes KV heads (see the "
+                         "module docstring)")
     if hidden % heads:
         raise ValueError(f"hidden={hidden} must be a multiple of heads={heads} for LlamaConfig to accept it")
 
@@ -107,16 +112,18 @@ def build_pruner(model: nn.Module, example: torch.LongTensor, source: dict, hidd
     import torch_pruning as tp  # benchmark-only dependency
 
     layers = model.model.layers
-    qkv_heads = {proj: source["heads"] for layer in layers
-                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj)}
     head_ratio = head_ratio_keeping(heads, source["heads"])
+    # Heads are named only where they are pruned (multi-head attention, check_target says): a GQA model's kept
+    # attention is left out of torch-pruning's head logic altogether.
+    qkv_heads = {proj: source["heads"] for layer in layers if head_ratio > 0
+                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj)}
     # The default ratio reaches the one group without an entry below: the hidden size, shared by every layer.
     # The MLP group of a layer is found through gate_proj's output; the attention group through q_proj's, whose
     # width ratio only has to be non-zero for torch-pruning to look at its heads (head dims are never pruned).
     ratios = {layer.mlp.gate_proj: ratio_keeping(intermediate, source["intermediate"]) for layer in layers}
     ratios.update({layer.self_attn.q_proj: head_ratio for layer in layers if head_ratio > 0})
     # RMSNorm is not a module torch-pruning knows: name its weight as a bare parameter pruned along its only dim.
-    norms = [(m.weight, 0) for m in model.modules() if type(m).__name__ == "LlamaRMSNorm"]
+    norms = [(m.weight, 0) for m in model.modules() if type(m).__name__.endswith("RMSNorm")]
     return tp.pruner.MetaPruner(
         model,
         example_inputs=example,
@@ -204,7 +211,7 @@ class Stopwatch:
 
 def prune_with_torch_pruning(model_dir: Path, out_dir: Path, *, hidden: int, heads: int, intermediate: int,
                              calibration: torch.LongTensor) -> dict:
-    """Prune the MHA Llama in `model_dir` to (hidden, heads, intermediate) in every layer with torch-pruning's
+    """Prune the Llama in `model_dir` to (hidden, heads, intermediate) in every layer with torch-pruning's
     Taylor importance on `calibration` ([n, seq_len] token ids) and save it to `out_dir` as an HF directory."""
     clock = Stopwatch()
     model = load_source(Path(model_dir))
@@ -230,7 +237,8 @@ def prune_with_torch_pruning(model_dir: Path, out_dir: Path, *, hidden: int, hea
     model.config.use_cache = use_cache
     check_shapes(model)
     reached = current_shape(model)
-    target = {"hidden": hidden, "heads": heads, "kv_heads": heads, "intermediate": intermediate}
+    kv_heads = source["kv_heads"] if heads == source["heads"] else heads
+    target = {"hidden": hidden, "heads": heads, "kv_heads": kv_heads, "intermediate": intermediate}
     missed = {k: (reached[k], v) for k, v in target.items() if reached[k] != v}
     if missed:
         raise AssertionError(f"torch-pruning missed the target (reached, wanted): {missed}")
@@ -256,7 +264,7 @@ def random_calibration(vocab: int, samples: int, seq_len: int, seed: int) -> tor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="source HF Llama directory (MHA)")
+    parser.add_argument("--model", type=Path, required=True, help="source HF Llama directory (MHA if heads are pruned)")
     parser.add_argument("--out", type=Path, required=True, help="where to save the pruned HF directory")
     parser.add_argument("--hidden", type=int, required=True)
     parser.add_argument("--heads", type=int, required=True)
