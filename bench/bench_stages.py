@@ -45,7 +45,7 @@ def make_plan(work: Path, model: str) -> tuple[Path, Path]:
     if model == "gemma3":
         run = RUNS["taylor"]
         model_dir = real_model(GEMMA3)
-        prune = {key: value for key, value in run["prune"].items() if key != "reconstruct"}  # the selection alone
+        prune = {**run["prune"], "reconstruct": None}  # the selection alone
         plan = compile_real(work, model_dir, text, prune, run["recovery"], target=run["target"],
                             evaluation=run["evaluation"])
     else:

@@ -1,7 +1,8 @@
 """spec -> plan: the compiler's passes, in order.
 
-    resolve-source -> resolve-family-defaults -> build-graph -> resolve-target -> check-feasibility -> check-loads
-      -> survey-data -> decide-window-start -> find-downstream-tasks -> estimate -> assemble-plan
+    resolve-source -> resolve-family-defaults -> build-graph -> resolve-target -> settle-reconstruction
+      -> check-feasibility -> check-loads -> survey-data -> decide-window-start -> find-downstream-tasks -> estimate
+      -> assemble-plan
 """
 
 from __future__ import annotations
@@ -99,6 +100,23 @@ def resolve_target(ctx: Context) -> list[Problem]:
         ctx.target = shape
         return problems
     ctx.target = exact_shape(ctx.source, target)
+    return []
+
+
+def settle_reconstruction(ctx: Context) -> list[Problem]:
+    """What the spec leaves to the source and the target about the refit: its window length (the model's context,
+    up to the default) and, where the spec did not ask for it, whether there is anything to refit (only output
+    projections that read pruned heads or MLP channels are refit)."""
+    prune, source, target = ctx.spec.prune, ctx.source.shape, ctx.target
+    refit = prune.reconstruct
+    if refit is None:
+        return []
+    if "reconstruct" not in prune.model_fields_set and (target.heads, target.intermediate) == (
+            source.heads, source.intermediate):
+        refit = None
+    else:
+        refit = refit.resolved(ctx.source.fingerprint_fields.get("max_position_embeddings"))
+    ctx.spec = ctx.spec.model_copy(update={"prune": prune.model_copy(update={"reconstruct": refit})})
     return []
 
 
@@ -284,6 +302,7 @@ PASSES = [
     Pass("resolve-family-defaults", ("source",), (), resolve_family_defaults),
     Pass("build-graph", ("source",), ("graph",), build_dependency_graph),
     Pass("resolve-target", ("source",), ("target",), resolve_target),
+    Pass("settle-reconstruction", ("source", "target"), (), settle_reconstruction),
     Pass("check-feasibility", ("source", "target"), ("changes", "target_config"), check_feasibility),
     Pass("check-loads", ("target_config",), (), check_target_loads),
     Pass("survey-data", (), ("data",), survey_data),

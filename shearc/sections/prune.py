@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from . import reconstruct  # noqa: F401 - registers the reconstruction methods before the union below is made
+from . import reconstruct  # registers the reconstruction methods before the union below is made
 from .base import Section
 from .registry import PRUNE_METHODS, RECONSTRUCTIONS
 from .training import (
@@ -60,18 +60,32 @@ def _aggregation_field(default: str) -> Aggregation:
                  "group reduction).")
 
 
+def _reconstruct_field(default_on: bool):  # a pydantic FieldInfo
+    description = ("Refit the layers that read pruned channels on calibration windows after selection (SlimGPT, "
+                   "ZipLM); null: the kept weights stay as selection left them. Default: ")
+    if not default_on:
+        return Field(None, description=description + "null (the masks were trained with the weights).")
+    return Field(default_factory=lambda: reconstruct.LeastSquaresReconstruction(method="least-squares"),
+                 description=description + "least-squares (docs/BENCHMARKS.md: one-shot and after recovery, every "
+                 "measured cell gains).")
+
+
 class Reconstructs(Section):
     """What every prune method accepts: the layer-wise reconstruction after its selection."""
 
     trains_source: ClassVar[bool]
-    reconstruct: RECONSTRUCTIONS.discriminated_union() | None = Field(  # type: ignore[valid-type]
-        None, description="Refit the layers that read pruned channels on calibration windows after selection "
-        "(SlimGPT, ZipLM); null: the kept weights stay as selection left them.")
+    reconstruct: RECONSTRUCTIONS.discriminated_union() | None = _reconstruct_field(False)  # type: ignore[valid-type]
 
     @property
     def changes_weights(self) -> bool:
         """Whether the stage leaves weights other than the source's: trained with the masks, or refit."""
         return self.trains_source or self.reconstruct is not None
+
+
+class RefitsByDefault(Reconstructs):
+    """Selection by scores leaves every kept weight as it was: reconstruction is on unless the spec says null."""
+
+    reconstruct: RECONSTRUCTIONS.discriminated_union() | None = _reconstruct_field(True)  # type: ignore[valid-type]
 
 
 @PRUNE_METHODS.register("hard-concrete")
@@ -120,7 +134,7 @@ class HardConcretePruneSpec(TrainingStageSpec, Reconstructs):
 
 
 @PRUNE_METHODS.register("taylor")
-class TaylorPruneSpec(Reconstructs):
+class TaylorPruneSpec(RefitsByDefault):
     """LLM-Pruner: first/second-order Taylor importance of coupled groups on calibration samples."""
 
     method: Literal["taylor"]
@@ -153,7 +167,7 @@ class TaylorPruneSpec(Reconstructs):
 
 
 @PRUNE_METHODS.register("magnitude")
-class MagnitudePruneSpec(Reconstructs):
+class MagnitudePruneSpec(RefitsByDefault):
     """Weight-norm importance of coupled groups: no gradients, no data."""
 
     method: Literal["magnitude"]
@@ -171,7 +185,7 @@ class MagnitudePruneSpec(Reconstructs):
 
 
 @PRUNE_METHODS.register("activation")
-class ActivationPruneSpec(Reconstructs):
+class ActivationPruneSpec(RefitsByDefault):
     """Minitron (Muralidharan et al., 2024; NVIDIA Model Optimizer): importance from activations on calibration
     windows, forward passes only. Every width unit scores the L2 norm over the windows of its mean |activation|
     over the sequence: query heads and KV groups on the output projection's input (L2 over their channels),

@@ -162,9 +162,35 @@ def test_stages_carry_only_their_own_parameters(specs_copy):
     assert list(stages) == ["prune", "finalize", "recover", "evaluate", "export"]
     assert stages["prune"].params.method == "taylor" and not hasattr(stages["prune"].params, "rank")
     assert stages["recover"].params.rank == 8 and not hasattr(stages["recover"].params, "estimator")
-    assert stages["prune"].estimate.tokens == 10 * 64
+    # taylor's calibration (10 windows of 64 tokens), then the default refit's (128 windows of 2,048)
+    assert stages["prune"].params.reconstruct.calibration_seq_len == 2048
+    assert stages["prune"].estimate.tokens == 10 * 64 + 128 * 2048
     assert stages["recover"].estimate.tokens == 1618 * 64 * 256
     assert stages["evaluate"].params.seq_len == 256  # the longest stage's, resolved into the plan
+
+
+@pytest.mark.parametrize(("prune", "refits"), [({"method": "taylor"}, True), ({"method": "magnitude"}, True),
+                                                ({"method": "activation", "calibration_seq_len": 64}, True),
+                                                ({"method": "taylor", "reconstruct": None}, False),
+                                                ({"method": "hard-concrete", "seq_len": 64}, False)])
+def test_score_based_selection_refits_by_default_in_windows_the_model_can_read(models, prune, refits):
+    """The tiny model reads 256 positions, so the default window (2,048) is cut to 256; hard-concrete's masks
+    were trained with the weights, and null turns the refit off."""
+    plan = compile_spec(write_spec(models, tiny_spec("llama-mha", prune=prune)), models / "plan.json")
+    refit = plan.stages[0].params.reconstruct
+    assert (refit is not None) == refits and (plan.stages[0].reconstruction is not None) == refits
+    if refits:
+        assert (refit.method, refit.calibration_samples, refit.calibration_seq_len) == ("least-squares", 128, 256)
+
+
+@pytest.mark.parametrize(("refit", "kept"), [(None, False), ({"method": "least-squares"}, True)])
+def test_a_target_that_keeps_every_head_and_channel_refits_only_when_asked(models, refit, kept):
+    """Only output projections that read pruned heads or MLP channels are refit: a layer or hidden cut has none,
+    so the default refit is dropped there; one the spec asks for stays (it costs what it says)."""
+    prune = {"method": "magnitude", "granularities": ["layer"], **({"reconstruct": refit} if refit else {})}
+    spec = tiny_spec("llama-mha", target={"layers": 1}, prune=prune)
+    plan = compile_spec(write_spec(models, spec), models / "plan.json")
+    assert (plan.stages[0].params.reconstruct is not None) == kept
 
 
 def test_no_recovery_and_no_eval_drop_their_stages(models):

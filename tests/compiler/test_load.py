@@ -110,8 +110,8 @@ FIELD_CASES = [
      "max_position_embeddings"),
     ("calibration-too-long", "llama-mha", _with("prune", {"method": "taylor", "calibration_seq_len": 4096}),
      "prune.calibration_seq_len", "max_position_embeddings"),
-    ("reconstruction-too-long", "llama-mha", _with("prune", {"method": "magnitude",
-                                                          "reconstruct": {"method": "least-squares"}}),
+    ("reconstruction-too-long", "llama-mha", _with("prune", {"method": "magnitude", "reconstruct": {
+        "method": "least-squares", "calibration_seq_len": 2048}}),
      "prune.reconstruct.calibration_seq_len", "2048 exceeds the model's max_position_embeddings 256"),
     ("unknown-reconstruction", "llama-mha", _with("prune", {"method": "magnitude", "reconstruct": {"method": "obs"}}),
      "prune.reconstruct.method", "least-squares"),

@@ -46,7 +46,7 @@ def test_explain_shows_the_distillation_stage_with_its_teacher_counted(models, c
 
 def test_explain_shows_reconstruction_with_its_share_of_the_prune_stage(models, capsys):
     plans = {}
-    for name, extra in (("selection", {}), ("refit", {"reconstruct": {"method": "least-squares",
+    for name, extra in (("selection", {"reconstruct": None}), ("refit", {"reconstruct": {"method": "least-squares",
                                                                        "calibration_samples": 8,
                                                                        "calibration_seq_len": 64}})):
         path = models / f"{name}.json"

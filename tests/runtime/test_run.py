@@ -34,7 +34,9 @@ TARGETS = {
     "phi3-fused": {"layers": 2, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 80},
     "llama31-rope": {"layers": 2, "hidden": 32, "heads": 4, "kv_heads": 1, "intermediate": 80},
 }
-CASES = {f"{method}-{model}": (model, {"target": target, "prune": METHODS[method], "schedule": {"micro_batch": 2},
+# Selection alone (the default refits after scoring; the "+reconstruct" cases below and tests/embedded run it)
+CASES = {f"{method}-{model}": (model, {"target": target, "prune": {**METHODS[method], "reconstruct": None},
+                                       "schedule": {"micro_batch": 2},
                                        "export": {"dtype": "float32" if model == "qwen2-bias" else "bfloat16"}})
          for method in METHODS for model, target in TARGETS.items()}
 # Reconstruction after selection: every family once and every method twice, the methods taking turns.
