@@ -28,6 +28,7 @@ from .feasibility import UnitChange, check_loads, check_shape
 from .graph import build_graph, summarize_groups
 from .load import load_spec
 from .passes import Pass, run_passes
+from .precision import decide as decide_precision
 from .shape import budget_shape, count_params, exact_shape
 from .source import SourceModel, resolve_source_config
 from .spec import Spec
@@ -290,6 +291,7 @@ def assemble_plan(ctx: Context) -> list[Problem]:
         "mixer": spec.mixer.model_dump(mode="json"),
         "schedule": spec.schedule.model_dump(mode="json"),
         "runtime": runtime,
+        "precision": decide_precision(spec.runtime.precision).as_dict(),
         "stages": ctx.stages,
         "warnings": ctx.warnings,
     }

@@ -22,12 +22,14 @@ Also how often DRPruning's scaling-law fit can act in a stage (`drpruning_fits`)
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from shearc.sections import DistillRecoverySpec, DRPruningSpec, LoraRecoverySpec
 
 from .families import Shape
+from .precision import decide as decide_precision
 from .shape import count_params, embedding_params
 from .source import SourceModel
 from .spec import Spec
@@ -149,10 +151,9 @@ class Costing:
 
 
 def compute_bytes(spec: Spec) -> int:
-    """bf16 on CUDA (auto or bf16), fp32 otherwise."""
-    precision = spec.runtime.precision
-    on_gpu = spec.runtime.device != "cpu"
-    return 2 if precision == "bf16" or (precision == "auto" and on_gpu) else 4
+    """The compute dtype's size on the device the estimates are for (CUDA unless the spec says cpu)."""
+    chosen = decide_precision(spec.runtime.precision).on("cpu" if spec.runtime.device == "cpu" else "cuda")
+    return 2 if chosen == "bf16" else 4
 
 
 def fsdp_shards(spec: Spec) -> int:
@@ -310,12 +311,24 @@ def non_embedding(source: SourceModel, shape: Shape) -> int:
 def drpruning_fits(steps: int, eval_interval: int, mixer: DRPruningSpec) -> int:
     """How many of a stage's mixer updates can refit DRPruning's scaling laws: the runtime records an eval once
     fit_history_after of the stage is done (keeping fit_max_points), and fits once it holds fit_min_points and
-    fit_min_progress is done. An upper bound: a domain never drawn has no points."""
-    evals = sorted({*range(eval_interval, steps + 1, eval_interval), steps})
-    recorded = fits = 0
-    for step in evals:
-        if step / steps >= mixer.fit_history_after:
-            recorded = min(recorded + 1, mixer.fit_max_points)
-        fits += step / steps >= mixer.fit_min_progress and recorded >= mixer.fit_min_points
-    return fits
+    fit_min_progress is done. An upper bound: a domain never drawn has no points. Counted without listing the
+    evals, which a spec may ask for by the billion."""
+    if mixer.fit_min_points > mixer.fit_max_points:
+        return 0
+    multiples = steps // eval_interval
+    evals = multiples + (steps % eval_interval != 0)  # every eval_interval steps, and at the end
+
+    def first_at(fraction: float) -> int:
+        """1-based index of the first eval at or past `fraction` of the stage (the last eval, at `steps`, is)."""
+        k = min(max(1, math.floor(fraction * steps / eval_interval)), multiples + 1)
+        while k > 1 and (k - 1) * eval_interval / steps >= fraction:
+            k -= 1
+        while k <= multiples and k * eval_interval / steps < fraction:
+            k += 1
+        return k
+
+    # recorded grows by one per eval from the first past fit_history_after, so it holds fit_min_points
+    # fit_min_points - 1 evals later
+    first_fit = max(first_at(mixer.fit_min_progress), first_at(mixer.fit_history_after) + mixer.fit_min_points - 1)
+    return max(0, evals - first_fit + 1)
 

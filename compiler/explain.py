@@ -98,6 +98,7 @@ def explain(plan: dict[str, Any], console: Console) -> None:
     line = (f"runtime: {runtime['devices']} x {runtime['device']} ({runtime['strategy']}, {runtime['precision']}), "
             f"micro-batch {plan['schedule']['micro_batch']}, seed {runtime['seed']}, output {runtime['output_dir']}")
     console.print(line, markup=False)
+    console.print(precision_line(plan["precision"], runtime), markup=False)
     for warning in plan["warnings"]:
         console.print(Text("warning: ", style="yellow") + Text(warning))
 
@@ -111,6 +112,15 @@ def reconstruction_line(params: dict[str, Any], estimate: dict[str, Any], source
             f"{memory['total'] / GIB:.2f} GiB (calibration states and one forward "
             f"{memory['activations'] / GIB:.2f} GiB, the widest Gram matrix and its solve "
             f"{memory['masks'] / GIB:.3f} GiB)")
+
+
+def precision_line(precision: dict[str, str], runtime: dict[str, Any]) -> str:
+    """What the run computes in on the device it will find, and why."""
+    computes = {"bf16": "bf16 autocast over fp32 master weights", "fp32": "fp32"}
+    devices = {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cuda", "cpu"]}[runtime["device"]]
+    on = "; ".join(f"on {device}: {computes[precision[device]]}" for device in devices)
+    compiled = ", training steps compiled with torch.compile" if runtime["compile"] else ""
+    return f"computes {on}{compiled} ({precision['reason']})"
 
 
 def window_start_line(data: dict[str, Any]) -> str:

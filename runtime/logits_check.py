@@ -85,7 +85,7 @@ def permute_channels_(model: torch.nn.Module, adapter: FamilyAdapter, permutatio
 
 @torch.no_grad()
 def _logits(model: torch.nn.Module, window: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=window[None]).logits[0].float()
+    return model(input_ids=window[None], use_cache=False).logits[0].float()
 
 
 KL_CHUNK_ELEMENTS = 2**20  # fp32 values per chunk (4 MiB): chunks that stay in cache run several times faster

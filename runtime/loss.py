@@ -52,6 +52,13 @@ def chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return logits if softcap is None else softcap * torch.tanh(logits / softcap)
 
 
+def _product_dtype(device: torch.device, weight_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the head's matrix products run in: autocast's where it is on, else the weight's."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return weight_dtype
+
+
 class _MeanCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of `hidden @ weight.T (+ bias)` against `targets`, and the per-token losses
     (not differentiable). The gradient is made in the forward pass, a chunk at a time, and scaled in backward."""
@@ -66,28 +73,31 @@ class _MeanCrossEntropy(torch.autograd.Function):
         losses = torch.empty(count, dtype=torch.float32, device=hidden.device)
         step = chunk_tokens(weight.shape[0])
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        grad_weight = None  # fp32, from the first chunk's product on
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if want_bias else None
+        products = _product_dtype(hidden.device, weight.dtype)
         for start in range(0, count, step):
             part, wanted = hidden[start:start + step], targets[start:start + step]
             capped = chunk_logits(part, weight, bias, softcap)
-            log_norm = torch.logsumexp(capped, dim=-1)
-            losses[start:start + len(part)] = log_norm - capped.gather(1, wanted[:, None])[:, 0]
+            log_probs = torch.log_softmax(capped, dim=-1)  # one fused pass over the chunk's logits
+            losses[start:start + len(part)] = -log_probs.gather(1, wanted[:, None])[:, 0]
             if not (want_hidden or want_weight or want_bias):
                 continue
-            grad = (capped - log_norm[:, None]).exp_()  # softmax, in place of the capped logits
+            grad = log_probs.exp_()  # the softmax, in place of the log-probabilities
             grad[torch.arange(len(part), device=grad.device), wanted] -= 1
             if softcap is not None:  # d capped / d logits = 1 - tanh^2
                 grad *= 1 - (capped / softcap) ** 2
-            grad = (grad / count).to(weight.dtype)  # the matrix products in the head's dtype (or autocast's)
-            if want_hidden:
+            del capped, log_probs
+            grad = grad.to(products)  # cast once for both products (autocast would cast it for each)
+            if want_hidden:  # sums over the chunk's tokens: backward divides by their count
                 grad_hidden[start:start + len(part)] = (grad @ weight).to(hidden.dtype)
-            if want_weight:
-                grad_weight += (grad.T @ part.to(weight.dtype)).float()
+            if want_weight:  # bf16 products are added into the fp32 sum as they are (no cast pass over the head)
+                product = grad.T @ part.to(products)
+                grad_weight = product.float() if grad_weight is None else grad_weight.add_(product)
             if want_bias:
                 grad_bias += grad.float().sum(0)
         ctx.mark_non_differentiable(losses)
-        ctx.grads = (grad_hidden, grad_weight, grad_bias)
+        ctx.grads, ctx.count = (grad_hidden, grad_weight, grad_bias), count
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return losses.mean(), losses
 
@@ -95,9 +105,9 @@ class _MeanCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_mean: torch.Tensor, _grad_losses: torch.Tensor) -> tuple:
         grad_hidden, grad_weight, grad_bias = ctx.grads
         ctx.grads = None
-        scale = grad_mean.float()
-        out_hidden = grad_hidden * scale.to(grad_hidden.dtype) if grad_hidden is not None else None
-        out_weight = (grad_weight * scale).to(ctx.dtypes[0]) if grad_weight is not None else None
+        scale = grad_mean.float() / ctx.count
+        out_hidden = grad_hidden.mul_(scale.to(grad_hidden.dtype)) if grad_hidden is not None else None
+        out_weight = grad_weight.mul_(scale).to(ctx.dtypes[0]) if grad_weight is not None else None
         out_bias = (grad_bias * scale).to(ctx.dtypes[1]) if grad_bias is not None else None
         return out_hidden, out_weight, out_bias, None, None, None
 
@@ -148,5 +158,5 @@ def next_token_loss(model: torch.nn.Module, input_ids: torch.Tensor) -> Iterator
 def sequence_losses(model: torch.nn.Module, input_ids: torch.Tensor) -> SequenceLoss:
     """The model's next-token loss on `input_ids` ([rows, tokens]), as transformers computes it (in fp32)."""
     with next_token_loss(model, input_ids) as loss:
-        model(input_ids=input_ids)
+        model(input_ids=input_ids, use_cache=False)  # no KV cache to fill: nothing generates
     return SequenceLoss(mean=loss.mean, rows=loss.tokens.mean(1))

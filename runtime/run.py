@@ -36,6 +36,7 @@ from .memory import peaks, release_freed, reset_peaks, resident_bytes
 from .metrics import MetricsLog
 from .mixers import MIXER_IMPLEMENTATIONS
 from .models import load_source_weights
+from .precision import describe as describe_precision
 from .precision import source_dtype
 from .stages.base import STAGES, RunContext
 from .stages.prune import PRUNE_IMPLEMENTATIONS, RECONSTRUCTION_IMPLEMENTATIONS
@@ -188,6 +189,11 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: 
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics, model=None,
                          tokenizer=tokenizer,
                          checkpoints=checkpoints, finalize_tolerance=finalize_tolerance)
+    computes_in, warning = describe_precision(plan, device)
+    console.print(f"computing in {computes_in} on {device}", markup=False)
+    if warning:
+        console.print(f"warning: {warning}", markup=False)
+    metrics.write("precision", device=str(device), computes_in=computes_in, reason=plan.precision.reason)
     if needs_source(plan, first):  # held by the context alone, so releasing it there frees it
         dtype = source_dtype(plan, device)
         console.print(f"loading {plan.source.model} from {verified.model_dir} on {device} "
@@ -218,7 +224,10 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: 
                 seconds = time.perf_counter() - started
                 metrics.write("stage", stage=name, seconds=round(seconds, 3), resident_bytes_at_start=at_start,
                               **peaks(device))
-                console.print(f"stage {name} done in {seconds:.1f} s", markup=False)
+                compiled = [e for e in metrics.read("compile") if e["stage"] == name] if plan.runtime.compile else []
+                console.print(f"stage {name} done in {seconds:.1f} s" + "".join(
+                    f" (compiling {e['compile_seconds']:.1f} s: {e['graphs']} graph(s), {e['graph_breaks']} graph "
+                    "break(s))" for e in compiled[-1:]), markup=False)
         distributed.barrier()
     finally:  # an interrupted run keeps its TensorBoard scalars too
         metrics.close()

@@ -76,7 +76,11 @@ def write_model_dir(root: Path, name: str, overrides: dict | None = None) -> Pat
 
 
 def tiny_spec(model: str, **sections) -> dict:
-    """A complete, valid spec for a tiny local model; sections override the defaults below."""
+    """A complete, valid spec for a tiny local model; sections override the defaults below, except `runtime`,
+    which is merged into them. The tests compute in fp32 unless they say otherwise: `auto` picks bf16 on a CPU
+    that multiplies it natively, and a test's tolerance should not depend on the machine it runs on (tests about
+    bf16 ask for it and use tolerances made for it)."""
+    sections = {**sections, "runtime": {"precision": "fp32", **(sections.get("runtime") or {})}}
     spec = {
         "name": "tiny",
         "source": {"model": model},

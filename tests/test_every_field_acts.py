@@ -53,6 +53,8 @@ COMPILE_TIME = {
     "prune.granularities": "which unit kinds the compiler lets the target shrink (a target needing another is refused)",
     "prune.method": "selects the method's parameters; runtime reads it as prune.method",
     "runtime.device_memory_gib": "each stage's estimate.fits_device and its warning",
+    "runtime.precision": "resolved with the hardware into plan.precision (cpu, cuda), which the runtime reads "
+                         "(tests/compiler/test_precision.py)",
     "export.tensor_parallel": "refuses a target whose heads, kv_heads or intermediate do not divide by it",
     "data.eval_fraction": "how compile's data survey splits",
     "eval.enabled": "whether the plan has an evaluate stage at all",

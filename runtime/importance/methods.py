@@ -129,7 +129,7 @@ class ActivationImportance(ImportanceMethod):
         try:
             with torch.no_grad():
                 for batch in in_batches(calibration(), batch_size):
-                    model(input_ids=batch)
+                    model(input_ids=batch, use_cache=False)
         finally:
             statistics.remove()
             model.train(training)

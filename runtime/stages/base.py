@@ -69,7 +69,7 @@ class RunContext:
         """The unmodified source: the copy in memory when there is one, else loaded from disk in the compute dtype."""
         if self.model is not None and not self.source_modified:
             return self.model
-        dtype = compute_dtype(self.plan.runtime.precision, self.device)
+        dtype = compute_dtype(self.plan.precision, self.device)
         return load_source_weights(self.verified, self.device, dtype)
 
     def release_source(self) -> None:

@@ -92,7 +92,7 @@ class EvaluateStage(Stage):
         plan, params = context.plan, self.stage_plan.params
         domains = context.load_domains(params.seq_len)
         source = context.source_for_reading()
-        autocast = lambda: compute_autocast(plan.runtime.precision, context.device)  # noqa: E731
+        autocast = lambda: compute_autocast(plan.precision, context.device)  # noqa: E731
         report = compare(source, context.dense_model, domains, params, vocab=context.verified.source.vocab,
                          seed=context.seed, batch_size=plan.schedule.micro_batch, device=context.device,
                          bos=plan.data.window_bos, autocast=autocast)

@@ -110,7 +110,7 @@ class RecoverStage(Stage):
             context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.dense_config()))
         # What trains keeps fp32 master weights; a frozen base is only read, in the compute dtype
         # (peft keeps LoRA's adapters in fp32).
-        frozen = compute_dtype(plan.runtime.precision, context.device)
+        frozen = compute_dtype(plan.precision, context.device)
         model = context.dense_model.to(context.device, dtype=frozen if params.frozen_base else torch.float32)
         model = recovery.wrap(model, params)
         if context.resume is not None:  # the (adapted) weights back; the loop restores the rest

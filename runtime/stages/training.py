@@ -22,6 +22,7 @@ from .. import distributed
 from ..data import DomainData, MixtureSampler, domain_eval_losses
 from ..mixers import Mixer, build_mixer
 from ..precision import compute_autocast
+from ..train.compiled import CompileStats, compiled
 from ..train.loop import Schedule, Task, adamw, prepare, train
 from .base import RunContext
 
@@ -34,7 +35,7 @@ def reference_from_source(context: RunContext, mixer: Mixer, domains: list[Domai
     if not mixer.uses_source_reference or mixer.references is not None:
         return
     source = context.source_for_reading()
-    with compute_autocast(context.plan.runtime.precision, context.device):
+    with compute_autocast(context.plan.precision, context.device):
         losses = domain_eval_losses(source, domains, seq_len=schedule.seq_len,
                                     max_sequences=schedule.eval_sequences, batch_size=schedule.micro_batch,
                                     device=context.device)
@@ -73,6 +74,12 @@ class Training:
         prepare(model, plan.schedule)
         replicated = distributed.wrap(model, context.device, plan.runtime.strategy, blocks)
         optimizer = adamw(groups(), plan.schedule, context.device)
-        train(stage=stage, model=model, optimizer=optimizer, schedule=self.schedule, sampler=self.sampler,
-              mixer=self.mixer, eval_domains=self.domains, task=task, metrics=context.metrics, device=context.device,
-              restart_mixer=restart_mixer, saving=context.saving(), resume=context.resume, replicated=replicated)
+
+        def record(stats: CompileStats) -> None:  # run.py prints it with the stage
+            context.metrics.write("compile", stage=stage, **stats.as_dict())
+
+        with compiled(blocks, plan.runtime.compile, record):
+            train(stage=stage, model=model, optimizer=optimizer, schedule=self.schedule, sampler=self.sampler,
+                  mixer=self.mixer, eval_domains=self.domains, task=task, metrics=context.metrics,
+                  device=context.device, restart_mixer=restart_mixer, saving=context.saving(), resume=context.resume,
+                  replicated=replicated)

@@ -42,8 +42,8 @@ class Distillation(PlainTask):
 
     def lm_loss(self, model: torch.nn.Module, input_ids: torch.Tensor, step: int, micro: int) -> SequenceLoss:
         with torch.no_grad():
-            teacher = self.teacher(input_ids=input_ids).logits[:, :-1]
-        logits = model(input_ids=input_ids).logits[:, :-1]
+            teacher = self.teacher(input_ids=input_ids, use_cache=False).logits[:, :-1]
+        logits = model(input_ids=input_ids, use_cache=False).logits[:, :-1]
         kl = distillation_kl(logits, teacher, temperature=self.temperature, top_k=self.top_k)
         del teacher
         with nullcontext() if self.lm_weight else torch.no_grad():

@@ -26,7 +26,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from shearc.errors import Interrupted, Problem, UserError
-from shearc.plan import Plan, PrunePlan, RecoverPlan
+from shearc.plan import Plan, PrecisionPlan, PrunePlan, RecoverPlan
 from shearc.sections import ScheduleSpec
 
 from .. import distributed
@@ -63,7 +63,7 @@ class Schedule:
     min_lr_ratio: float
     grad_clip: float
     eval_sequences: int
-    precision: str  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 or fp32 anywhere
+    precision: PrecisionPlan  # what to autocast to on a CPU and on CUDA
     on_nonfinite: str = "stop"  # or "skip": what a step with a NaN or infinite loss or gradient norm does
     max_skipped_steps: int = 10
 
@@ -73,7 +73,7 @@ class Schedule:
         params, schedule = stage.params, plan.schedule
         return cls(params.steps, params.global_batch, params.seq_len, params.lr, params.warmup_steps,
                    params.eval_interval, schedule.micro_batch, schedule.lr_decay, schedule.min_lr_ratio,
-                   schedule.grad_clip, stage.eval_sequences, plan.runtime.precision, plan.runtime.on_nonfinite,
+                   schedule.grad_clip, stage.eval_sequences, plan.precision, plan.runtime.on_nonfinite,
                    plan.runtime.max_skipped_steps)
 
 
@@ -136,11 +136,17 @@ class PlainTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel
+
+
 def adamw(groups: list[dict[str, Any]] | list[torch.nn.Parameter], schedule: ScheduleSpec, device: torch.device,
-          **kwargs: Any) -> torch.optim.AdamW:
-    """AdamW with the plan's betas and weight decay; the fused kernel on CUDA."""
+          fused: bool = True, **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW with the plan's betas and weight decay: one fused kernel over all parameters where torch has one for
+    the device (on this machine's CPU it takes a fifth of the per-tensor loop's time: docs/BENCHMARKS.md), else
+    torch's default for the device (`fused=False` asks for that too)."""
+    fused = fused and device.type in FUSED_ADAMW_DEVICES
     return torch.optim.AdamW(groups, betas=tuple(schedule.betas), weight_decay=schedule.weight_decay,
-                             fused=device.type == "cuda", **kwargs)
+                             fused=fused or None, **kwargs)
 
 
 def prepare(model: torch.nn.Module, schedule: ScheduleSpec) -> None:
@@ -241,7 +247,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             metrics.write("train", stage=stage, step=step + 1, loss=lm, lr_scale=scale, grad_norm=norm,
                           tokens_per_second=tokens / elapsed, **task.log_terms(step))
             if (step + 1) % schedule.eval_interval == 0 or step + 1 == schedule.steps:
-                with task.evaluation():
+                # eager even where the blocks are compiled: evals' window lengths and masks would each want a graph
+                with task.evaluation(), autocast, torch.compiler.set_stance("force_eager"):
                     losses = domain_eval_losses(model, eval_domains, seq_len=schedule.seq_len,
                                                 max_sequences=schedule.eval_sequences,
                                                 batch_size=schedule.micro_batch, device=device)

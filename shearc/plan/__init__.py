@@ -9,6 +9,7 @@ from .model import (
     ExportPlan,
     FinalizePlan,
     Plan,
+    PrecisionPlan,
     PrunePlan,
     RecoverPlan,
     StagePlan,
@@ -17,5 +18,5 @@ from .model import (
 from .read import read_plan, schema_problems
 
 __all__ = ["PLAN_VERSION", "DataPlan", "DomainPlan", "DownstreamTaskPlan", "EvaluatePlan", "ExportPlan",
-           "FinalizePlan", "Plan", "PrunePlan", "RecoverPlan", "StagePlan", "plan_schema", "read_plan",
+           "FinalizePlan", "Plan", "PrecisionPlan", "PrunePlan", "RecoverPlan", "StagePlan", "plan_schema", "read_plan",
            "schema_problems"]

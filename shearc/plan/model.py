@@ -20,7 +20,8 @@ from shearc.sections import EvalSpec, ExportSpec, MixerSpec, PruneSpec, Recovery
 # 5: eval.lm_eval_tasks replaced by eval.lm_eval, resolved into the evaluate stage's `downstream`
 # 6: data.window_bos and data.window_bos_origin: how every window begins (plans before it windowed without BOS)
 # 7: prune.params.reconstruct and the prune stage's `reconstruction` estimate (a 6.x plan's schema lacks them)
-PLAN_VERSION = (7, 0)
+# 8: `precision`, what runtime.precision resolved to on a CPU and on CUDA; runtime.compile
+PLAN_VERSION = (8, 0)
 
 
 class PlanPart(BaseModel):
@@ -106,6 +107,14 @@ class DataPlan(PlanPart):
         description="What decided window_bos: the source's tokenizer, the spec's data.window_bos, or (no tokenizer "
         "found at compile time) the family's usual tokenizer.")
     domains: list[DomainPlan]
+
+
+class PrecisionPlan(PlanPart):
+    cpu: Literal["bf16", "fp32"] = Field(description="What a run on a CPU computes in (bf16: autocast over fp32 "
+                                         "master weights).")
+    cuda: Literal["bf16", "fp32"] = Field(description="What a run on a CUDA device computes in.")
+    reason: str = Field(description="Why: the spec's runtime.precision, or what `auto` found on the compiling "
+                        "machine.")
 
 
 class MemoryInfo(PlanPart):
@@ -200,6 +209,7 @@ class Plan(PlanPart):
     mixer: MixerSpec
     schedule: ScheduleSpec
     runtime: RuntimeSpec = Field(description="output_dir resolved, relative to the plan file.")
+    precision: PrecisionPlan
     stages: list[StagePlan]
     warnings: list[str]
     plan_sha256: str = Field(description="sha256 of this plan without this field, in canonical JSON.")

@@ -32,8 +32,11 @@ class RuntimeSpec(Section):
     devices: int = Field(1, gt=0, description="Processes (one per GPU) the run expects under torchrun.")
     strategy: Literal["ddp", "fsdp2"] = Field("ddp", description="Data parallel, or FSDP2 sharding.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 autocast with fp32 master weights on CUDA, fp32 on CPU."
-    )
+        "auto", description="auto: bf16 autocast over fp32 master weights where the processor multiplies bf16 "
+        "natively (CUDA compute capability 8.0+, CPUs with AMX, AVX512-BF16 or Arm BF16), fp32 elsewhere; decided "
+        "at compile time (plan.precision).")
+    compile: bool = Field(False, description="Compile the training stages' forward and backward with "
+                          "torch.compile (the first steps pay the compile time; graph breaks are counted).")
     seed: int = Field(0, ge=0, description="Seed of every random choice (data order, masks, calibration).")
     deterministic: bool = Field(False, description="Use deterministic algorithms (slower; exact resume tests).")
     checkpoint_interval: int = Field(500, gt=0, description="Steps between checkpoints.")

@@ -29,6 +29,14 @@ def empty_hf_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_native_bf16(monkeypatch):
+    """Nor on whether this machine's CPU multiplies bf16 natively (what `precision: auto` asks of it)."""
+    from shearc.compiler import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_instructions", lambda: None)
+
+
 @pytest.fixture
 def specs_copy(tmp_path):
     """specs/ copied under tmp_path, so plan paths are the same on every machine."""

@@ -1,6 +1,8 @@
 from dataclasses import replace
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from shearc.compiler import estimates as est
 from shearc.compiler.source import introspect, read_config
@@ -151,6 +153,38 @@ def test_drpruning_fits_count_the_updates_that_can_refit():
     assert drpruning_fits(150, 10, mixer) == 5  # evals 10..150: the 11th at 110, then 120..150
     late = DRPruningSpec(method="drpruning", fit_history_after=0.5)
     assert drpruning_fits(100, 5, late) == 1  # from 50% in: evals 50..100 are eleven, the fit comes at 100
+
+
+def _fits_by_listing(steps: int, eval_interval: int, mixer) -> int:
+    """The count drpruning_fits makes, by walking every eval as the runtime meets them."""
+    recorded = fits = 0
+    for step in sorted({*range(eval_interval, steps + 1, eval_interval), steps}):
+        if step / steps >= mixer.fit_history_after:
+            recorded = min(recorded + 1, mixer.fit_max_points)
+        fits += step / steps >= mixer.fit_min_progress and recorded >= mixer.fit_min_points
+    return fits
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.integers(1, 400), eval_interval=st.integers(1, 60), history=st.sampled_from([0.0, 0.02, 0.3, 1.0]),
+       progress=st.sampled_from([0.0, 0.1, 0.55, 1.0]), min_points=st.integers(1, 15), max_points=st.integers(1, 15))
+def test_drpruning_fits_is_the_count_of_walking_every_eval(steps, eval_interval, history, progress, min_points,
+                                                           max_points):
+    from shearc.compiler.estimates import drpruning_fits
+    from shearc.sections import DRPruningSpec
+
+    assume(eval_interval <= steps)
+    mixer = DRPruningSpec.model_construct(method="drpruning", fit_history_after=history, fit_min_progress=progress,
+                                          fit_min_points=min_points, fit_max_points=max_points)
+    assert drpruning_fits(steps, eval_interval, mixer) == _fits_by_listing(steps, eval_interval, mixer)
+
+
+def test_drpruning_fits_of_a_stage_of_a_billion_billion_steps_are_counted_not_listed():
+    from shearc.compiler.estimates import drpruning_fits
+    from shearc.sections import DRPruningSpec
+
+    # found by the spec fuzzer: listing its evals made compile run out of memory
+    assert drpruning_fits(2**60 - 1, 5, DRPruningSpec(method="drpruning")) > 2**56
 
 
 def test_a_drpruning_stage_that_can_never_fit_is_warned(models):

@@ -41,12 +41,22 @@ def windows_as_used(stream: list[int], tokenizer, length: int, count: int) -> li
 
 @torch.no_grad()
 def plain_losses(model_dir: Path, text: dict[str, Path], *, eval_fraction: float, seed: int, length: int,
-                 count: int) -> dict[str, float]:
-    """Per domain, the token-weighted mean of `model(ids, labels=ids).loss` over its first `count` windows."""
+                 count: int, precision: str) -> dict[str, float]:
+    """Per domain, the token-weighted mean of `model(ids, labels=ids).loss` over its first `count` windows, in the
+    precision the run evaluated in (`precision`: the plan's choice for a CPU; bf16 holds the model in bf16 and
+    autocasts, as a user serving it in bf16 would)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        return _domain_losses(model, tokenizer, text, eval_fraction=eval_fraction, seed=seed, length=length,
+                              count=count)
+
+
+def _domain_losses(model, tokenizer, text: dict[str, Path], *, eval_fraction: float, seed: int, length: int,
+                   count: int) -> dict[str, float]:
     losses = {}
     for name, path in text.items():
         total = tokens = 0.0

@@ -82,7 +82,8 @@ def test_a_real_gemma_goes_from_compile_to_a_reloaded_export(tmp_path, gemma_mod
         assert all(math.isfinite(loss) for loss in after)
         assert max(before) < SOURCE_LOSS_CEILING
         plain = plain_losses(gemma_model_dir, real_text, eval_fraction=EVAL_FRACTION, seed=SEED,
-                             length=run["evaluation"]["seq_len"], count=run["evaluation"]["sequences_per_domain"])
+                             length=run["evaluation"]["seq_len"], count=run["evaluation"]["sequences_per_domain"],
+                             precision=json.loads((run_dir / "plan.json").read_text())["precision"]["cpu"])
         assert before == pytest.approx([plain[name] for name in report["domains"]], abs=PLAIN_TOLERANCE)
         measured.update(domains=report["domains"], loss_before=[round(x, 4) for x in before],
                         loss_after=[round(x, 4) for x in after], plain_source_loss=plain)

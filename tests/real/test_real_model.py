@@ -104,7 +104,8 @@ def test_a_real_30_layer_model_goes_from_compile_to_a_reloaded_export(tmp_path, 
     plain = {}
     if method == DOWNSTREAM:  # the source's losses, the same in every run: checked once
         plain = plain_losses(real_model_dir, real_text, eval_fraction=EVAL_FRACTION, seed=SEED,
-                             length=EVAL["seq_len"], count=EVAL["sequences_per_domain"])
+                             length=EVAL["seq_len"], count=EVAL["sequences_per_domain"],
+                             precision=json.loads((run_dir / "plan.json").read_text())["precision"]["cpu"])
         assert before == pytest.approx([plain[name] for name in report["domains"]], abs=PLAIN_TOLERANCE)
     steps = [r for r in metrics.read("train") if r["stage"] == "recover"]
     if method in RECOVERY:  # distillation: the KL of the student to its own source, and the LM loss beside it

@@ -35,3 +35,26 @@ def test_precision_decides_the_autocast(tmp_path, monkeypatch):
     name = "model.layers.0.mlp.up_proj.weight"
     assert not torch.equal(weights["bf16"][name], weights["fp32"][name])
     torch.testing.assert_close(weights["bf16"][name], weights["fp32"][name], rtol=0.05, atol=0.01)
+
+
+def test_adamw_is_the_fused_kernel_on_a_cpu_and_steps_as_the_per_tensor_loop_does():
+    from shearc.runtime.train.loop import adamw
+    from shearc.sections import ScheduleSpec
+
+    torch.manual_seed(0)
+    weights = [torch.randn(64, 32), torch.randn(32)]
+    grads = [torch.randn_like(w) for w in weights]
+    stepped = {}
+    for fused in (True, False):
+        params = [torch.nn.Parameter(w.clone()) for w in weights]
+        optimizer = adamw([{"params": params, "lr": 1e-2}], ScheduleSpec(weight_decay=0.1), torch.device("cpu"),
+                          fused=fused)
+        assert bool(optimizer.defaults["fused"]) == fused
+        for _ in range(3):
+            for param, grad in zip(params, grads, strict=True):
+                param.grad = grad.clone()
+            optimizer.step()
+        stepped[fused] = [p.detach() for p in params]
+    assert not torch.equal(stepped[True][0], weights[0])
+    for fused, loop in zip(stepped[True], stepped[False], strict=True):
+        torch.testing.assert_close(fused, loop, rtol=1e-6, atol=1e-6)
