@@ -48,6 +48,16 @@ SEED, EVAL_FRACTION = 0, 0.1
 PLAIN_TOLERANCE = 0.02  # nats: the source's reported loss against plain transformers on the same windows
 
 
+def agrees_beyond_rounding(check: dict) -> bool:
+    """How closely the sliced model agrees with the masked one, beyond the finalize check's own tolerance, by the
+    dtype the check ran in. fp32: the same top-1 token at 99% of positions. bf16 rounds 2^16 times coarser and a
+    pruned model's near-ties flip (right Gemma 3 slices in bf16: top-1 0.89-0.98), so there the KL: 0.017
+    nats/token at most for right slices, 10 for a slice one channel off (docs/BENCHMARKS.md)."""
+    if check["dtype"] == "float32":
+        return check["top1_agreement"] >= 0.99
+    return check["kl"] <= 0.05
+
+
 def real_spec(model_dir: Path, text: dict[str, Path], prune: dict, recovery: dict | None = None,
               lm_eval: dict | None = None, *, target: dict | None = None, evaluation: dict | None = None) -> dict:
     weight = round(1 / len(text), 6)
@@ -92,7 +102,7 @@ def test_a_real_30_layer_model_goes_from_compile_to_a_reloaded_export(tmp_path, 
     assert exported.config.num_hidden_layers == 30 and exported.config.num_key_value_heads == 2
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     (check,) = metrics.read("finalize")
-    assert check["passed"] and check["top1_agreement"] >= 0.99
+    assert check["passed"] and agrees_beyond_rounding(check), check
     refits = metrics.read("reconstruct")  # the check above compared the sliced model with the refit masked one
     assert len(refits) == (PRUNE[method]["reconstruct"] is not None)
     assert all(0 < r["error_after"] < r["error_before"] for r in refits)
