@@ -71,7 +71,9 @@ def real_spec(model_dir: Path, text: dict[str, Path], prune: dict, recovery: dic
         "recovery": recovery if recovery["method"] != "none" else {"method": "none"},
         "schedule": {"micro_batch": 2},
         "eval": {**(evaluation or EVAL), **({"lm_eval": lm_eval} if lm_eval else {})},
-        "runtime": {"seed": SEED},
+        # fp32: the tier's SmolLM2 assertions were made in fp32 and two of them failed under bf16 with no time left
+        # to find which (2026-12-06); bf16 on this checkpoint is measured in bench/bench_throughput.py
+        "runtime": {"seed": SEED, "precision": "fp32"},
         "export": {"dtype": "bfloat16"},
     }
 
