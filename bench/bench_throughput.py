@@ -111,9 +111,9 @@ def shearc_steps(setting: Setting, model, verified, domains, work: Path, shape) 
     from shearc.runtime.masks.l0 import L0Masks
     from shearc.runtime.metrics import MetricsLog
     from shearc.runtime.mixers import build_mixer
-    from shearc.runtime.stages.mask_learning import HardConcreteTask
+    from shearc.runtime.stages.mask_learning import HardConcreteTask, mask_learning_groups
     from shearc.runtime.stages.recover import LanguageModelling
-    from shearc.runtime.train.compiled import compile_blocks
+    from shearc.runtime.train.compiled import compiled
     from shearc.runtime.train.loop import adamw, train
 
     plan = verified.plan
@@ -134,21 +134,19 @@ def shearc_steps(setting: Setting, model, verified, domains, work: Path, shape) 
                      torch.Generator().manual_seed(0))
         hooks = MaskHooks(model, found.adapter)
         task = HardConcreteTask(l0, hooks, params, source.model_info.params, found.parameter_count, seed=1)
-        groups = [{"params": list(model.parameters()), "lr": params.lr},
-                  {"params": list(l0.log_alpha.parameters()), "lr": params.mask_lr, "weight_decay": 0.0},
-                  {"params": [*l0.lambda_1.parameters(), *l0.lambda_2.parameters()], "lr": params.lagrangian_lr,
-                   "weight_decay": 0.0}]
+        groups = mask_learning_groups(model, l0, params)
     else:
         task = LanguageModelling()
         groups = [{"params": list(model.parameters()), "lr": 2e-5}]
-    if setting.compiled:
-        compile_blocks(blocks)
     metrics = MetricsLog(work / "metrics.jsonl")
     try:
         optimizer = adamw(groups, plan.schedule, device, fused=setting.fused)
-        train(stage=stage, model=model.train(), optimizer=optimizer, schedule=sched,
-              sampler=MixtureSampler(domains, seed=1), mixer=build_mixer(constant_mixer(plan)), eval_domains=domains,
-              task=task, metrics=metrics, device=device)
+        # as the stage does: eager again and dynamo's caches reset at the end (the compile time lands in the
+        # first step's figure, which the medians leave out)
+        with compiled(blocks, setting.compiled, lambda stats: None):
+            train(stage=stage, model=model.train(), optimizer=optimizer, schedule=sched,
+                  sampler=MixtureSampler(domains, seed=1), mixer=build_mixer(constant_mixer(plan)),
+                  eval_domains=domains, task=task, metrics=metrics, device=device)
         tokens = shape[0] * shape[2]
         records = metrics.read("train")
         elapsed = [r["step"] * tokens / r["tokens_per_second"] for r in records]

@@ -218,16 +218,17 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: 
                 at_start = resident_bytes()
                 reset_peaks(device)
                 stage = STAGES.get(name)(stage_plan)
+                context.compiled = None
                 stage.setup(context)
                 stage.run(context)
                 stage.finalize(context)
                 seconds = time.perf_counter() - started
                 metrics.write("stage", stage=name, seconds=round(seconds, 3), resident_bytes_at_start=at_start,
                               **peaks(device))
-                compiled = [e for e in metrics.read("compile") if e["stage"] == name] if plan.runtime.compile else []
-                console.print(f"stage {name} done in {seconds:.1f} s" + "".join(
-                    f" (compiling {e['compile_seconds']:.1f} s: {e['graphs']} graph(s), {e['graph_breaks']} graph "
-                    "break(s))" for e in compiled[-1:]), markup=False)
+                compiled = context.compiled
+                console.print(f"stage {name} done in {seconds:.1f} s" + (
+                    f" (compiling {compiled.compile_seconds:.1f} s: {compiled.graphs} graph(s), "
+                    f"{compiled.graph_breaks} graph break(s))" if compiled else ""), markup=False)
         distributed.barrier()
     finally:  # an interrupted run keeps its TensorBoard scalars too
         metrics.close()

@@ -30,6 +30,7 @@ from ..models import build_dense, dense_from_file, load_source_weights
 from ..precision import compute_dtype, source_dtype
 from ..slicing import finalize_state, kept_layers
 from ..train.checkpoint import Checkpoint, Checkpoints
+from ..train.compiled import CompileStats
 from ..train.loop import Saving
 from ..verify import VerifiedPlan
 
@@ -52,6 +53,7 @@ class RunContext:
     checkpoints: Checkpoints | None = None
     stage_index: int = 0  # of the stage now running
     resume: Checkpoint | None = None  # an unfinished checkpoint of the stage now running
+    compiled: CompileStats | None = None  # what compiling the stage now running cost (runtime.compile), if it did
 
     def saving(self) -> Saving | None:
         if self.checkpoints is None:

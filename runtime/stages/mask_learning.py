@@ -82,6 +82,15 @@ class HardConcreteTask:
                     "lambda_2": {k: float(v) for k, v in self.l0.lambda_2.items()}}
 
 
+def mask_learning_groups(model: torch.nn.Module, l0: L0Masks, params: HardConcretePruneSpec) -> list[dict[str, Any]]:
+    """AdamW's three groups: the weights at lr, the log-alphas at mask_lr and the multipliers at lagrangian_lr,
+    neither of the last two decayed (weight decay would pull the masks and multipliers towards zero)."""
+    return [{"params": list(model.parameters()), "lr": params.lr},
+            {"params": list(l0.log_alpha.parameters()), "lr": params.mask_lr, "weight_decay": 0.0},
+            {"params": [*l0.lambda_1.parameters(), *l0.lambda_2.parameters()], "lr": params.lagrangian_lr,
+             "weight_decay": 0.0}]
+
+
 def learn_masks(context: RunContext, stage_plan: PrunePlan) -> Selection:
     plan, params = context.plan, stage_plan.params
     source = context.verified.source
@@ -97,12 +106,8 @@ def learn_masks(context: RunContext, stage_plan: PrunePlan) -> Selection:
     model = context.model
     task = HardConcreteTask(l0, hooks, params, plan.source.model_info.params, source.parameter_count, context.seed + 1)
     try:
-        training.run(context, "prune", model, model.get_submodule(source.adapter.layer_prefix), lambda: [
-            {"params": list(model.parameters()), "lr": params.lr},
-            {"params": list(l0.log_alpha.parameters()), "lr": params.mask_lr, "weight_decay": 0.0},
-            {"params": [*l0.lambda_1.parameters(), *l0.lambda_2.parameters()], "lr": params.lagrangian_lr,
-             "weight_decay": 0.0},
-        ], task)
+        training.run(context, "prune", model, model.get_submodule(source.adapter.layer_prefix),
+                     lambda: mask_learning_groups(model, l0, params), task)
     finally:
         hooks.remove()
     context.model = distributed.unsharded(model, lambda: AutoModelForCausalLM.from_config(

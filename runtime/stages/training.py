@@ -76,6 +76,7 @@ class Training:
         optimizer = adamw(groups(), plan.schedule, context.device)
 
         def record(stats: CompileStats) -> None:  # run.py prints it with the stage
+            context.compiled = stats
             context.metrics.write("compile", stage=stage, **stats.as_dict())
 
         with compiled(blocks, plan.runtime.compile, record):
