@@ -211,7 +211,7 @@ def estimate_stages(ctx: Context) -> list[Problem]:
         tokens = len(spec.data.domains) * spec.eval.sequences_per_domain * params["seq_len"]
         flops = tokens * (est.forward_flops_per_token(source, source.shape, params["seq_len"])
                           + est.forward_flops_per_token(source, target, params["seq_len"]))
-        models = source_params * est.compute_bytes(spec) + target_params * est.result_bytes(spec)
+        models = source_params * est.compute_bytes(spec) + target_params * est.RESULT_BYTES
         memory = est.inference_memory(source, spec, params["seq_len"], models)
         stages.append({"stage": "evaluate", "params": params, "downstream": ctx.downstream,
                        "estimate": estimate(2 * tokens, 0, flops, memory, "evaluate")})

@@ -161,14 +161,14 @@ def fsdp_shards(spec: Spec) -> int:
     return spec.runtime.devices if spec.runtime.strategy == "fsdp2" else 1
 
 
+# The dense result as the run holds it: fp32 from finalize on (runtime/slicing.py finalize_state; a LoRA recovery
+# merges its adapters into a base held in the compute dtype, which this overcounts)
+RESULT_BYTES = 4
+
+
 def source_bytes(spec: Spec) -> int:
-    """The source as the run holds it: fp32 when pruning trains it (hard-concrete), else the compute dtype."""
-    return 4 if spec.prune.trains_source else compute_bytes(spec)
-
-
-def result_bytes(spec: Spec) -> int:
-    """The dense result as the run holds it: fp32 after recovery trains it, else as the source was held."""
-    return 4 if spec.recovery.method != "none" else source_bytes(spec)
+    """The source as the run holds it: fp32 when pruning trains it or takes its gradients, else the compute dtype."""
+    return 4 if spec.prune.holds_source_in_fp32 else compute_bytes(spec)
 
 
 def matmul_params(source: SourceModel, shape: Shape) -> int:
@@ -231,7 +231,7 @@ def inference_memory(source: SourceModel, spec: Spec, seq_len: int, weights: int
 def finalize_memory(source: SourceModel, target: Shape, spec: Spec, check_tokens: int) -> Memory:
     """The source and the dense result; the check's logits for one window (masked, sliced, permuted, and
     the forward's own) in fp32."""
-    weights = (count_params(source, source.shape) + count_params(source, target)) * source_bytes(spec)
+    weights = count_params(source, source.shape) * source_bytes(spec) + count_params(source, target) * RESULT_BYTES
     return Memory(weights=weights, grads=0, optimizer=0, activations=check_tokens * source.vocab * 4 * 4, masks=0)
 
 
@@ -282,7 +282,7 @@ def reconstruction_memory(source: SourceModel, spec: Spec, seq_len: int, tokens:
 def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
     """The result as held, converted tensor by tensor to the export dtype, then reloaded beside it."""
     export = 4 if spec.export.dtype == "float32" else 2
-    return Memory(weights=count_params(source, target) * max(result_bytes(spec), 2 * export), grads=0, optimizer=0,
+    return Memory(weights=count_params(source, target) * max(RESULT_BYTES, 2 * export), grads=0, optimizer=0,
                   activations=0, masks=0)
 
 

@@ -7,13 +7,18 @@ next-token distribution from the masked model's.
 The tolerance follows from the arithmetic rather than from a fixed number. The dense model is
 evaluated a second time with its hidden and intermediate channels permuted: mathematically the
 same function, summed in another order, so the two differ by exactly the rounding this model
-accumulates at its depth, width and dtype (the rounding spread, measured on windows spaced through them).
+accumulates at its depth and width (the rounding spread, measured on windows spaced through them).
 Masked and sliced models differ in the same way (zeros summed in, other matrix shapes) and may
 differ by up to SPREAD_FACTOR times that spread, and never less than FLOOR_ULPS units in the last
 place of the logits' scale.
 A wrong slice moves logits by whole units, orders of magnitude above either. (Measured on a real
 30-layer model in fp32: right slices differ by 0.5 to 4 times the spread, a slice one channel off
 by 10^4 times the tolerance; docs/BENCHMARKS.md.)
+
+Both models compute in fp32 here whatever dtype they are held in (bf16 where the plan computes in bf16),
+one module's weights upcast at a time. In bf16 the spread grows with bf16's 2^16 times coarser rounding:
+on the same 30-layer model, pruned, it made tolerances of 148 and 582 logits, more than a wrong slice
+moves them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 from shearc.compiler.families import FamilyAdapter, Shape
 
 from .masks.hooks import MaskHooks
+from .precision import computing_in_fp32
 from .slicing import Kept, slice_parameter
 
 SPREAD_FACTOR = 16.0
@@ -125,8 +131,15 @@ def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor]
     back."""
     masked_model.eval()
     dense.eval()
+    with computing_in_fp32(masked_model), computing_in_fp32(dense):
+        return _compare(masked_model, masks, dense, adapter, windows, seed, tolerance)
+
+
+def _compare(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor], dense: torch.nn.Module,
+             adapter: FamilyAdapter, windows: Sequence[torch.Tensor], seed: int, tolerance: float | None
+             ) -> Agreement:
     hooks = MaskHooks(masked_model, adapter)
-    hooks.values = {kind: mask.to(next(masked_model.parameters()).dtype) for kind, mask in masks.items()}
+    hooks.values = {kind: mask.float() for kind, mask in masks.items()}
     largest = scale = kl_sum = 0.0
     same = tokens = 0
     spread_at = list(range(0, len(windows), max(1, math.ceil(len(windows) / SPREAD_WINDOWS))))[:SPREAD_WINDOWS]
@@ -144,11 +157,10 @@ def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor]
     finally:
         hooks.remove()
     spread = rounding_spread(dense, adapter, [windows[number] for number in spread_at], kept, seed)
-    dtype = next(dense.parameters()).dtype
     return Agreement(max_difference=largest, rounding_spread=spread,
-                     tolerance=tolerance if tolerance is not None else derived_tolerance(spread, scale, dtype),
+                     tolerance=tolerance if tolerance is not None else derived_tolerance(spread, scale, torch.float32),
                      logit_scale=scale, top1_agreement=same / tokens, kl=kl_sum / tokens, tokens=tokens,
-                     dtype=str(dtype).removeprefix("torch."))
+                     dtype="float32")
 
 
 @torch.no_grad()

@@ -30,8 +30,12 @@ def load_source_weights(verified: VerifiedPlan, device: torch.device, dtype: tor
                                                 device_map=str(device))
 
 
-def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter: FamilyAdapter
-                ) -> torch.nn.Module:
+def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter: FamilyAdapter,
+                held_as: torch.dtype | None = None) -> torch.nn.Module:
+    """A model of `config` around the tensors of `state` (not copied). Its buffers are computed in `held_as` (the
+    state's dtype if None): pass the dtype the source was held in, since some follow it (Gemma's embedding scale,
+    sqrt(hidden), is a buffer of the load dtype: 25.25 in bf16 for 25.298), and the dense model must apply the
+    scale the source applied, whatever dtype its own weights are in."""
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
@@ -41,7 +45,7 @@ def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter:
         one = state[adapter.embedding] if adapter.embedding in state else state[adapter.output_head]
         state = {**state, adapter.embedding: one, adapter.output_head: one}
     with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=state[adapter.embedding].dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=held_as or state[adapter.embedding].dtype)
     model.load_state_dict(state, strict=True, assign=True)
     if tied:  # assignment made two parameters of the one tensor; make them one again
         model.tie_weights()
@@ -49,6 +53,6 @@ def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter:
 
 
 def dense_from_file(config: dict[str, Any], path: Path, adapter: FamilyAdapter,
-                    device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The dense model saved in a checkpoint's safetensors file."""
-    return build_dense(config, load_file(path, device=str(device)), adapter)
+                    device: torch.device | str = "cpu", held_as: torch.dtype | None = None) -> torch.nn.Module:
+    """The dense model saved in a checkpoint's safetensors file (`held_as`: as build_dense)."""
+    return build_dense(config, load_file(path, device=str(device)), adapter, held_as)

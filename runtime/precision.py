@@ -8,7 +8,8 @@ compute dtype itself: half the memory under bf16, the same arithmetic.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -23,8 +24,9 @@ def compute_dtype(precision: PrecisionPlan, device: torch.device) -> torch.dtype
 
 
 def source_dtype(plan: Plan, device: torch.device) -> torch.dtype:
-    """fp32 when the prune method trains the source's weights (hard-concrete); else the compute dtype."""
-    if plan.prune.params.trains_source:
+    """fp32 when the prune method trains the source's weights (hard-concrete) or takes their gradients (taylor);
+    else the compute dtype."""
+    if plan.prune.params.holds_source_in_fp32:
         return torch.float32
     return compute_dtype(plan.precision, device)
 
@@ -51,3 +53,37 @@ def describe(plan: Plan, device: torch.device) -> tuple[str, str | None]:
     return line, (f"the plan computes in bf16 on {device.type} ({plan.precision.reason}), but this {device.type} "
                   "does not multiply bf16 natively, so it runs slower than fp32 would; recompile the spec on this "
                   "machine (runtime.precision: auto picks fp32 here) or set runtime.precision: fp32")
+
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+@contextmanager
+def computing_in_fp32(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block, `model` computes in fp32 whatever dtype its weights are held in: each module's own
+    half-precision weights are upcast while that module runs and back in their dtype (exactly: every bf16 or
+    fp16 value is an fp32 value) when it returns, so the memory beyond the half-precision model is one module's
+    weights in fp32 at a time. A model held in fp32 is left as it is."""
+    held = [(param, param.dtype) for param in model.parameters() if param.dtype in HALF]
+    dtypes = {id(param): dtype for param, dtype in held}
+
+    def upcast(module: torch.nn.Module, _args: tuple) -> None:
+        for param in module.parameters(recurse=False):
+            if param.dtype in HALF:
+                param.data = param.data.float()
+
+    def restore(module: torch.nn.Module, _args: tuple, _output: Any) -> None:
+        for param in module.parameters(recurse=False):
+            if id(param) in dtypes and param.dtype != dtypes[id(param)]:
+                param.data = param.data.to(dtypes[id(param)])
+
+    owners = [m for m in model.modules() if any(id(p) in dtypes for p in m.parameters(recurse=False))]
+    handles = [h for m in owners for h in (m.register_forward_pre_hook(upcast), m.register_forward_hook(restore))]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for param, dtype in held:  # a forward that raised left its module upcast
+            if param.dtype != dtype:
+                param.data = param.data.to(dtype)

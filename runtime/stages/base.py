@@ -89,6 +89,11 @@ class RunContext:
         return self.plan.runtime.seed
 
     @property
+    def source_held_as(self) -> torch.dtype:
+        """The dtype the source is loaded in; dense models are built with their buffers in it (models.build_dense)."""
+        return source_dtype(self.plan, self.device)
+
+    @property
     def target_shape(self) -> Shape:
         """The plan's target shape (written once in the plan, under target.model_info)."""
         return Shape(**self.plan.target.model_info.shape.model_dump())
@@ -113,13 +118,14 @@ class RunContext:
         checkpoint holds them (pruning left the source's weights as they were), so the source is sliced again
         by the masks, as finalize sliced it."""
         if weights is not None:
-            return dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device)
+            return dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device,
+                                   self.source_held_as)
         source = self.verified.source
         masks = self.masks or load_file(self.run_dir / "masks.safetensors")
-        model = load_source_weights(self.verified, self.device, source_dtype(self.plan, self.device))
+        model = load_source_weights(self.verified, self.device, self.source_held_as)
         state, _ = finalize_state(model.state_dict(), source.adapter, masks, source.shape, tied=source.tied)
         del model
-        return build_dense(self.dense_config(), state, source.adapter)
+        return build_dense(self.dense_config(), state, source.adapter, self.source_held_as)
 
 
 class Stage(ABC):

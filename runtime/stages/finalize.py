@@ -96,7 +96,7 @@ class FinalizeStage(Stage):
         expected = context.target_shape
         if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
             raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
-        dense = build_dense(context.dense_config(), dense_state, source.adapter)
+        dense = build_dense(context.dense_config(), dense_state, source.adapter, context.source_held_as)
         del dense_state
         check = self.stage_plan.check
         agreement = compare_logits(context.model, context.masks, dense, source.adapter,

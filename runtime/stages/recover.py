@@ -107,7 +107,8 @@ class RecoverStage(Stage):
         task = recovery.task(context, params)
         context.release_source()
         if context.dense_model is None:  # resumed inside this stage: its checkpoint's weights go into a fresh one
-            context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.dense_config()))
+            context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.dense_config()),
+                                                                   dtype=context.source_held_as)  # buffers as built
         # What trains keeps fp32 master weights; a frozen base is only read, in the compute dtype
         # (peft keeps LoRA's adapters in fp32).
         frozen = compute_dtype(plan.precision, context.device)
@@ -121,7 +122,8 @@ class RecoverStage(Stage):
             task, restart_mixer=restart)
 
         def fresh() -> torch.nn.Module:
-            dense = AutoModelForCausalLM.from_config(hf_config(context.dense_config())).to(context.device)
+            dense = AutoModelForCausalLM.from_config(hf_config(context.dense_config()), dtype=context.source_held_as)
+            dense = dense.to(context.device, dtype=torch.float32)  # buffers as finalize built them, weights fp32
             return recovery.wrap(dense, params)
 
         model = distributed.unsharded(model, fresh)

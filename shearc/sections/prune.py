@@ -6,8 +6,9 @@
     prune: {method: activation}                    # Minitron: forward passes only
 
 Each method's section says which unit kinds it can remove (`units`), whether it trains the
-source's weights (`trains_source`: then the run holds them in fp32) and what it costs (`cost`,
-asked by the compiler's estimate pass through a `compiler.estimates.Costing`).
+source's weights (`trains_source`) or takes their gradients (`differentiates_source`), either of which
+makes the run hold them in fp32, and what it costs (`cost`, asked by the compiler's estimate pass
+through a `compiler.estimates.Costing`).
 """
 
 from __future__ import annotations
@@ -74,7 +75,15 @@ class Reconstructs(Section):
     """What every prune method accepts: the layer-wise reconstruction after its selection."""
 
     trains_source: ClassVar[bool]
+    differentiates_source: ClassVar[bool] = False  # its scores take gradients of the source's loss
     reconstruct: RECONSTRUCTIONS.discriminated_union() | None = _reconstruct_field(False)  # type: ignore[valid-type]
+
+    @property
+    def holds_source_in_fp32(self) -> bool:
+        """Training the source or taking its gradients: held in bf16 it loses what they measure (Taylor scores of a
+        bf16-held SmolLM2 chose a model that began recovery at 11.5 nats, against 6.4 from fp32; BENCHMARKS.md).
+        Other methods read the source in the compute dtype."""
+        return self.trains_source or self.differentiates_source
 
     @property
     def changes_weights(self) -> bool:
@@ -140,6 +149,7 @@ class TaylorPruneSpec(RefitsByDefault):
     method: Literal["taylor"]
     units: ClassVar[frozenset[str]] = frozenset({"layer", "hidden", "kv_group", "query_head", "intermediate"})
     trains_source: ClassVar[bool] = False
+    differentiates_source: ClassVar[bool] = True
     granularities: list[Granularity] = _granularities_field(("head", "intermediate"))
     estimator: Literal["vector", "element-first", "element-hessian", "element-mix"] = Field(
         "element-first",

@@ -133,3 +133,49 @@ def test_the_dense_model_is_built_around_the_given_tensors_without_copying_them(
     dense = build_dense(adapter.config_for(CONFIG, target), state, adapter)
     assert all(p.data_ptr() == state[name].data_ptr() for name, p in dense.named_parameters())
     assert all(b.device == state[adapter.embedding].device for b in dense.buffers())
+
+
+def test_models_held_in_bf16_are_checked_in_fp32_with_its_margin(monkeypatch):
+    """Where the plan computes in bf16 the source is held in bf16: it is sliced into fp32 and the check computes in
+    fp32 all the same, so a right slice passes as it does in fp32 and one channel off still fails by orders of
+    magnitude; the masked model is left in bf16, every weight as it was."""
+    model = _model()
+    for param in model.parameters():  # the weights only, as from_pretrained(dtype=bfloat16) holds them: the rotary
+        param.data = param.data.to(torch.bfloat16)  # frequencies stay fp32 (bf16 ones would differ from the dense's)
+    adapter = ADAPTERS.get("MistralForCausalLM")
+    shape = adapter.shape_of(model.config)
+    masks = _masks(shape)
+    dense = _dense(model, masks, adapter, shape)
+    assert {p.dtype for p in dense.parameters()} == {torch.float32}  # norms' folds are exact, not rounded to bf16
+    before = [param.detach().clone() for param in model.parameters()]
+    agreement = compare_logits(model, masks, dense, adapter, _windows(), seed=0)
+    assert agreement.passed and agreement.top1_agreement == 1.0 and agreement.kl < 1e-10
+    assert agreement.dtype == "float32" and agreement.tolerance < 1e-5  # computed in bf16 they differ by 6e-3
+    for param, was in zip(model.parameters(), before, strict=True):
+        assert param.dtype == torch.bfloat16 and torch.equal(param, was)
+    monkeypatch.setattr(slicing, "kept_units", lambda m, s: off_by_one(kept_units(m, s), s))
+    broken = compare_logits(model, masks, _dense(model, masks, adapter, shape), adapter, _windows(), seed=0)
+    assert not broken.passed and broken.max_difference > 100 * broken.tolerance
+
+
+def test_a_gemma_held_in_bf16_is_sliced_to_apply_the_embedding_scale_the_source_applied():
+    """Gemma scales its embeddings by sqrt(hidden), a buffer of the dtype the model is loaded in: a bf16 source
+    applies bf16(sqrt(d)). The dense model, weights in fp32, is built with its buffers in the source's dtype so that
+    it applies the scale the fold was computed for; built in fp32 it would not, and the check says so."""
+    from transformers import AutoModelForCausalLM
+
+    config = TINY_CONFIGS["gemma3"]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_config(config), dtype=torch.bfloat16).eval()  # as from_pretrained
+    adapter = ADAPTERS.get("Gemma3ForCausalLM")
+    shape = adapter.shape_of(model.config)
+    hidden = torch.zeros(shape.hidden)
+    hidden[torch.randperm(shape.hidden, generator=torch.Generator().manual_seed(1))[:48]] = 1  # sqrt(48): inexact
+    state, target = finalize_state(model.state_dict(), adapter, {"hidden": hidden}, shape, tied=True)
+    windows = [torch.randint(0, config["vocab_size"], (24,), generator=torch.Generator().manual_seed(2))]
+    built = {held_as: build_dense(adapter.config_for(config, target), dict(state), adapter, held_as)
+             for held_as in (torch.bfloat16, None)}
+    right = compare_logits(model, {"hidden": hidden}, built[torch.bfloat16], adapter, windows, seed=0)
+    assert right.passed and right.top1_agreement == 1.0, right
+    in_fp32 = compare_logits(model, {"hidden": hidden}, built[None], adapter, windows, seed=0)
+    assert not in_fp32.passed, in_fp32
