@@ -1,14 +1,14 @@
 """How far the finalize check's tolerance sits from right slices and from a wrong one, on the real model.
 
-    .venv/bin/python bench/bench_logits_check.py --seeds 0 1 2
+    .venv/bin/python bench/bench_logits_check.py --seeds 0 1 2 [--held bf16]
 
-SmolLM2-135M (30 layers, fp32; tests/real/assets.py), masks from weight magnitudes at three targets
-(heads and intermediate; deeper cuts; hidden too), checked on 8 windows of 128 tokens of real text
-(Python's docs, its source, licence texts) as the finalize stage checks them, for several seeds of the
-channel permutation that measures the rounding spread; then one slice broken on purpose (every
-layer keeps the intermediate channel next to the right one). Printed: per case and seed, the largest
-logit difference, the rounding spread, their ratio, the tolerance (SPREAD_FACTOR x spread) and
-whether the check passed.
+SmolLM2-135M (30 layers, tests/real/assets.py; held in fp32, or in bf16 as a plan that computes in bf16
+holds it; the check computes in fp32 either way), masks from weight magnitudes at three targets (heads
+and intermediate; deeper cuts; hidden too), checked on 8 windows of 128 tokens of real text (Python's
+docs, its source, licence texts) as the finalize stage checks them, for several seeds of the channel
+permutation that measures the rounding spread; then one slice broken on purpose (every layer keeps the
+intermediate channel next to the right one). Printed: per case and seed, the largest logit difference,
+the rounding spread, their ratio, the tolerance (SPREAD_FACTOR x spread) and whether the check passed.
 """
 
 from __future__ import annotations
@@ -31,17 +31,19 @@ def magnitude_masks(model, shape, heads: int, intermediate: int, hidden: int) ->
     masks = {"intermediate": torch.zeros(shape.layers, shape.intermediate),
              "query_head": torch.ones(shape.layers, shape.heads)}
     for layer, block in enumerate(model.model.layers):
-        masks["intermediate"][layer, block.mlp.down_proj.weight.abs().sum(0).topk(intermediate).indices] = 1
+        masks["intermediate"][layer, block.mlp.down_proj.weight.float().abs().sum(0).topk(intermediate).indices] = 1
     masks["query_head"][:, heads:] = 0  # whole KV groups, from the last
     if hidden < shape.hidden:
         masks["hidden"] = torch.zeros(shape.hidden)
-        masks["hidden"][model.model.embed_tokens.weight.abs().sum(0).topk(hidden).indices] = 1
+        masks["hidden"][model.model.embed_tokens.weight.float().abs().sum(0).topk(hidden).indices] = 1
     return masks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--held", choices=["fp32", "bf16"], default="fp32",
+                        help="the dtype the source is held in (the check computes in fp32 either way)")
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -53,7 +55,8 @@ def main() -> None:
     from tests.real.assets import real_model, text_domains
 
     model_dir = real_model()
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    held = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.held]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=held).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     adapter = ADAPTERS.get("LlamaForCausalLM")
     shape = adapter.shape_of(model.config)
@@ -73,7 +76,8 @@ def main() -> None:
         dense = build_dense(adapter.config_for(config, target), state, adapter)
         return compare_logits(model, masks, dense, adapter, windows, seed=seed)
 
-    print(f"SmolLM2-135M, fp32, {sum(len(w) for w in windows)} tokens; tolerance = {SPREAD_FACTOR:g} x spread")
+    tokens = sum(len(w) for w in windows)
+    print(f"SmolLM2-135M held in {args.held}, {tokens} tokens; tolerance = {SPREAD_FACTOR:g} x spread")
     print("| case | seed | max difference | rounding spread | difference / spread | tolerance | top-1 | KL | passed |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, target in TARGETS.items():
