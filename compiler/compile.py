@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from shearc.plan import PLAN_VERSION, Plan
 from shearc.sections import TrainingStageSpec
 
 from . import estimates as est
+from .data_cost import matching_files
 from .downstream import resolve_downstream
 from .families import Shape
 from .feasibility import UnitChange, check_loads, check_shape
@@ -330,10 +330,7 @@ def _model_ref(ctx: Context, model: str) -> str:
 
 
 def _found(spec_dir: Path, patterns: list[str]) -> dict[str, int]:
-    files: set[Path] = set()
-    for pattern in patterns:
-        full = spec_dir / os.path.expanduser(pattern)
-        files.update(Path(p) for p in glob.glob(str(full), recursive=True) if Path(p).is_file())
+    files = matching_files(spec_dir, patterns)
     return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
 
 

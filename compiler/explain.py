@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .data_cost import data_cost_lines
 from .estimates import GIB
 from .families import ADAPTERS
 
@@ -23,7 +25,9 @@ def _count(n: float) -> str:
     return f"{n:g}"
 
 
-def explain(plan: dict[str, Any], console: Console) -> None:
+def explain(plan: dict[str, Any], console: Console, plan_dir: Path | None = None) -> None:
+    """`plan_dir`: where the plan's relative paths start (its data files, for their token counts); the current
+    directory when None."""
     source, target = plan["source"], plan["target"]
     console.print(Text(plan["spec"]["name"], style="bold")
                   + Text(f"  plan v{'.'.join(map(str, plan['plan_version']))}  sha256 {plan['plan_sha256'][:12]}  "
@@ -77,13 +81,17 @@ def explain(plan: dict[str, Any], console: Console) -> None:
         console.print(line, markup=False)
 
     mixture = Table(title=f"Data mixture (mixer: {plan['mixer']['method']})", title_justify="left")
-    for column in ("domain", "weight", "reference loss", "train files", "eval files"):
+    for column in ("domain", "weight", "reference loss", "train files", "eval files", "tokens"):
         mixture.add_column(column, justify="left" if column == "domain" else "right")
-    for domain in plan["data"]["domains"]:
+    tokens, preparing = data_cost_lines(plan, plan_dir or Path.cwd())
+    for domain, counted in zip(plan["data"]["domains"], tokens, strict=True):
         reference = domain["reference_loss"]
+        held = (f"{counted.prepared + counted.estimated:,}" if not counted.estimated
+                else f"~{_count(counted.prepared + counted.estimated)} (est.)")
         mixture.add_row(domain["name"], f"{domain['weight']:.3f}", "-" if reference is None else f"{reference:.4f}",
-                        _found(domain["train_found"]), _found(domain["eval_found"]))
+                        _found(domain["train_found"]), _found(domain["eval_found"]), held)
     console.print(mixture)
+    console.print(preparing, markup=False)
     console.print(window_start_line(plan["data"]), markup=False)
     downstream = next((s.get("downstream") for s in plan["stages"] if s["stage"] == "evaluate"), None)
     if downstream:

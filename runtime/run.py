@@ -187,8 +187,8 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: 
     first = 0 if resume is None else resume.stage_index + (1 if resume.complete else 0)
     metrics.write("memory", resident_bytes_before_models=resident_bytes())  # the baseline of the stages' peaks
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics, model=None,
-                         tokenizer=tokenizer,
-                         checkpoints=checkpoints, finalize_tolerance=finalize_tolerance)
+                         tokenizer=tokenizer, checkpoints=checkpoints, finalize_tolerance=finalize_tolerance,
+                         say=lambda text: console.print(text, markup=False))
     computes_in, warning = describe_precision(plan, device)
     console.print(f"computing in {computes_in} on {device}", markup=False)
     if warning:

@@ -73,7 +73,29 @@ def explain(plan: Path) -> None:
     from shearc.compiler.explain import explain as render
     from shearc.plan import read_plan
 
-    render(read_plan(plan).as_json(), stdout)
+    render(read_plan(plan).as_json(), stdout, plan.resolve().parent)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def data(path: Path) -> None:
+    """Tokenize the data of PATH (a spec or a plan) ahead of a run, into the cache every run reads."""
+    from shearc.compiler.compile import compile_spec
+    from shearc.plan import read_plan
+    from shearc.runtime import distributed
+    from shearc.runtime.data.ahead import prepare_ahead
+
+    plan = read_plan(path) if path.suffix == ".json" else compile_spec(path, path.parent / "plan.json")
+    distributed.initialize()
+    try:
+        prepared = prepare_ahead(plan, path.resolve().parent)
+    finally:
+        distributed.shutdown()
+    for domain in prepared.domains:
+        stdout.print(f"{domain.name}: {len(domain.train.stream):,} train tokens, {len(domain.eval):,} eval tokens",
+                     markup=False)
+    done = prepared.stats.line() if prepared.stats.files else "every file was prepared already"
+    stdout.print(f"{done}; cache: {prepared.cache_dir}", markup=False)
 
 
 @cli.command()

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -11,3 +12,11 @@ def models(tmp_path: Path) -> Path:
     for name in TINY_CONFIGS:
         write_model_dir(tmp_path, name)
     return tmp_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs keep prepared data in $SHEARC_CACHE (runtime/data/domains.py): the session's own, never the user's."""
+    root = tmp_path_factory.mktemp("shearc-cache")
+    os.environ["SHEARC_CACHE"] = str(root)
+    return root / "data"

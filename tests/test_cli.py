@@ -12,6 +12,7 @@ PINNED = {
     "validate": {"specs"},
     "compile": {"spec", "output"},
     "explain": {"plan"},
+    "data": {"path"},
     "run": {"plan", "out", "finalize_tolerance"},
     "schema": {"check", "directory"},
     "corpus": {"out", "train_documents", "eval_documents", "seed"},

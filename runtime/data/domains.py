@@ -1,38 +1,42 @@
-"""A plan's domains as token arrays: packed training windows and a held-out eval stream.
+"""A plan's domains as token streams: training windows and a held-out eval stream.
 
     data:
       domains:
         - {name: code, weight: 0.3, train: [data/code/*.jsonl], eval: [data/code/eval.jsonl]}
       eval_fraction: 0.0   # or hold out this fraction of documents when a domain lists no eval files
 
-Windows begin as the plan says (data.window_bos; windows.py). A domain with no training sequence,
-or an eval set with no tokens, is a UserError here, before any training: never a NaN loss later.
+    load_domains(data, ..., seq_len=128)             # every file of every domain
+    load_domains(data, ..., seq_len=128, head=8192)  # files in order until each stream holds 8,192 tokens
+
+Files are tokenized once per tokenizer (prepare.py); a domain's train and eval streams are assembled from
+them (documents held out by eval_fraction go to eval) and cached without a sequence length; training
+windows of any length are views of the train stream (windows.py), and windows begin as the plan says
+(data.window_bos). A stage that reads a few windows (calibration, the finalize check) passes `head` and
+waits only for the files that hold them. A domain with no training sequence, or an eval set with no
+tokens, is a UserError here, before any training: never a NaN loss later.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from shearc.errors import Problem, UserError
 from shearc.plan import DataPlan, DomainPlan
 
-from .files import expand, read_documents
-from .tokens import TokenCache, files_fingerprint, token_dtype, tokenize, tokenizer_fingerprint
-from .windows import cut, packed
+from .files import expand
+from .prepare import FileTokens, Preparer
+from .windows import Windows, cut, full_window_starts
 
 
 @dataclass(frozen=True)
 class DomainData:
     name: str
-    train: np.ndarray  # [sequences, seq_len], each a window as windows.py cuts them
+    train: Windows | np.ndarray  # [sequences, seq_len]: len(), [i], .shape
     eval: np.ndarray  # flat token stream, evaluated in windows
     window_bos: int | None = None  # the token every window begins with (the plan's data.window_bos)
 
@@ -65,70 +69,134 @@ def held_out(index: int, seed: int, fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2**64 < fraction
 
 
-def _concatenate(arrays: Iterable[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    parts = [a.astype(dtype, copy=False) for a in arrays]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+@dataclass(frozen=True)
+class DomainFiles:
+    name: str
+    path: str  # where in the plan: data.domains[i]
+    train: list[Path]
+    eval: list[Path]  # empty: held out of `train` by `fraction`
+    fraction: float
 
 
-def load_domains(data: DataPlan, *, base_dir: Path, tokenizer: Any, seq_len: int, seed: int,
-                 cache_dir: Path) -> list[DomainData]:
-    """Every domain of the plan's `data` section; all problems reported together."""
-    cache = TokenCache(cache_dir / "tokens")
-    domains, problems = [], []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  disable=not sys.stderr.isatty(), transient=True) as progress:
-        for index, domain in enumerate(data.domains):
-            task = progress.add_task(f"tokenizing domain {domain.name}")
-            try:
-                domains.append(_load_domain(domain, index, data, base_dir, tokenizer, seq_len, seed, cache, cache_dir))
-            except UserError as exc:
-                problems.extend(exc.problems)
-            progress.remove_task(task)
+def domain_files(domain: DomainPlan, index: int, data: DataPlan, base_dir: Path) -> DomainFiles:
+    name, path = domain.name, f"data.domains[{index}]"
+    train = expand(domain.train, base_dir)
+    if not train:
+        raise UserError([Problem(f"domain {name!r}: no file matches {domain.train} (relative to {base_dir})",
+                                 f"{path}.train")])
+    evaluated = expand(domain.eval, base_dir)
+    if domain.eval and not evaluated:
+        raise UserError([Problem(f"domain {name!r}: no file matches {domain.eval} (relative to {base_dir})",
+                                 f"{path}.eval")])
+    return DomainFiles(name, path, train, evaluated, 0.0 if evaluated else data.eval_fraction)
+
+
+def load_domains(data: DataPlan, *, base_dir: Path, tokenizer: Any, seq_len: int, seed: int, cache_dir: Path,
+                 head: int | None = None, preparer: Preparer | None = None) -> list[DomainData]:
+    """Every domain of the plan's `data` section, its training windows `seq_len` long; all problems reported
+    together. `head`: the caller reads at most this many tokens of each stream, so files are tokenized in order
+    only until each stream holds that many (or the files run out). `preparer`: one made by the caller, to read
+    what it tokenized (its stats). A collective under torch.distributed."""
+    preparer = preparer or Preparer(tokenizer, data.text_field, cache_dir)
+    found, problems = [], []
+    for index, domain in enumerate(data.domains):
+        try:
+            found.append(domain_files(domain, index, data, base_dir))
+        except UserError as exc:
+            problems.extend(exc.problems)
+    if head is None:  # all at once: the ranks split every domain's files together
+        preparer.prepare(sorted({path for files in found for path in files.train + files.eval}))
+    domains = []
+    for files in found:
+        try:
+            domains.append(_domain(files, preparer, data.window_bos, seq_len, seed, head))
+        except UserError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise UserError(problems, title="unusable training data")
     return domains
 
 
-def _load_domain(domain: DomainPlan, index: int, data: DataPlan, base_dir: Path, tokenizer: Any,
-                 seq_len: int, seed: int, cache: TokenCache, cache_dir: Path) -> DomainData:
-    name, path = domain.name, f"data.domains[{index}]"
-    train_files = expand(domain.train, base_dir)
-    if not train_files:
-        raise UserError([Problem(f"domain {name!r}: no file matches {domain.train} (relative to {base_dir})",
-                                 f"{path}.train")])
-    eval_files = expand(domain.eval, base_dir)
-    if domain.eval and not eval_files:
-        raise UserError([Problem(f"domain {name!r}: no file matches {domain.eval} (relative to {base_dir})",
-                                 f"{path}.eval")])
-    fraction = 0.0 if eval_files else data.eval_fraction
-    dtype = token_dtype(len(tokenizer))
-    common = {"tokenizer": tokenizer_fingerprint(tokenizer), "text_field": data.text_field, "dtype": dtype.str}
-    train_key = cache.key(kind="train", files=files_fingerprint(train_files), seq_len=seq_len, fraction=fraction,
-                          seed=seed if fraction else None, window_bos=data.window_bos, **common)
-    eval_key = cache.key(kind="eval", files=files_fingerprint(eval_files or train_files), fraction=fraction,
-                         seed=seed if fraction else None, **common)
-    train, held = cache.load(train_key), cache.load(eval_key)
-    if train is None or held is None:
-        datasets_cache = cache_dir / "datasets"
-        documents = tokenize(read_documents(train_files, data.text_field, datasets_cache), tokenizer)
-        if fraction:
-            kept, evaluated = [], []
-            for number, ids in enumerate(documents):
-                (evaluated if held_out(number, seed, fraction) else kept).append(ids)
-            stream, held_stream = _concatenate(kept, dtype), _concatenate(evaluated, dtype)
-        else:
-            stream = _concatenate(documents, dtype)
-            held_stream = _concatenate(tokenize(read_documents(eval_files, data.text_field, datasets_cache),
-                                                tokenizer), dtype)
-        train = cache.store(train_key, packed(stream, seq_len, data.window_bos))
-        held = cache.store(eval_key, held_stream)
+def _domain(files: DomainFiles, preparer: Preparer, bos: int | None, seq_len: int, seed: int,
+            head: int | None) -> DomainData:
+    if files.fraction:
+        train_files = _enough(files.train, preparer, head, lambda parts: min(_split_sizes(parts, seed, files.fraction)))
+        parts = preparer.prepare(train_files)
+        train_key, train = _assembled(preparer, "train", train_files, parts, seed, files.fraction, keep=True)
+        _, held = _assembled(preparer, "eval", train_files, parts, seed, files.fraction, keep=False)
+    else:
+        train_files = _enough(files.train, preparer, head, lambda parts: sum(len(p.tokens) for p in parts))
+        train_key, train = _assembled(preparer, "train", train_files, preparer.prepare(train_files), seed, 0.0)
+        eval_files = _enough(files.eval, preparer, head, lambda parts: sum(len(p.tokens) for p in parts))
+        _, held = _assembled(preparer, "eval", eval_files, preparer.prepare(eval_files), seed, 0.0)
+    windows = Windows(train, seq_len, bos, _starts(preparer, train_key, train, seq_len, bos))
     problems = []
-    if len(train) == 0:
-        problems.append(Problem(f"domain {name!r} has fewer than {seq_len} training tokens: not one sequence",
-                                f"{path}.train"))
+    if len(windows) == 0:
+        problems.append(Problem(f"domain {files.name!r} has fewer than {seq_len} training tokens: not one sequence",
+                                f"{files.path}.train"))
     if len(held) == 0:
-        where = f"{path}.eval" if eval_files else "data.eval_fraction"
-        problems.append(Problem(f"domain {name!r} has an empty eval set (no tokens)", where))
+        where = f"{files.path}.eval" if files.eval else "data.eval_fraction"
+        problems.append(Problem(f"domain {files.name!r} has an empty eval set (no tokens)", where))
     if problems:
         raise UserError(problems)
-    return DomainData(name=name, train=train, eval=held, window_bos=data.window_bos)
+    return DomainData(name=files.name, train=windows, eval=held, window_bos=bos)
+
+
+def _enough(paths: list[Path], preparer: Preparer, head: int | None, tokens: Any) -> list[Path]:
+    """The first files whose tokens (counted by `tokens`) reach `head`; all of them when `head` is None."""
+    if head is None:
+        return paths
+    for count in range(1, len(paths) + 1):
+        prepared = preparer.prepare(paths[:count])
+        if tokens([prepared[path] for path in paths[:count]]) >= head:
+            return paths[:count]
+    return paths
+
+
+def _held(parts: list[FileTokens], seed: int, fraction: float) -> list[np.ndarray]:
+    """Which documents of each file are held out, numbered across the files in order."""
+    masks, number = [], 0
+    for part in parts:
+        count = len(part.lengths)
+        masks.append(np.fromiter((held_out(number + i, seed, fraction) for i in range(count)), dtype=bool,
+                                 count=count))
+        number += count
+    return masks
+
+
+def _split_sizes(parts: list[FileTokens], seed: int, fraction: float) -> tuple[int, int]:
+    """Tokens kept for training and held out."""
+    held = sum(int(part.lengths[mask].sum()) for part, mask in zip(parts, _held(parts, seed, fraction), strict=True))
+    return sum(len(part.tokens) for part in parts) - held, held
+
+
+def _assembled(preparer: Preparer, kind: str, paths: list[Path], parts: dict[Path, FileTokens], seed: int,
+               fraction: float, keep: bool = True) -> tuple[str, np.ndarray]:
+    """The stream of `paths`' documents (with `fraction`: those kept for training, or those held out), cached
+    under the key it returns; one file taken whole is that file's own cache entry."""
+    if len(paths) == 1 and not fraction:
+        return preparer.key(paths[0]), parts[paths[0]].tokens
+    key = preparer.cache.key(kind=kind, files=[preparer.key(path) for path in paths], fraction=fraction,
+                             seed=seed if fraction else None)
+    cached = preparer.cache.load(key)
+    if cached is not None:
+        return key, cached
+    chosen = [parts[path] for path in paths]
+    masks = ([np.repeat(mask != keep, part.lengths) for part, mask in zip(chosen, _held(chosen, seed, fraction),
+                                                                            strict=True)]
+             if fraction else [None] * len(chosen))
+    size = sum(len(p.tokens) if m is None else int(m.sum()) for p, m in zip(chosen, masks, strict=True))
+    with preparer.cache.writing(key, (size,), preparer.dtype) as out:
+        position = 0
+        for part, mask in zip(chosen, masks, strict=True):
+            tokens = part.tokens if mask is None else part.tokens[mask]
+            out[position:position + len(tokens)] = tokens
+            position += len(tokens)
+    return key, preparer.cache.load(key)  # type: ignore[return-value]
+
+
+def _starts(preparer: Preparer, stream_key: str, stream: np.ndarray, length: int, bos: int | None) -> np.ndarray:
+    """The full windows' starts, cached beside the stream (8 bytes a window)."""
+    key = preparer.cache.key(kind="windows", stream=stream_key, length=length, bos=bos)
+    starts = preparer.cache.load(key)
+    return starts if starts is not None else preparer.cache.store(key, full_window_starts(stream, length, bos))

@@ -12,6 +12,7 @@ one of its own unfinished checkpoints finds it in `context.resume` and restores 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from safetensors.torch import load_file
 
 from shearc.compiler.families import Shape, follow_kept_layers
 from shearc.plan import Plan, StagePlan
+from shearc.prepared import writable_data_cache
 from shearc.registry import Registry
 
-from ..data import DomainData, load_domains
+from ..data import DomainData, Preparer, load_domains
 from ..memory import release_freed
 from ..metrics import MetricsLog
 from ..models import build_dense, dense_from_file, load_source_weights
@@ -54,6 +56,7 @@ class RunContext:
     stage_index: int = 0  # of the stage now running
     resume: Checkpoint | None = None  # an unfinished checkpoint of the stage now running
     compiled: CompileStats | None = None  # what compiling the stage now running cost (runtime.compile), if it did
+    say: Callable[[str], None] | None = None  # a line on the run's console
 
     def saving(self) -> Saving | None:
         if self.checkpoints is None:
@@ -98,10 +101,19 @@ class RunContext:
         """The plan's target shape (written once in the plan, under target.model_info)."""
         return Shape(**self.plan.target.model_info.shape.model_dump())
 
-    def load_domains(self, seq_len: int) -> list[DomainData]:
-        """The plan's domains, tokenized and packed at `seq_len` (cached in the run directory)."""
-        return load_domains(self.plan.data, base_dir=self.verified.plan_dir, tokenizer=self.tokenizer,
-                            seq_len=seq_len, seed=self.seed, cache_dir=self.run_dir / "cache")
+    def load_domains(self, seq_len: int, head: int | None = None) -> list[DomainData]:
+        """The plan's domains, training windows `seq_len` long (data.py's shared cache: tokenized once for every
+        length, stage and plan); `head`: tokens the stage reads at most of each stream (see load_domains)."""
+        cache_dir = writable_data_cache()
+        prepared = Preparer(self.tokenizer, self.plan.data.text_field, cache_dir)
+        domains = load_domains(self.plan.data, base_dir=self.verified.plan_dir, tokenizer=self.tokenizer,
+                               seq_len=seq_len, seed=self.seed, cache_dir=cache_dir, head=head, preparer=prepared)
+        if prepared.stats.files:
+            self.metrics.write("data", files=len(prepared.stats.files), tokens=prepared.stats.tokens,
+                               seconds=prepared.stats.seconds, tokens_per_second=prepared.stats.tokens_per_second)
+            if self.say is not None:
+                self.say(prepared.stats.line())
+        return domains
 
     def dense_config(self) -> dict[str, Any]:
         """The dense model's config: the plan's target config, with the per-layer settings (attention type per

@@ -90,7 +90,7 @@ class EvaluateStage(Stage):
 
     def run(self, context: RunContext) -> None:
         plan, params = context.plan, self.stage_plan.params
-        domains = context.load_domains(params.seq_len)
+        domains = context.load_domains(params.seq_len, head=params.sequences_per_domain * params.seq_len)
         source = context.source_for_reading()
         autocast = lambda: compute_autocast(plan.precision, context.device)  # noqa: E731
         report = compare(source, context.dense_model, domains, params, vocab=context.verified.source.vocab,

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from shearc.canonical import atomic_directory, pretty_json, write_text_atomic
 from shearc.errors import CheckFailed
-from shearc.plan import FinalizePlan, Plan
+from shearc.plan import FinalizePlan
 
 from ..distributed import is_main
 from ..logits_check import Agreement, compare_logits
@@ -36,20 +36,10 @@ class FinalizeCheckError(CheckFailed):
 
 def check_windows(context: RunContext, count: int, tokens: int) -> list[torch.Tensor]:
     """Up to `count` windows of `tokens` tokens of eval text, spread over the domains."""
-    domains = context.load_domains(_cached_seq_len(context.plan, tokens))
+    domains = context.load_domains(tokens, head=count * tokens)
     per_domain = math.ceil(count / len(domains))
     windows = [window for domain in domains for window in domain.eval_windows(tokens, per_domain)]
     return [torch.as_tensor(w.astype("int64"), device=context.device) for w in windows[:count]]
-
-
-def _cached_seq_len(plan: Plan, default: int) -> int:
-    """A sequence length another stage tokenizes the data at, so the check reuses its token cache."""
-    for stage in plan.stages:
-        params = getattr(stage, "params", None)
-        for key in ("calibration_seq_len", "seq_len"):
-            if hasattr(params, key):
-                return getattr(params, key)
-    return default
 
 
 def save_masks(masks: dict[str, torch.Tensor], path: os.PathLike[str]) -> None:

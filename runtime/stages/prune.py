@@ -35,9 +35,13 @@ from .selection import Selection
 PruneMethod = Callable[[RunContext, PrunePlan], Selection]
 
 
+CALIBRATION_POOL = 16  # calibration draws its windows from the files holding at least 16 times as many
+
+
 def calibration_windows(context: RunContext, count: int, seq_len: int) -> list[torch.Tensor]:
-    """`count` windows of `seq_len` tokens drawn from the plan's initial mixture, reproducibly."""
-    domains = context.load_domains(seq_len)
+    """`count` windows of `seq_len` tokens drawn from the plan's initial mixture, reproducibly; a domain's files
+    are tokenized in order only until they hold CALIBRATION_POOL times the windows drawn (data/domains.py)."""
+    domains = context.load_domains(seq_len, head=CALIBRATION_POOL * count * seq_len)
     weights = np.array([domain.weight for domain in context.plan.data.domains])
     batch = MixtureSampler(domains, seed=context.seed).next_batch(weights, count)
     return [torch.as_tensor(row, device=context.device) for row in batch.input_ids]

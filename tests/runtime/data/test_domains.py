@@ -32,13 +32,13 @@ def test_packs_documents_with_bos_and_eos(tmp_path, tokenizer):
                              base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "c")
     # 10 documents of 5 words + BOS + EOS = 70 tokens -> 8 full sequences of 8
     assert domain.train.shape == (8, 8)
-    stream = domain.train.reshape(-1)
+    stream = np.asarray(domain.train).reshape(-1)
     assert stream[0] == tokenizer.bos_token_id and stream[6] == tokenizer.eos_token_id
     assert tokenizer.decode(stream[1:6]) == _docs(1, 5)[0]
     assert len(domain.eval) == 14
 
 
-def test_second_run_reads_the_cache(tmp_path, tokenizer, monkeypatch):
+def test_second_run_and_other_lengths_read_the_cache(tmp_path, tokenizer, monkeypatch):
     write_jsonl(tmp_path / "train.jsonl", _docs(20, 6))
     data = _data({"name": "a", "train": ["*.jsonl"], "eval": []}, eval_fraction=0.2)
     first = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=1, cache_dir=tmp_path / "c")
@@ -46,15 +46,47 @@ def test_second_run_reads_the_cache(tmp_path, tokenizer, monkeypatch):
     def no_tokenizing(*args, **kwargs):
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr("shearc.runtime.data.domains.tokenize", no_tokenizing)
+    monkeypatch.setattr("shearc.runtime.data.prepare.encode", no_tokenizing)
     again = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=1, cache_dir=tmp_path / "c")
-    assert isinstance(again[0].train, np.memmap)
-    np.testing.assert_array_equal(first[0].train, again[0].train)
+    assert isinstance(again[0].train.stream, np.memmap)
+    np.testing.assert_array_equal(np.asarray(first[0].train), np.asarray(again[0].train))
     np.testing.assert_array_equal(first[0].eval, again[0].eval)
-    # another sequence length is another cache entry
-    monkeypatch.undo()
+    # another sequence length: other windows of the same stream, nothing tokenized
     other = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=4, seed=1, cache_dir=tmp_path / "c")
     assert other[0].train.shape[1] == 4
+    assert other[0].train.stream.filename == again[0].train.stream.filename
+    np.testing.assert_array_equal(np.asarray(other[0].train)[:2].reshape(-1), np.asarray(again[0].train)[0])
+
+
+def test_each_file_is_tokenized_once_whatever_the_lengths_and_heads(tmp_path, tokenizer, monkeypatch):
+    from shearc.runtime.data import prepare
+
+    for number in range(3):
+        write_jsonl(tmp_path / f"a{number}.jsonl", _docs(12, 6, offset=number))
+    write_jsonl(tmp_path / "b.jsonl", _docs(12, 5))
+    calls = []
+    encode = prepare.encode
+    monkeypatch.setattr(prepare, "encode", lambda documents, *rest: calls.append(documents[0]) or encode(documents,
+                                                                                                          *rest))
+    data = _data({"name": "a", "train": ["a*.jsonl"], "eval": ["b.jsonl"]},
+                 {"name": "b", "train": ["b.jsonl"], "eval": []}, eval_fraction=0.25)
+    for seq_len, head in ((8, 16), (16, None), (8, None), (5, 40)):
+        load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=seq_len, seed=0, cache_dir=tmp_path / "c",
+                     head=head)
+    assert sorted(calls) == sorted([_docs(1, 6, offset=n)[0] for n in range(3)] + [_docs(1, 5)[0]])
+
+
+def test_a_head_waits_only_for_the_files_that_hold_it(tmp_path, tokenizer):
+    for number in range(4):
+        write_jsonl(tmp_path / f"a{number}.jsonl", _docs(10, 6, offset=number))  # 80 tokens a file
+    data = _data({"name": "a", "train": ["a*.jsonl"], "eval": ["a0.jsonl"]})
+    (head,) = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "c",
+                           head=100)
+    assert len(list((tmp_path / "c" / "tokens").glob("*-lengths.npy"))) == 2  # a0 and a1 hold 160 >= 100
+    assert head.train.shape == (20, 8)
+    (whole,) = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "c")
+    assert whole.train.shape == (40, 8)
+    np.testing.assert_array_equal(np.asarray(whole.train)[:20], np.asarray(head.train))
 
 
 def test_eval_fraction_is_deterministic_and_disjoint(tmp_path, tokenizer):
@@ -65,7 +97,7 @@ def test_eval_fraction_is_deterministic_and_disjoint(tmp_path, tokenizer):
     (domain,) = load_domains(_data({"name": "a", "train": ["train.jsonl"], "eval": []}, eval_fraction=0.1),
                              base_dir=tmp_path, tokenizer=tokenizer, seq_len=5, seed=7, cache_dir=tmp_path / "c")
     assert len(domain.eval) == 5 * len(held)  # BOS + 3 words + EOS per held-out document
-    assert domain.train.size == 5 * (200 - len(held))
+    assert np.asarray(domain.train).size == 5 * (200 - len(held))
 
 
 def test_empty_domains_are_clear_errors(tmp_path, tokenizer):
