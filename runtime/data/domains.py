@@ -120,14 +120,14 @@ def load_domains(data: DataPlan, *, base_dir: Path, tokenizer: Any, seq_len: int
 def _domain(files: DomainFiles, preparer: Preparer, bos: int | None, seq_len: int, seed: int,
             head: int | None) -> DomainData:
     if files.fraction:
-        train_files = _enough(files.train, preparer, head, lambda parts: min(_split_sizes(parts, seed, files.fraction)))
+        train_files = _enough(files.train, preparer, head, seed, files.fraction)
         parts = preparer.prepare(train_files)
         train_key, train = _assembled(preparer, "train", train_files, parts, seed, files.fraction, keep=True)
         _, held = _assembled(preparer, "eval", train_files, parts, seed, files.fraction, keep=False)
     else:
-        train_files = _enough(files.train, preparer, head, lambda parts: sum(len(p.tokens) for p in parts))
+        train_files = _enough(files.train, preparer, head, seed, 0.0)
         train_key, train = _assembled(preparer, "train", train_files, preparer.prepare(train_files), seed, 0.0)
-        eval_files = _enough(files.eval, preparer, head, lambda parts: sum(len(p.tokens) for p in parts))
+        eval_files = _enough(files.eval, preparer, head, seed, 0.0)
         _, held = _assembled(preparer, "eval", eval_files, preparer.prepare(eval_files), seed, 0.0)
     windows = Windows(train, seq_len, bos, _starts(preparer, train_key, train, seq_len, bos))
     problems = []
@@ -142,32 +142,27 @@ def _domain(files: DomainFiles, preparer: Preparer, bos: int | None, seq_len: in
     return DomainData(name=files.name, train=windows, eval=held, window_bos=bos)
 
 
-def _enough(paths: list[Path], preparer: Preparer, head: int | None, tokens: Any) -> list[Path]:
-    """The first files whose tokens (counted by `tokens`) reach `head`; all of them when `head` is None."""
+def _enough(paths: list[Path], preparer: Preparer, head: int | None, seed: int, fraction: float) -> list[Path]:
+    """The first files that hold `head` tokens (with `fraction`: both kept for training and held out), prepared
+    one at a time; all of them when `head` is None."""
     if head is None:
         return paths
-    for count in range(1, len(paths) + 1):
-        prepared = preparer.prepare(paths[:count])
-        if tokens([prepared[path] for path in paths[:count]]) >= head:
-            return paths[:count]
+    kept = held = first = 0
+    for index, path in enumerate(paths):
+        part = preparer.prepare([path])[path]
+        out = int(part.lengths[_held(part, first, seed, fraction)].sum()) if fraction else 0
+        first += len(part.lengths)
+        kept, held = kept + len(part.tokens) - out, held + out
+        if min(kept, held) >= head if fraction else kept >= head:
+            return paths[:index + 1]
     return paths
 
 
-def _held(parts: list[FileTokens], seed: int, fraction: float) -> list[np.ndarray]:
-    """Which documents of each file are held out, numbered across the files in order."""
-    masks, number = [], 0
-    for part in parts:
-        count = len(part.lengths)
-        masks.append(np.fromiter((held_out(number + i, seed, fraction) for i in range(count)), dtype=bool,
-                                 count=count))
-        number += count
-    return masks
-
-
-def _split_sizes(parts: list[FileTokens], seed: int, fraction: float) -> tuple[int, int]:
-    """Tokens kept for training and held out."""
-    held = sum(int(part.lengths[mask].sum()) for part, mask in zip(parts, _held(parts, seed, fraction), strict=True))
-    return sum(len(part.tokens) for part in parts) - held, held
+def _held(part: FileTokens, first: int, seed: int, fraction: float) -> np.ndarray:
+    """Which of a file's documents are held out, its first numbered `first` (documents are numbered across a
+    domain's files in order)."""
+    count = len(part.lengths)
+    return np.fromiter((held_out(first + i, seed, fraction) for i in range(count)), dtype=bool, count=count)
 
 
 def _assembled(preparer: Preparer, kind: str, paths: list[Path], parts: dict[Path, FileTokens], seed: int,
@@ -182,9 +177,9 @@ def _assembled(preparer: Preparer, kind: str, paths: list[Path], parts: dict[Pat
     if cached is not None:
         return key, cached
     chosen = [parts[path] for path in paths]
-    masks = ([np.repeat(mask != keep, part.lengths) for part, mask in zip(chosen, _held(chosen, seed, fraction),
-                                                                            strict=True)]
-             if fraction else [None] * len(chosen))
+    firsts = np.cumsum([0] + [len(part.lengths) for part in chosen])
+    masks = ([np.repeat(_held(part, int(first), seed, fraction) != keep, part.lengths)
+              for part, first in zip(chosen, firsts, strict=False)] if fraction else [None] * len(chosen))
     size = sum(len(p.tokens) if m is None else int(m.sum()) for p, m in zip(chosen, masks, strict=True))
     with preparer.cache.writing(key, (size,), preparer.dtype) as out:
         position = 0

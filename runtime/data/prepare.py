@@ -1,7 +1,8 @@
 """Tokenize a plan's files once per file and tokenizer, on every core and every rank, into a shared cache.
 
-    prepared = prepare_files(files, tokenizer, "text", cache_dir)   # {path: FileTokens}, memory-mapped
-    prepared.stats                                                  # files, tokens, seconds this call tokenized
+    preparer = Preparer(tokenizer, "text", cache_dir)
+    preparer.prepare(files)      # {path: FileTokens}, memory-mapped
+    preparer.stats               # the files, tokens and seconds this process tokenized
 
 The file is the unit: a file's stream and its documents' lengths are cached under a key of the file, the
 tokenizer and the text field, so every plan and stage reading the same file with the same tokenizer

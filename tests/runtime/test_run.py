@@ -155,7 +155,7 @@ def test_a_bad_export_is_never_published(tmp_path, monkeypatch, capsys):
 
 
 def test_the_runtime_never_loads_the_spec_models():
-    """ARCHITECTURE.md: the runtime reads only the plan. A fresh process imports the runtime's entry point and
+    """docs/DESIGN.md: the runtime reads only the plan. A fresh process imports the runtime's entry point and
     lists the spec (and compile) modules that came with it: none may."""
     code = ("import sys, shearc.runtime.run; assert 'shearc.plan' in sys.modules and 'shearc.sections' in sys.modules; "
             "print(*sorted(m for m in sys.modules if m.startswith(('shearc.compiler.spec', 'shearc.compiler.compile', "

@@ -89,6 +89,20 @@ def test_a_head_waits_only_for_the_files_that_hold_it(tmp_path, tokenizer):
     np.testing.assert_array_equal(np.asarray(whole.train)[:20], np.asarray(head.train))
 
 
+def test_a_head_with_held_out_documents_reads_files_until_both_streams_hold_it(tmp_path, tokenizer):
+    for number in range(6):
+        write_jsonl(tmp_path / f"a{number}.jsonl", _docs(10, 6, offset=number))  # 80 tokens a file
+    data = _data({"name": "a", "train": ["a*.jsonl"], "eval": []}, eval_fraction=0.5)
+    (head,) = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "c",
+                           head=60)
+    (whole,) = load_domains(data, base_dir=tmp_path, tokenizer=tokenizer, seq_len=8, seed=0, cache_dir=tmp_path / "d")
+    assert 60 <= len(head.eval) < len(whole.eval) and len(head.train.stream) >= 60
+    assert len(list((tmp_path / "c" / "tokens").glob("*-lengths.npy"))) < 6
+    # the head's streams begin the whole domain's: the same documents kept and held out, in the same order
+    np.testing.assert_array_equal(head.eval, whole.eval[:len(head.eval)])
+    np.testing.assert_array_equal(np.asarray(head.train), np.asarray(whole.train)[:len(head.train)])
+
+
 def test_eval_fraction_is_deterministic_and_disjoint(tmp_path, tokenizer):
     texts = [f"{WORDS[i % 8]} {WORDS[(i * 3) % 8]} {WORDS[(i * 5) % 8]}" for i in range(200)]
     write_jsonl(tmp_path / "train.jsonl", texts)
