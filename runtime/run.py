@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .memory import peaks, release_freed, reset_peaks, resident_bytes
 from .metrics import MetricsLog
 from .mixers import MIXER_IMPLEMENTATIONS
 from .models import load_source_weights
+from .output import run_output
 from .precision import describe as describe_precision
 from .precision import source_dtype
 from .stages.base import STAGES, RunContext
@@ -148,8 +150,9 @@ def _run(plan_path: str | Path, out: str | Path | None, console: Console | None,
     except OSError as exc:
         raise UserError([Problem(f"cannot create it: {exc.strerror or exc}", file=str(run_dir))],
                         title="cannot use the run directory") from None
-    with run_directory_lock(run_dir, lambda text: console.print(text, markup=False)):
-        return _run_stages(verified, tokenizer, run_dir, console, finalize_tolerance)
+    with run_directory_lock(run_dir, lambda text: console.print(text, markup=False)), \
+            run_output(run_dir, console) as say:
+        return _run_stages(verified, tokenizer, run_dir, say, finalize_tolerance)
 
 
 def checked_tokenizer(verified: VerifiedPlan) -> Any:
@@ -170,13 +173,14 @@ def checked_tokenizer(verified: VerifiedPlan) -> Any:
     return tokenizer
 
 
-def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: Console,
+def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, say: Callable[[str], None],
                 finalize_tolerance: float | None) -> Path:
-    """The plan's stages in RUN_DIR (locked by this run), resumed from its newest checkpoint."""
+    """The plan's stages in RUN_DIR (locked by this run), resumed from its newest checkpoint; `say` prints a line
+    of the run's own (output.py)."""
     plan = verified.plan
     checkpoints = Checkpoints(run_dir / "checkpoints", plan.plan_sha256, plan.runtime.keep_checkpoints)
     # refuses another plan's checkpoints before anything is written here; passes over damaged ones
-    resume = checkpoints.latest(warn=lambda text: console.print(text, markup=False))
+    resume = checkpoints.latest(warn=say)
     if distributed.is_main():  # beside metrics.jsonl, so `shearc report` can read a run that stopped early
         write_text_atomic(run_dir / "plan.json", pretty_json(plan.as_json()))
     torch.manual_seed(plan.runtime.seed)
@@ -188,21 +192,21 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: 
     metrics.write("memory", resident_bytes_before_models=resident_bytes())  # the baseline of the stages' peaks
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics, model=None,
                          tokenizer=tokenizer, checkpoints=checkpoints, finalize_tolerance=finalize_tolerance,
-                         say=lambda text: console.print(text, markup=False))
+                         say=say)
     computes_in, warning = describe_precision(plan, device)
-    console.print(f"computing in {computes_in} on {device}", markup=False)
+    say(f"computing in {computes_in} on {device}")
     if warning:
-        console.print(f"warning: {warning}", markup=False)
+        say(f"warning: {warning}")
     metrics.write("precision", device=str(device), computes_in=computes_in, reason=plan.precision.reason)
     if needs_source(plan, first):  # held by the context alone, so releasing it there frees it
         dtype = source_dtype(plan, device)
-        console.print(f"loading {plan.source.model} from {verified.model_dir} on {device} "
-                      f"({str(dtype).removeprefix('torch.')})", markup=False)
+        say(f"loading {plan.source.model} from {verified.model_dir} on {device} "
+                      f"({str(dtype).removeprefix('torch.')})")
         context.model = load_source_weights(verified, device, dtype)
     if resume is not None:
         restore(context, resume)
-        console.print(f"resuming from {resume.path.name} ({resume.meta['stage']}, step {resume.step}"
-                      f"{', complete' if resume.complete else ''})", markup=False)
+        say(f"resuming from {resume.path.name} ({resume.meta['stage']}, step {resume.step}"
+                      f"{', complete' if resume.complete else ''})")
         metrics.write("resume", checkpoint=resume.path.name, stage=resume.meta["stage"], step=resume.step)
     try:
         with stop_on_signals():
@@ -213,7 +217,7 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: 
                 context.stage_index = index
                 context.resume = resume if resume is not None and index == resume.stage_index else None
                 started = time.perf_counter()
-                console.print(f"stage {name} ...", markup=False)
+                say(f"stage {name} ...")
                 release_freed()
                 at_start = resident_bytes()
                 reset_peaks(device)
@@ -226,13 +230,13 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, console: 
                 metrics.write("stage", stage=name, seconds=round(seconds, 3), resident_bytes_at_start=at_start,
                               **peaks(device))
                 compiled = context.compiled
-                console.print(f"stage {name} done in {seconds:.1f} s" + (
+                say(f"stage {name} done in {seconds:.1f} s" + (
                     f" (compiling {compiled.compile_seconds:.1f} s: {compiled.graphs} graph(s), "
-                    f"{compiled.graph_breaks} graph break(s))" if compiled else ""), markup=False)
+                    f"{compiled.graph_breaks} graph break(s))" if compiled else ""))
         distributed.barrier()
     finally:  # an interrupted run keeps its TensorBoard scalars too
         metrics.close()
     if distributed.is_main():
         write_text_atomic(run_dir / "done.json", pretty_json({"plan_sha256": plan.plan_sha256}))
-    console.print(f"dense model in {run_dir / 'model'}", markup=False)
+    say(f"dense model in {run_dir / 'model'}")
     return run_dir

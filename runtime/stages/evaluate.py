@@ -24,6 +24,7 @@ from shearc.sections import EvalSpec
 from ..data import domain_eval_losses
 from ..distributed import is_main
 from ..downstream import run_tasks, version
+from ..output import into_log
 from ..precision import compute_autocast
 from .base import STAGES, RunContext, Stage
 
@@ -79,10 +80,11 @@ class EvaluateStage(Stage):
         """Every lm-eval task on the source and on the result: per task its metric, few-shot count, and each
         model's value, standard error and examples scored."""
         tasks, lm_eval = self.stage_plan.downstream, self.stage_plan.params.lm_eval
-        scored = run_tasks({"source": source, "result": context.dense_model}, context.tokenizer, tasks,
-                           context.verified.plan_dir, limit=lm_eval.limit, batch_size=lm_eval.batch_size,
-                           device=context.device, seed=context.seed,
-                           bos=context.plan.data.window_bos is not None, autocast=autocast)
+        with into_log(context.run_dir):  # lm-eval's and datasets' progress bars, drawn on stderr
+            scored = run_tasks({"source": source, "result": context.dense_model}, context.tokenizer, tasks,
+                               context.verified.plan_dir, limit=lm_eval.limit, batch_size=lm_eval.batch_size,
+                               device=context.device, seed=context.seed,
+                               bos=context.plan.data.window_bos is not None, autocast=autocast)
         return {"lm_eval_version": version(), "limit": lm_eval.limit,
                 "tasks": [{"task": task.task, "metric": task.metric, "num_fewshot": task.num_fewshot,
                            "source": before, "result": after}

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -51,23 +53,30 @@ def test_the_committed_weights_are_the_ones_the_training_note_measured(tmp_path)
         assert loss == pytest.approx(final["eval_loss"][name], abs=2e-3), name
 
 
-@pytest.mark.parametrize("spec_name", TINY_SPECS)
-def test_a_tiny_spec_runs_end_to_end_and_reports_every_domain(tmp_path, capsys, spec_name):
-    """The README's default, with every stage cut to a few steps: corpus, compile, run, report, reload."""
-    from transformers import AutoModelForCausalLM
-
+def _shortened(spec_name: str, tmp_path) -> dict:
+    """A tiny spec with every stage cut to a few steps, written to TMP/specs/spec.yaml."""
     spec = yaml.safe_load((SPECS / spec_name).read_text())
     spec["source"]["model"] = str(MODEL)
     for section in ("prune", "recovery"):
         if "steps" in spec[section]:
             spec[section].update(steps=4, eval_interval=2, warmup_steps=1, global_batch=4, seq_len=64)
     lm_eval = spec["eval"].get("lm_eval")
-    assert lm_eval or spec_name != "tiny_drpruning.yaml", "the README's default scores a downstream task"
     spec["eval"] = {"sequences_per_domain": 2, "seq_len": 64}
     if lm_eval:  # the spec's own downstream task, on a few of its questions
         spec["eval"]["lm_eval"] = {**lm_eval, "limit": 6}
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return spec
+
+
+@pytest.mark.parametrize("spec_name", TINY_SPECS)
+def test_a_tiny_spec_runs_end_to_end_and_reports_every_domain(tmp_path, capsys, spec_name):
+    """The README's default, with every stage cut to a few steps: corpus, compile, run, report, reload."""
+    from transformers import AutoModelForCausalLM
+
+    spec = _shortened(spec_name, tmp_path)
+    lm_eval = spec["eval"].get("lm_eval")
+    assert lm_eval or spec_name != "tiny_drpruning.yaml", "the README's default scores a downstream task"
     assert main(["corpus", str(tmp_path / "specs" / "tiny" / "data"), "--train-documents", "40",
                  "--eval-documents", "5"]) == 0
     plan = tmp_path / "plan.json"
@@ -92,3 +101,29 @@ def test_a_tiny_spec_runs_end_to_end_and_reports_every_domain(tmp_path, capsys, 
             assert f"| {task['task']} | {task['metric']} | {task['num_fewshot']} |" in card
             assert re.search(rf"{task['task']}\s+│\s+{task['metric']}\s+│\s+{task['num_fewshot']}\s+│"
                              rf"\s+\d\.\d+", out), task["task"]
+
+
+def test_the_default_prints_only_shearcs_lines_and_logs_the_libraries(tmp_path):
+    """The README's commands on the shortened default, as a user runs them (separate processes): what reaches
+    the terminal is shearc's own (a run's lines are the ones it keeps in RUN_DIR/run.log); lm-eval's,
+    transformers' and datasets' lines and progress bars are in RUN_DIR/libraries.log."""
+    spec = _shortened("tiny_drpruning.yaml", tmp_path)
+
+    def shearc(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "shearc.cli", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    quiet = [shearc("corpus", "specs/tiny/data", "--train-documents", "40", "--eval-documents", "5"),
+             shearc("compile", "specs/spec.yaml", "-o", "plan.json")]
+    run = shearc("run", "plan.json")
+    quiet.append(shearc("report", f"runs/{spec['name']}"))
+    assert [done.stderr for done in quiet] == ["", "", ""]
+    run_dir = tmp_path / "runs" / spec["name"]
+    own = set((run_dir / "run.log").read_text().splitlines())
+    printed = [line for line in run.stderr.splitlines() if line.strip()]
+    assert "stage evaluate ..." in printed and run.stdout == ""
+    assert [line for line in printed if line not in own] == []
+    libraries = (run_dir / "libraries.log").read_text()
+    assert "Overwriting default num_fewshot" in libraries and "Running loglikelihood requests" in libraries
