@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from shearc.errors import UserError
 from shearc.prepared import file_fingerprint, record_file, record_rate
 
 from .. import distributed
@@ -77,8 +78,14 @@ class Preparer:
         missing = [path for path in files if self.cached(path) is None]
         distributed.barrier()  # every rank has looked before any writes: all split the same list
         mine = share(missing, distributed.rank(), distributed.world_size())
-        self._tokenize(mine)
-        distributed.barrier()
+        failure = None
+        try:
+            self._tokenize(mine)
+        except UserError as exc:  # an unreadable file: every rank stops, not only the one that read it
+            failure = exc
+        if distributed.summed(np.array([failure is not None], dtype=float))[0]:  # also the barrier after writing
+            raise failure or UserError("another process could not read its share of the data files (its message "
+                                       "names the file)", title="unreadable training data")
         out = {}
         for path in files:
             found = self.cached(path)

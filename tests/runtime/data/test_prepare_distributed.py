@@ -59,3 +59,35 @@ def test_two_ranks_each_tokenize_half_the_files_and_load_what_one_process_loads(
         assert len(arrays.files) == len(expected)
         for index, array in enumerate(expected):
             np.testing.assert_array_equal(arrays[f"arr_{index}"], array)
+
+
+def _failing_worker(rank: int, tmp: str) -> None:
+    from datetime import timedelta
+
+    from shearc.errors import UserError
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=2,
+                                         timeout=timedelta(seconds=60))
+    try:
+        try:
+            _load(tmp, f"{tmp}/shared")
+            outcome = "loaded"
+        except UserError as exc:
+            outcome = exc.render()
+        Path(f"{tmp}/rank{rank}.txt").write_text(outcome)
+        torch.distributed.barrier()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_a_file_one_rank_cannot_read_stops_every_rank(tmp_path):
+    tiny_tokenizer(tmp_path / "tok", [" ".join(WORDS)])
+    for number in range(FILES // 2):
+        for name in "ab":
+            write_jsonl(tmp_path / f"{name}{number}.jsonl", [" ".join(WORDS[:5])] * 20)
+    (tmp_path / "a1.jsonl").write_text('{"text": "alpha"\n')  # one rank's share
+    mp.start_processes(_failing_worker, args=(str(tmp_path),), nprocs=2, start_method="spawn")
+    outcomes = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
+    assert all("unreadable training data" in outcome for outcome in outcomes)
+    assert any("a1.jsonl: cannot read as json" in outcome for outcome in outcomes)
