@@ -20,6 +20,7 @@ import torch
 from shearc.canonical import atomic_directory, pretty_json
 from shearc.errors import CheckFailed
 from shearc.plan import ExportPlan, Plan
+from shearc.report.events import bad_step_lines
 from shearc.report.tables import score_text
 
 from ..distributed import is_main
@@ -32,7 +33,8 @@ class ExportCheckError(CheckFailed):
     """The saved model is not the one the run produced: a bug (exit 1)."""
 
 
-def model_card(plan: Plan, checks: dict[str, Any], report: dict[str, Any] | None) -> str:
+def model_card(plan: Plan, checks: dict[str, Any], report: dict[str, Any] | None,
+               bad_steps: list[str] | None = None) -> str:
     source, target = plan.source.model_info, plan.target.model_info
     stages = ", ".join(s.stage + (f" ({s.params.method})" if hasattr(getattr(s, "params", None), "method") else "")
                        for s in plan.stages)
@@ -60,7 +62,14 @@ Stages: {stages}. Mixer: {plan.mixer.method}.
 
 {logits_check(checks['logits'])}; at export, strict reload, dimensions and parameter count as planned,
 weights equal to the run's model.
-{report_section(report)}"""
+{bad_steps_section(bad_steps or [])}{report_section(report)}"""
+
+
+def bad_steps_section(lines: list[str]) -> str:
+    """Training steps whose update was not applied (runtime.on_nonfinite: skip), so a reader knows they happened."""
+    if not lines:
+        return ""
+    return "\nTraining steps not applied:\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
 
 
 def logits_check(logits: dict[str, Any]) -> str:
@@ -120,7 +129,8 @@ class ExportStage(Stage):
             context.tokenizer.save_pretrained(staging)
             (staging / "plan.json").write_text(pretty_json(plan.as_json()), encoding="utf-8")
             checks = {**context.checks, **self._reload_and_check(staging, exported, context)}
-            (staging / "README.md").write_text(model_card(plan, checks, context.report), encoding="utf-8")
+            bad_steps = bad_step_lines(context.metrics.read())
+            (staging / "README.md").write_text(model_card(plan, checks, context.report, bad_steps), encoding="utf-8")
         context.metrics.write("export", directory=str(final), **checks)
 
     def _reload_and_check(self, directory: Path, exported: torch.nn.Module, context: RunContext) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -66,6 +67,7 @@ class Schedule:
     precision: PrecisionPlan  # what to autocast to on a CPU and on CUDA
     on_nonfinite: str = "stop"  # or "skip": what a step with a NaN or infinite loss or gradient norm does
     max_skipped_steps: int = 10
+    divergence_rise: float | None = None  # a loss this far above the stage's first step's is handled the same way
 
     @classmethod
     def from_plan(cls, stage: PrunePlan | RecoverPlan, plan: Plan) -> Schedule:
@@ -74,7 +76,7 @@ class Schedule:
         return cls(params.steps, params.global_batch, params.seq_len, params.lr, params.warmup_steps,
                    params.eval_interval, schedule.micro_batch, schedule.lr_decay, schedule.min_lr_ratio,
                    schedule.grad_clip, stage.eval_sequences, plan.precision, plan.runtime.on_nonfinite,
-                   plan.runtime.max_skipped_steps)
+                   plan.runtime.max_skipped_steps, plan.runtime.divergence_rise)
 
 
 def lr_scale(step: int, schedule: Schedule) -> float:
@@ -171,9 +173,10 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     mixer.start_stage(started_as, restart_weights=restart_mixer)
     signal = MixerSignal(mixer.signal, len(mixer.names),
                          mixer.params.ema_alpha if mixer.signal == "train-ema" else None)
-    first = 0
+    first, first_loss = 0, None  # the stage's first step's loss: the divergence guard's reference
     if resume is not None:  # the caller restored the weights; the rest of the loop's state is here
         state = resume.trainer_state()
+        first_loss = state.get("first_loss")  # absent from checkpoints older than the guard: the next step's
         if resume.sharded is not None:  # each rank reads its shards of the optimizer's state
             distributed.load_sharded_optimizer(resume.sharded, model, optimizer)
         else:
@@ -195,7 +198,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
 
     def checkpoint(step: int) -> None:
         trainer = {"sampler": sampler.state_dict(), "mixer": mixer.state_dict(), "task": task.state_dict(),
-                   "signal": signal.state_dict(), "rng": rng_state()}
+                   "signal": signal.state_dict(), "rng": rng_state(), "first_loss": first_loss}
         if sharded:  # under FSDP2 every rank writes its own shards of the weights and the optimizer
             saving.checkpoints.save_sharded(stage=stage, stage_index=saving.stage_index, step=step, model=model,
                                             optimizer=optimizer, trainer=trainer, checks=saving.checks)
@@ -233,13 +236,18 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             norm = distributed.clip_gradients([p for g in optimizer.param_groups for p in g["params"]],
                                               schedule.grad_clip)
             lm, norm = torch.stack([lm, norm.to(lm.device, torch.float32)]).tolist()  # the step's one sync
-            if math.isfinite(norm):  # global over ranks: a NaN loss anywhere makes every rank's norm NaN
+            lm = float(distributed.summed(np.array([lm]))[0]) / world_size  # every rank judges the same loss
+            if first_loss is None and math.isfinite(lm):
+                first_loss = lm
+            bound = None if schedule.divergence_rise is None else first_loss + schedule.divergence_rise
+            if math.isfinite(norm) and (bound is None or lm <= bound):  # norm: global, a NaN anywhere reaches it
                 skipped = 0
                 signal.end_step()
                 optimizer.step()
                 task.after_optimizer_step()
             else:  # the update is not applied (or the run stops here)
-                skipped = nonfinite_step(stage, step, lm, norm, schedule, mixer, metrics, saving, skipped)
+                skipped = bad_step(stage, step, lm, norm, bound, first_loss, schedule, mixer, metrics, saving,
+                                   skipped)
                 signal.discard_step()
                 optimizer.zero_grad(set_to_none=True)
             tokens += ids.numel() * world_size
@@ -266,26 +274,36 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     optimizer.zero_grad(set_to_none=True)  # the last step's gradients: as large as the model, needed by no one
 
 
-def nonfinite_step(stage: str, step: int, loss: float, norm: float, schedule: Schedule, mixer: Mixer,
-                   metrics: MetricsLog, saving: Saving | None, skipped: int) -> int:
-    """A step whose gradient norm is NaN or infinite (its update not applied): under `skip`, counted and logged, and
+def bad_step(stage: str, step: int, loss: float, norm: float, bound: float | None, first_loss: float | None,
+             schedule: Schedule, mixer: Mixer, metrics: MetricsLog, saving: Saving | None, skipped: int) -> int:
+    """A step whose loss or gradient norm is NaN or infinite, or whose loss is above the divergence bound (the
+    stage's first loss + runtime.divergence_rise): its update is not applied. Under `skip`, counted and logged, and
     the number in a row returned; under `stop`, or past max_skipped_steps in a row, the run ends (exit 2) saying
-    where and from which checkpoint to go on. No checkpoint is written from here, so only finite ones are kept."""
+    where and from which checkpoint to go on. No checkpoint holds a bad step's update, so none is of a diverged
+    model and none rotates a good one away for one."""
     skipped += 1
-    metrics.write("nonfinite", stage=stage, step=step + 1, loss=loss, grad_norm=norm, skipped_in_a_row=skipped,
-                  policy=schedule.on_nonfinite)
+    finite = math.isfinite(loss) and math.isfinite(norm)
+    if finite:
+        metrics.write("diverged", stage=stage, step=step + 1, loss=loss, bound=bound, first_loss=first_loss,
+                      rise=schedule.divergence_rise, skipped_in_a_row=skipped, policy=schedule.on_nonfinite)
+    else:
+        metrics.write("nonfinite", stage=stage, step=step + 1, loss=loss, grad_norm=norm, skipped_in_a_row=skipped,
+                      policy=schedule.on_nonfinite)
     if schedule.on_nonfinite == "skip" and skipped <= schedule.max_skipped_steps:
         return skipped
     latest = saving.checkpoints.latest() if saving is not None else None
     mix = ", ".join(f"{name} {weight:.3f}" for name, weight in zip(mixer.names, mixer.weights, strict=True))
     why = (f"{skipped} steps in a row (runtime.max_skipped_steps: {schedule.max_skipped_steps})"
            if schedule.on_nonfinite == "skip" else "runtime.on_nonfinite: stop")
+    what = (f"the loss is {loss:.3f}, more than runtime.divergence_rise ({schedule.divergence_rise:g} nats) above "
+            f"the stage's first loss ({first_loss:.3f}): it diverged" if finite
+            else f"the loss is {loss} and the gradient norm {norm}")
     raise UserError([Problem(
-        f"{stage} step {step + 1} of {schedule.steps}: the loss is {loss} and the gradient norm {norm}; stopped after "
-        f"{why}. Domain weights: {mix}. The last good checkpoint is "
-        f"{latest.path.name if latest is not None else 'none (the stage starts over)'}: lower the learning rate or "
-        "fix the data, then run the plan again to resume from it, or set runtime.on_nonfinite: skip to drop such "
-        "steps", "runtime.on_nonfinite")], title="non-finite loss")
+        f"{stage} step {step + 1} of {schedule.steps}: {what}; stopped after {why}. Domain weights: {mix}. The last "
+        f"good checkpoint is {latest.path.name if latest is not None else 'none (the stage starts over)'}: lower the "
+        "learning rate or fix the data, then run the plan again to resume from it, or set runtime.on_nonfinite: skip "
+        "to drop such steps", "runtime.divergence_rise" if finite else "runtime.on_nonfinite")],
+        title="diverged loss" if finite else "non-finite loss")
 
 
 @contextmanager

@@ -21,7 +21,8 @@ from shearc.sections import EvalSpec, ExportSpec, MixerSpec, PruneSpec, Recovery
 # 6: data.window_bos and data.window_bos_origin: how every window begins (plans before it windowed without BOS)
 # 7: prune.params.reconstruct and the prune stage's `reconstruction` estimate (a 6.x plan's schema lacks them)
 # 8: `precision`, what runtime.precision resolved to on a CPU and on CUDA; runtime.compile
-PLAN_VERSION = (8, 0)
+# 9: runtime.divergence_rise, the divergence guard of training stages
+PLAN_VERSION = (9, 0)
 
 
 class PlanPart(BaseModel):

@@ -46,6 +46,10 @@ class RuntimeSpec(Section):
         "checkpoints left as they were, all finite), or skip its update and go on.")
     max_skipped_steps: int = Field(10, gt=0, description="With on_nonfinite: skip, stop once more steps than this "
                                    "in a row were skipped.")
+    divergence_rise: float | None = Field(
+        5.0, gt=0, description="A training step whose LM loss is more than this many nats above the stage's first "
+        "step's loss has diverged, and is handled as on_nonfinite says (stop, or skip its update); null: no such "
+        "guard. 5 nats is 148 times the perplexity; a healthy stage's loss moves far less (docs/RELIABILITY.md).")
     output_dir: str | None = Field(None, description="Run directory; default runs/<spec name>.")
     device_memory_gib: float = Field(
         80.0, gt=0, description="Memory of one device, for the compile-time fit check of each stage."

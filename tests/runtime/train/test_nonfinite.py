@@ -1,4 +1,5 @@
-"""A NaN loss mid-run: `stop` ends the run (exit 2) keeping only finite checkpoints and says where to resume;
+"""A NaN loss, or a loss runtime.divergence_rise above the stage's first, mid-run: `stop` ends the run (exit 2) keeping
+only checkpoints without such a step and says where to resume;
 `skip` drops those updates, logs them, and stops past runtime.max_skipped_steps in a row."""
 
 import json
@@ -84,3 +85,61 @@ def test_skip_stops_past_the_limit_in_a_row(tmp_path, capsys, poison):
     err = capsys.readouterr().err
     assert "recover step 4 of 6" in err and "3 steps in a row (runtime.max_skipped_steps: 2)" in err
     _all_finite(tmp_path / "runs" / "tiny")
+
+
+@pytest.fixture
+def inflate(monkeypatch):
+    """Sequence losses 100 times as large at the given (0-based) recovery steps: finite, far above the stage's
+    first loss, as a learning rate 1,000 times too high leaves them."""
+    original = LanguageModelling.lm_loss
+
+    def at(steps):
+        def lm_loss(self, model, ids, step, micro):
+            losses = original(self, model, ids, step, micro)
+            return SequenceLoss(losses.mean * 100, losses.rows * 100) if step in steps else losses
+
+        monkeypatch.setattr(LanguageModelling, "lm_loss", lm_loss)
+    return at
+
+
+def test_a_diverged_loss_stops_the_run_naming_where_and_the_last_good_checkpoint(tmp_path, capsys, inflate):
+    plan_path = _project(tmp_path)
+    inflate({3})
+    assert main(["run", str(plan_path)]) == 2
+    err = capsys.readouterr().err
+    assert "diverged loss" in err and "recover step 4 of 6: the loss is" in err and "Traceback" not in err
+    assert "more than runtime.divergence_rise (5 nats) above the stage's first loss" in err
+    assert "The last good checkpoint is 02-recover-00000002" in err
+    run_dir = tmp_path / "runs" / "tiny"
+    assert (run_dir / "checkpoints" / "02-recover-00000002").is_dir() and not (run_dir / "model").exists()
+    (event,) = MetricsLog(run_dir / "metrics.jsonl").read("diverged")
+    first = next(e["loss"] for e in MetricsLog(run_dir / "metrics.jsonl").read("train") if e["stage"] == "recover")
+    assert (event["stage"], event["step"], event["policy"]) == ("recover", 4, "stop")
+    assert event["bound"] == pytest.approx(first + 5.0) and event["loss"] > event["bound"]
+    kept = torch.load(run_dir / "checkpoints" / "02-recover-00000002" / "trainer.pt", weights_only=True)
+    assert kept["first_loss"] == pytest.approx(first)  # a resumed stage measures against its own first loss
+    inflate(set())  # resumed: the guard's reference is the stage's first loss, kept in the checkpoint
+    assert main(["run", str(plan_path)]) == 0
+    assert "resuming from 02-recover-00000002" in capsys.readouterr().err
+
+
+def test_skip_drops_diverged_updates_finishes_and_the_card_and_report_say_so(tmp_path, capsys, inflate):
+    plan_path = _project(tmp_path, on_nonfinite="skip")
+    inflate({2, 3})
+    assert main(["run", str(plan_path)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    events = MetricsLog(run_dir / "metrics.jsonl").read("diverged")
+    assert [(e["step"], e["skipped_in_a_row"]) for e in events] == [(3, 1), (4, 2)]
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "Training steps not applied:" in card and "- recover step 3: loss" in card and "update skipped" in card
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 0
+    assert "training step not applied: recover step 4: loss" in capsys.readouterr().out
+
+
+def test_no_guard_when_the_plan_turns_it_off(tmp_path, inflate):
+    plan_path = _project(tmp_path, divergence_rise=None)
+    inflate({3})
+    assert main(["run", str(plan_path)]) == 0
+    log = MetricsLog(tmp_path / "runs" / "tiny" / "metrics.jsonl")
+    assert log.read("diverged") == [] and max(e["loss"] for e in log.read("train")) > 100
