@@ -30,12 +30,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class _Tee:
-    """The console's stream and the run's own log (without terminal colours)."""
+    """The console's stream and the run's own log (without terminal colours), the log opened at its first line:
+    a run refused before it says anything leaves no file behind."""
 
-    def __init__(self, stream: IO[str], log: IO[str]) -> None:
-        self.stream, self.log = stream, log
+    def __init__(self, stream: IO[str], path: Path) -> None:
+        self.stream, self.path = stream, path
+        self.log: IO[str] | None = None
 
     def write(self, text: str) -> int:
+        if self.log is None:
+            self.log = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by run_output)
         self.log.write(_ANSI.sub("", text))
         self.log.flush()
         return self.stream.write(text)
@@ -48,6 +52,10 @@ class _Tee:
 
     def fileno(self) -> int:
         return self.stream.fileno()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
 
 
 class _ShearcWarnings(logging.Handler):
@@ -62,10 +70,9 @@ class _ShearcWarnings(logging.Handler):
 @contextlib.contextmanager
 def run_output(run_dir: Path, console: Console) -> Iterator[Callable[[str], None]]:
     """`say(text)` prints a line of shearc's own; see the module's docstring for the rest."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / RUN_LOG, "a", encoding="utf-8") as own, \
-            _libraries_logged_to(run_dir / LIBRARIES_LOG):
-        mine = Console(file=_Tee(console.file, own), soft_wrap=True, quiet=console.quiet, highlight=False)
+    tee = _Tee(console.file, run_dir / RUN_LOG)
+    with contextlib.closing(tee), _libraries_logged_to(run_dir / LIBRARIES_LOG):
+        mine = Console(file=tee, soft_wrap=True, quiet=console.quiet, highlight=False)
 
         def say(text: str) -> None:
             mine.print(text, markup=False)
