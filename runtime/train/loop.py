@@ -239,7 +239,8 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             lm = float(distributed.summed(np.array([lm]))[0]) / world_size  # every rank judges the same loss
             if first_loss is None and math.isfinite(lm):
                 first_loss = lm
-            bound = None if schedule.divergence_rise is None else first_loss + schedule.divergence_rise
+            rise = schedule.divergence_rise
+            bound = None if rise is None or first_loss is None else first_loss + rise  # none before a finite loss
             if math.isfinite(norm) and (bound is None or lm <= bound):  # norm: global, a NaN anywhere reaches it
                 skipped = 0
                 signal.end_step()

@@ -78,6 +78,14 @@ def test_skip_drops_the_bad_updates_and_finishes(tmp_path, poison):
     assert evaluated is None or all(math.isfinite(d["loss"]) for d in evaluated["result"]["domains"])
 
 
+def test_a_first_step_that_is_not_finite_leaves_the_guard_waiting_for_a_finite_loss(tmp_path, poison):
+    plan_path = _project(tmp_path, on_nonfinite="skip")
+    poison({0})
+    assert main(["run", str(plan_path)]) == 0
+    log = MetricsLog(tmp_path / "runs" / "tiny" / "metrics.jsonl")
+    assert [e["step"] for e in log.read("nonfinite")] == [1] and log.read("diverged") == []
+
+
 def test_skip_stops_past_the_limit_in_a_row(tmp_path, capsys, poison):
     plan_path = _project(tmp_path, on_nonfinite="skip", max_skipped_steps=2)
     poison({1, 2, 3, 4, 5})
