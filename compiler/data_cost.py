@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shearc.prepared import data_cache_dir, read_rate, recorded_tokens, tokenizer_name
+from shearc.prepared import data_cache_dir, read_rate, recorded_tokens, tokenizer_name, tokenizer_source
 
 DEFAULT_BYTES_PER_TOKEN = 4.0  # English text under a BPE vocabulary of 32k-256k tokens: about 4 characters a token
 
@@ -37,8 +37,7 @@ class DomainTokens:
 
 def domain_tokens(plan: dict[str, Any], plan_dir: Path, bytes_per_token: float) -> list[DomainTokens]:
     data = plan["data"]
-    local = plan_dir / data["tokenizer"]
-    tokenizer = tokenizer_name(local if local.exists() else data["tokenizer"])
+    tokenizer = tokenizer_name(tokenizer_source(data["tokenizer"], plan_dir))
     cache = data_cache_dir()
     out = []
     for domain in data["domains"]:

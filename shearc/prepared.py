@@ -49,6 +49,13 @@ def file_fingerprint(path: Path) -> list[Any]:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+def tokenizer_source(reference: str, base_dir: Path) -> str:
+    """Where a plan's tokenizer is loaded from: its directory relative to the plan when there is one, else the
+    reference as given (a hub name, from the local Hugging Face cache)."""
+    local = base_dir / reference
+    return str(local) if local.exists() else reference
+
+
 def tokenizer_name(tokenizer_or_reference: Any) -> str:
     """The tokenizer as explain can name it before loading it: its directory, resolved, or its hub name."""
     name = str(getattr(tokenizer_or_reference, "name_or_path", tokenizer_or_reference))

@@ -27,6 +27,7 @@ import numpy as np
 
 from shearc.errors import Problem, UserError
 from shearc.plan import DataPlan, DomainPlan
+from shearc.prepared import tokenizer_source
 
 from .files import expand
 from .prepare import FileTokens, Preparer
@@ -54,8 +55,7 @@ def load_tokenizer(reference: str, base_dir: Path, trust_remote_code: bool = Fal
     """A tokenizer from a directory (relative to the plan) or the local Hugging Face cache."""
     from transformers import AutoTokenizer
 
-    local = base_dir / reference
-    source = str(local) if local.exists() else reference
+    source = tokenizer_source(reference, base_dir)
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
