@@ -18,7 +18,7 @@ from shearc import __version__
 from shearc.canonical import pretty_json, sha256_of, write_text_atomic
 from shearc.errors import Problem
 from shearc.plan import PLAN_VERSION, Plan
-from shearc.sections import TrainingStageSpec
+from shearc.sections import HardConcretePruneSpec, TrainingStageSpec
 
 from . import estimates as est
 from .data_cost import matching_files
@@ -27,6 +27,7 @@ from .families import Shape
 from .feasibility import UnitChange, check_loads, check_shape
 from .graph import build_graph, summarize_groups
 from .load import load_spec
+from .mask_reach import short_of_target
 from .passes import Pass, run_passes
 from .precision import decide as decide_precision
 from .shape import budget_shape, count_params, exact_shape
@@ -195,6 +196,8 @@ def estimate_stages(ctx: Context) -> list[Problem]:
     reconstruct = spec.prune.reconstruct.cost(costing) if spec.prune.reconstruct else None
     if reconstruct is not None:
         ctx.warnings.extend(thin_calibration(spec, target, costing.pruned_kinds))
+    if isinstance(spec.prune, HardConcretePruneSpec):
+        ctx.warnings.extend(short_of_target(spec.prune, spec.schedule, source, target, [c.kind for c in ctx.changes]))
     stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"),
                    "eval_sequences": training_evals if isinstance(spec.prune, TrainingStageSpec) else None,
                    "estimate": costed(est.followed_by(prune_cost, reconstruct), "prune"),

@@ -44,6 +44,12 @@ class Shape:
     def extent(self, symbol: str, vocab: int) -> int:
         return self.extents(vocab)[symbol]
 
+    def expected_extents(self, hidden: Any, kv_heads: Any, intermediate: Any) -> dict[str, Any]:
+        """Extents at expected widths under hard-concrete masks (numbers, or tensors of one value per layer): heads
+        are kept KV groups x this shape's group size, so under GQA k and v count KV heads, not query heads."""
+        return {"hidden": hidden, "attn": kv_heads * self.group_size * self.head_dim, "kv": kv_heads * self.head_dim,
+                "inter": intermediate, "head_dim": self.head_dim}
+
     def as_dict(self) -> dict[str, int]:
         return {"layers": self.layers, "hidden": self.hidden, "heads": self.heads, "kv_heads": self.kv_heads,
                 "intermediate": self.intermediate, "head_dim": self.head_dim}

@@ -14,14 +14,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from shearc.schedules import LOG_ALPHA_RANGE, keep_shift
 from shearc.sections import HardConcretePruneSpec
-
-LOG_ALPHA_RANGE = (math.log(1e-2), math.log(1e2))
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ def sample(log_alpha: torch.Tensor, constants: Constants, generator: torch.Gener
 
 def keep_probability(log_alpha: torch.Tensor, constants: Constants) -> torch.Tensor:
     """P(z > 0) for each unit."""
-    return torch.sigmoid(log_alpha - constants.temperature * math.log(-constants.low / constants.high))
+    return torch.sigmoid(log_alpha - keep_shift(constants.temperature, constants.low, constants.high))
 
 
 def deterministic_mask(log_alpha: torch.Tensor, keep: int, constants: Constants, soft_scale: float) -> torch.Tensor:
@@ -63,13 +61,6 @@ def deterministic_mask(log_alpha: torch.Tensor, keep: int, constants: Constants,
     kept = torch.zeros_like(log_alpha, dtype=torch.bool).scatter(-1, top, True)
     soft = torch.sigmoid(log_alpha / constants.temperature * soft_scale)
     return torch.where(kept, soft, torch.zeros_like(soft))
-
-
-def target_fraction(step: int, warmup_steps: int, final: float) -> float:
-    """The constraint's target kept fraction: 1 at step 0, `final` after the warm-up."""
-    if warmup_steps <= 0 or step >= warmup_steps:
-        return final
-    return 1.0 + (final - 1.0) * step / warmup_steps
 
 
 def lagrangian(expected: torch.Tensor, target: float, lambda_1: torch.Tensor, lambda_2: torch.Tensor

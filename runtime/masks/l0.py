@@ -17,25 +17,18 @@ import torch
 from torch import nn
 
 from shearc.compiler.families import Shape
+from shearc.compiler.mask_reach import mask_counts
+from shearc.schedules import LOG_ALPHA_RANGE, target_fraction
 from shearc.sections import HardConcretePruneSpec
 
 from .hard_concrete import (
-    LOG_ALPHA_RANGE,
     Constants,
     deterministic_mask,
     init_log_alpha,
     keep_probability,
     lagrangian,
     sample,
-    target_fraction,
 )
-
-
-def counts(shape: Shape) -> dict[str, tuple[int, int]]:
-    """mask kind -> (rows, units per row)."""
-    return {"layer": (1, shape.layers), "hidden": (1, shape.hidden), "kv_group": (shape.layers, shape.kv_heads),
-            "intermediate": (shape.layers, shape.intermediate)}
-
 
 ParameterCount = Callable[[dict[str, Any], Any], torch.Tensor]  # SourceModel.parameter_count: (extents, layers)
 
@@ -48,8 +41,8 @@ class L0Masks(nn.Module):
         self.constants = Constants.from_plan(params)
         self.soft_scale = params.soft_mask_scale
         self.kinds = list(pruned_units)
-        rows = counts(source)
-        kept = counts(target)
+        rows = mask_counts(source)
+        kept = mask_counts(target)
         self.log_alpha = nn.ParameterDict({
             kind: nn.Parameter(init_log_alpha(rows[kind], params.init_log_alpha_mean,
                                               params.init_log_alpha_std, generator))
@@ -99,7 +92,7 @@ class L0Masks(nn.Module):
         """Units per row the masks would keep now: the rounded expectation, never below the target."""
         with torch.no_grad():
             fractions = self.expected_fractions()
-            rows = counts(self.source)
+            rows = mask_counts(self.source)
             return {k: min(rows[k][1], max(self.keep[k], round(float(fractions[k]) * rows[k][1])))
                     for k in self.kinds}
 
@@ -116,20 +109,14 @@ class L0Masks(nn.Module):
                                                                                       float(shape.kv_heads))
         inter = probabilities["intermediate"].sum(-1) if "intermediate" in probabilities else torch.full(
             (shape.layers,), float(shape.intermediate))
-        return count(self._extents(hidden, kv, inter), layer)
+        return count(shape.expected_extents(hidden, kv, inter), layer)
 
     def target_params(self, count: ParameterCount) -> float:
         """The same count at the target shape, where every kept unit is kept for sure."""
         t = self.target
         layers = torch.ones(t.layers)
-        return float(count(self._extents(torch.tensor(float(t.hidden)), layers * t.kv_heads,
-                                         layers * t.intermediate), layers))
-
-    def _extents(self, hidden: torch.Tensor, kv_heads: torch.Tensor, intermediate: torch.Tensor
-                 ) -> dict[str, torch.Tensor]:
-        head_dim = self.source.head_dim
-        return {"hidden": hidden, "attn": kv_heads * self.source.group_size * head_dim, "kv": kv_heads * head_dim,
-                "inter": intermediate, "head_dim": head_dim}
+        return float(count(self.source.expected_extents(torch.tensor(float(t.hidden)), layers * t.kv_heads,
+                                                        layers * t.intermediate), layers))
 
     def expected_sparsity(self, count: ParameterCount, source_params: int) -> float:
         """DRPruning's s: the expected fraction of the source's parameters removed."""

@@ -20,7 +20,7 @@ import torch
 from shearc.canonical import atomic_directory, pretty_json
 from shearc.errors import CheckFailed
 from shearc.plan import ExportPlan, Plan
-from shearc.report.events import bad_step_lines
+from shearc.report.events import bad_step_lines, mask_size_lines
 from shearc.report.tables import score_text
 
 from ..distributed import is_main
@@ -34,7 +34,7 @@ class ExportCheckError(CheckFailed):
 
 
 def model_card(plan: Plan, checks: dict[str, Any], report: dict[str, Any] | None,
-               bad_steps: list[str] | None = None) -> str:
+               bad_steps: list[str] | None = None, mask_sizes: list[str] | None = None) -> str:
     source, target = plan.source.model_info, plan.target.model_info
     stages = ", ".join(s.stage + (f" ({s.params.method})" if hasattr(getattr(s, "params", None), "method") else "")
                        for s in plan.stages)
@@ -59,10 +59,15 @@ A dense {plan.source.architecture} pruned from `{plan.source.model}` by shearc
 | parameters | {source.params:,} | {target.params:,} |
 
 Stages: {stages}. Mixer: {plan.mixer.method}.
-
+{pruning_section(mask_sizes or [])}
 {logits_check(checks['logits'])}; at export, strict reload, dimensions and parameter count as planned,
 weights equal to the run's model.
 {bad_steps_section(bad_steps or [])}{report_section(report)}"""
+
+
+def pruning_section(lines: list[str]) -> str:
+    """Where hard-concrete pruning left the masks' expected size against the target, and what finalize did."""
+    return "".join(f"\nPruning: {line}.\n" for line in lines)
 
 
 def bad_steps_section(lines: list[str]) -> str:
@@ -129,8 +134,9 @@ class ExportStage(Stage):
             context.tokenizer.save_pretrained(staging)
             (staging / "plan.json").write_text(pretty_json(plan.as_json()), encoding="utf-8")
             checks = {**context.checks, **self._reload_and_check(staging, exported, context)}
-            bad_steps = bad_step_lines(context.metrics.read())
-            (staging / "README.md").write_text(model_card(plan, checks, context.report, bad_steps), encoding="utf-8")
+            metrics = context.metrics.read()
+            (staging / "README.md").write_text(model_card(plan, checks, context.report, bad_step_lines(metrics),
+                                                          mask_size_lines(metrics)), encoding="utf-8")
         context.metrics.write("export", directory=str(final), **checks)
 
     def _reload_and_check(self, directory: Path, exported: torch.nn.Module, context: RunContext) -> dict[str, Any]:

@@ -19,14 +19,17 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
+from shearc.compiler.mask_reach import mask_counts
 from shearc.compiler.source import hf_config
 from shearc.plan import PrunePlan
+from shearc.report.events import mask_size_line
 from shearc.sections import HardConcretePruneSpec
 
 from .. import distributed
 from ..loss import SequenceLoss, sequence_losses
+from ..masks.hard_concrete import deterministic_mask, keep_probability
 from ..masks.hooks import MaskHooks
-from ..masks.l0 import L0Masks, ParameterCount, counts
+from ..masks.l0 import L0Masks, ParameterCount
 from .base import RunContext
 from .selection import Selection
 from .training import Training
@@ -82,6 +85,20 @@ class HardConcreteTask:
                     "lambda_2": {k: float(v) for k, v in self.l0.lambda_2.items()}}
 
 
+def mask_size(l0: L0Masks, task: HardConcreteTask) -> dict[str, Any]:
+    """Where the masks' expected size ended against the target's, and how many units the exact target-shaped masks
+    finalize takes (the largest log-alphas per row) decide against the masks' own keep probabilities."""
+    with torch.no_grad():
+        probabilities = {k: keep_probability(a, l0.constants) for k, a in l0.log_alpha.items()}
+        kept = {k: deterministic_mask(a, l0.keep[k], l0.constants, l0.soft_scale) > 0 for k, a in l0.log_alpha.items()}
+        return {"expected_params": float(l0.expected_params(task.count)), "target_params": l0.target_params(task.count),
+                "source_params": task.source_params,
+                "expected_fraction": {k: float(p.mean()) for k, p in probabilities.items()},
+                "target_fraction": dict(l0.final_fraction),
+                "dropped_alive": sum(int((~kept[k] & (p > 0.5)).sum()) for k, p in probabilities.items()),
+                "kept_dead": sum(int((kept[k] & (p < 0.5)).sum()) for k, p in probabilities.items())}
+
+
 def mask_learning_groups(model: torch.nn.Module, l0: L0Masks, params: HardConcretePruneSpec) -> list[dict[str, Any]]:
     """AdamW's three groups: the weights at lr, the log-alphas at mask_lr and the multipliers at lagrangian_lr,
     neither of the last two decayed (weight decay would pull the masks and multipliers towards zero)."""
@@ -115,6 +132,10 @@ def learn_masks(context: RunContext, stage_plan: PrunePlan) -> Selection:
     masks = l0.deterministic()
     context.metrics.write("masks", kept={k: int(torch.count_nonzero(v)) for k, v in masks.items()},
                           final_weights=np.asarray(training.mixer.weights))
+    size = mask_size(l0, task)
+    context.metrics.write("mask_size", **size)
+    if context.say is not None:
+        context.say(f"prune: {mask_size_line(size)}")
     context.mixer_state = training.mixer.state_dict()
-    every_unit = {kind: counts(source.shape)[kind][1] for kind in l0.kinds}
+    every_unit = {kind: mask_counts(source.shape)[kind][1] for kind in l0.kinds}
     return Selection(masks, before=l0.deterministic(every_unit), step=training.schedule.steps)

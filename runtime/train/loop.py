@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from shearc import schedules
 from shearc.errors import Interrupted, Problem, UserError
 from shearc.plan import Plan, PrecisionPlan, PrunePlan, RecoverPlan
 from shearc.sections import ScheduleSpec
@@ -67,7 +68,8 @@ class Schedule:
     precision: PrecisionPlan  # what to autocast to on a CPU and on CUDA
     on_nonfinite: str = "stop"  # or "skip": what a step with a NaN or infinite loss or gradient norm does
     max_skipped_steps: int = 10
-    divergence_rise: float | None = None  # a loss this far above the stage's first step's is handled the same way
+    divergence_rise: float | None = None  # a loss this far above the stage's first step's is handled the same way,
+    uniform_loss: float = 0.0  # when it is also above a uniform guess over the vocabulary (ln V)
 
     @classmethod
     def from_plan(cls, stage: PrunePlan | RecoverPlan, plan: Plan) -> Schedule:
@@ -76,19 +78,13 @@ class Schedule:
         return cls(params.steps, params.global_batch, params.seq_len, params.lr, params.warmup_steps,
                    params.eval_interval, schedule.micro_batch, schedule.lr_decay, schedule.min_lr_ratio,
                    schedule.grad_clip, stage.eval_sequences, plan.precision, plan.runtime.on_nonfinite,
-                   plan.runtime.max_skipped_steps, plan.runtime.divergence_rise)
+                   plan.runtime.max_skipped_steps, plan.runtime.divergence_rise,
+                   math.log(plan.source.fingerprint_fields["vocab_size"]))
 
 
 def lr_scale(step: int, schedule: Schedule) -> float:
     """Multiplier of every group's peak learning rate at `step` (0-based)."""
-    if step < schedule.warmup_steps:
-        return (step + 1) / schedule.warmup_steps
-    if schedule.lr_decay == "constant":
-        return 1.0
-    done = (step - schedule.warmup_steps) / max(1, schedule.steps - schedule.warmup_steps - 1)
-    done = min(1.0, done)
-    shape = 0.5 * (1 + math.cos(math.pi * done)) if schedule.lr_decay == "cosine" else 1 - done
-    return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * shape
+    return schedules.lr_scale(step, schedule.steps, schedule.warmup_steps, schedule.lr_decay, schedule.min_lr_ratio)
 
 
 class Task(Protocol):
@@ -147,8 +143,8 @@ def adamw(groups: list[dict[str, Any]] | list[torch.nn.Parameter], schedule: Sch
     the device (on this machine's CPU it takes a fifth of the per-tensor loop's time: docs/BENCHMARKS.md), else
     torch's default for the device (`fused=False` asks for that too)."""
     fused = fused and device.type in FUSED_ADAMW_DEVICES
-    return torch.optim.AdamW(groups, betas=tuple(schedule.betas), weight_decay=schedule.weight_decay,
-                             fused=fused or None, **kwargs)
+    return torch.optim.AdamW(groups, betas=tuple(schedule.betas), eps=schedules.ADAMW_EPS,
+                             weight_decay=schedule.weight_decay, fused=fused or None, **kwargs)
 
 
 def prepare(model: torch.nn.Module, schedule: ScheduleSpec) -> None:
@@ -240,7 +236,7 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             if first_loss is None and math.isfinite(lm):
                 first_loss = lm
             rise = schedule.divergence_rise
-            bound = None if rise is None or first_loss is None else first_loss + rise  # none before a finite loss
+            bound = None if rise is None or first_loss is None else max(first_loss + rise, schedule.uniform_loss)
             if math.isfinite(norm) and (bound is None or lm <= bound):  # norm: global, a NaN anywhere reaches it
                 skipped = 0
                 signal.end_step()
@@ -278,15 +274,16 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
 def bad_step(stage: str, step: int, loss: float, norm: float, bound: float | None, first_loss: float | None,
              schedule: Schedule, mixer: Mixer, metrics: MetricsLog, saving: Saving | None, skipped: int) -> int:
     """A step whose loss or gradient norm is NaN or infinite, or whose loss is above the divergence bound (the
-    stage's first loss + runtime.divergence_rise): its update is not applied. Under `skip`, counted and logged, and
-    the number in a row returned; under `stop`, or past max_skipped_steps in a row, the run ends (exit 2) saying
-    where and from which checkpoint to go on. No checkpoint holds a bad step's update, so none is of a diverged
-    model and none rotates a good one away for one."""
+    stage's first loss + runtime.divergence_rise, or a uniform guess's ln V where that is higher): its update is not
+    applied. Under `skip`, counted and logged, and the number in a row returned; under `stop`, or past
+    max_skipped_steps in a row, the run ends (exit 2) saying where and from which checkpoint to go on. No checkpoint
+    holds a bad step's update, so none is of a diverged model and none rotates a good one away for one."""
     skipped += 1
     finite = math.isfinite(loss) and math.isfinite(norm)
     if finite:
         metrics.write("diverged", stage=stage, step=step + 1, loss=loss, bound=bound, first_loss=first_loss,
-                      rise=schedule.divergence_rise, skipped_in_a_row=skipped, policy=schedule.on_nonfinite)
+                      rise=schedule.divergence_rise, uniform_loss=schedule.uniform_loss, skipped_in_a_row=skipped,
+                      policy=schedule.on_nonfinite)
     else:
         metrics.write("nonfinite", stage=stage, step=step + 1, loss=loss, grad_norm=norm, skipped_in_a_row=skipped,
                       policy=schedule.on_nonfinite)
@@ -297,7 +294,8 @@ def bad_step(stage: str, step: int, loss: float, norm: float, bound: float | Non
     why = (f"{skipped} steps in a row (runtime.max_skipped_steps: {schedule.max_skipped_steps})"
            if schedule.on_nonfinite == "skip" else "runtime.on_nonfinite: stop")
     what = (f"the loss is {loss:.3f}, more than runtime.divergence_rise ({schedule.divergence_rise:g} nats) above "
-            f"the stage's first loss ({first_loss:.3f}): it diverged" if finite
+            f"the stage's first loss ({first_loss:.3f}) and above a uniform guess over the vocabulary "
+            f"({schedule.uniform_loss:.3f}): it diverged" if finite
             else f"the loss is {loss} and the gradient norm {norm}")
     raise UserError([Problem(
         f"{stage} step {step + 1} of {schedule.steps}: {what}; stopped after {why}. Domain weights: {mix}. The last "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .events import bad_step_lines
+from .events import bad_step_lines, mask_size_lines
 from .records import RunRecord
 
 
@@ -102,5 +102,7 @@ def print_tables(record: RunRecord, console: Console) -> None:
     for table in (*measured, mixture(record), pruning(record)):
         if table is not None:
             console.print(table)
+    for line in mask_size_lines(record.metrics):
+        console.print(f"pruning: {line}", markup=False)
     for line in bad_step_lines(record.metrics):
         console.print(f"training step not applied: {line}", markup=False)

@@ -10,7 +10,6 @@ from shearc.runtime.masks.hard_concrete import (
     keep_probability,
     lagrangian,
     sample,
-    target_fraction,
 )
 from shearc.sections import HardConcretePruneSpec
 
@@ -60,8 +59,6 @@ def test_deterministic_mask_keeps_exactly_k_per_row_by_log_alpha(keep):
         deterministic_mask(log_alpha, 0, Constants(), 0.8)
 
 
-def test_target_ramps_linearly_over_the_warmup():
-    assert [target_fraction(s, 640, 0.2) for s in (0, 320, 640, 3200)] == pytest.approx([1.0, 0.6, 0.2, 0.2])
 
 
 def test_lagrangian_sign():

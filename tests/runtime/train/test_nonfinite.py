@@ -123,7 +123,9 @@ def test_a_diverged_loss_stops_the_run_naming_where_and_the_last_good_checkpoint
     (event,) = MetricsLog(run_dir / "metrics.jsonl").read("diverged")
     first = next(e["loss"] for e in MetricsLog(run_dir / "metrics.jsonl").read("train") if e["stage"] == "recover")
     assert (event["stage"], event["step"], event["policy"]) == ("recover", 4, "stop")
-    assert event["bound"] == pytest.approx(first + 5.0) and event["loss"] > event["bound"]
+    vocab = json.loads(plan_path.read_text())["source"]["fingerprint_fields"]["vocab_size"]
+    assert event["uniform_loss"] == pytest.approx(math.log(vocab))
+    assert event["bound"] == pytest.approx(max(first + 5.0, math.log(vocab))) and event["loss"] > event["bound"]
     kept = torch.load(run_dir / "checkpoints" / "02-recover-00000002" / "trainer.pt", weights_only=True)
     assert kept["first_loss"] == pytest.approx(first)  # a resumed stage measures against its own first loss
     inflate(set())  # resumed: the guard's reference is the stage's first loss, kept in the checkpoint
