@@ -8,7 +8,7 @@ SmolLM2-135M at the real-model tier's target (heads 9 -> 6 over KV heads 3 -> 2,
 Gemma 3 270M at hidden 640 -> 512, intermediate 2048 -> 1024, on the tier's text, 2 x 128 tokens a step, lr
 warm-up 1 step. Printed per run, a row of docs/BENCHMARKS.md's table: the step at which each kind's expected kept
 fraction first reached its target, in the estimate and in the run ("never" with where it ended), the run's expected
-size at the end against the target's, and whether compile warned.
+size at the end against the target's, whether compile warned, and any steps whose update was not applied.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def row(model: str, steps: int) -> str:
         assert main(["compile", str(work / "spec.yaml"), "-o", str(work / "plan.json")]) == 0
         assert main(["run", str(work / "plan.json")]) == 0
         plan = json.loads((work / "plan.json").read_text())
-        trained = MetricsLog(work / "runs" / "reach" / "metrics.jsonl").read("train")
+        log = MetricsLog(work / "runs" / "reach" / "metrics.jsonl")
+        trained, dropped = log.read("train"), [e["step"] for e in log.read("diverged") + log.read("nonfinite")]
     (prune,) = [s for s in plan["stages"] if s["stage"] == "prune"]
     params, schedule = HardConcretePruneSpec.model_validate(prune["params"]), ScheduleSpec(**plan["schedule"])
     shapes = [Shape(**plan[part]["model_info"]["shape"]) for part in ("source", "target")]
@@ -77,7 +78,8 @@ def row(model: str, steps: int) -> str:
     end, target = trained[-1]["expected_params"], plan["target"]["model_info"]["params"]
     warned = any("hard-concrete steps cannot" in warning for warning in plan["warnings"])
     return (f"| {model} | {steps} | {estimated} | {', '.join(ran)} | {end / 1e6:.2f}M / {target / 1e6:.2f}M "
-            f"({end / target - 1:+.1%}) | {'yes' if warned else 'no'} |")
+            f"({end / target - 1:+.1%}) | {'yes' if warned else 'no'} |"
+            + (f" steps not applied: {dropped}" if dropped else ""))
 
 
 def main() -> None:

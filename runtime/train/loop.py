@@ -14,6 +14,7 @@ A `Task` adds what a stage needs around the plain LM loss (masks, constraints).
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -271,28 +272,45 @@ def train(*, stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
     optimizer.zero_grad(set_to_none=True)  # the last step's gradients: as large as the model, needed by no one
 
 
+LOG = logging.getLogger(__name__)  # shearc's own warnings reach the console (runtime/output.py)
+DIVERGED_IN_A_ROW = 3  # under `stop`: a diverged loss stops the run once it persists this many steps
+
+
 def bad_step(stage: str, step: int, loss: float, norm: float, bound: float | None, first_loss: float | None,
              schedule: Schedule, mixer: Mixer, metrics: MetricsLog, saving: Saving | None, skipped: int) -> int:
     """A step whose loss or gradient norm is NaN or infinite, or whose loss is above the divergence bound (the
     stage's first loss + runtime.divergence_rise, or a uniform guess's ln V where that is higher): its update is not
-    applied. Under `skip`, counted and logged, and the number in a row returned; under `stop`, or past
-    max_skipped_steps in a row, the run ends (exit 2) saying where and from which checkpoint to go on. No checkpoint
-    holds a bad step's update, so none is of a diverged model and none rotates a good one away for one."""
+    applied. Under `skip`, counted and logged, and the number in a row returned, until more than max_skipped_steps in
+    a row end the run. Under `stop`, a non-finite step ends the run (exit 2, saying where and from which checkpoint
+    to go on); a diverged one does when it is the DIVERGED_IN_A_ROW-th in a row, and before that it is dropped like a
+    skipped one: a single sampled mask can send one hard-concrete step's loss far above the rest (Gemma 3, 16.6
+    nats among 4-7; docs/RELIABILITY.md), a learning rate 1,000 times too high sends every step there. No
+    checkpoint holds a bad step's update, so none is of a diverged model and none rotates a good one away for one."""
     skipped += 1
     finite = math.isfinite(loss) and math.isfinite(norm)
+    goes_on = (skipped <= schedule.max_skipped_steps if schedule.on_nonfinite == "skip"
+               else finite and skipped < DIVERGED_IN_A_ROW)
     if finite:
         metrics.write("diverged", stage=stage, step=step + 1, loss=loss, bound=bound, first_loss=first_loss,
                       rise=schedule.divergence_rise, uniform_loss=schedule.uniform_loss, skipped_in_a_row=skipped,
-                      policy=schedule.on_nonfinite)
+                      policy=schedule.on_nonfinite, stopped=not goes_on)
     else:
         metrics.write("nonfinite", stage=stage, step=step + 1, loss=loss, grad_norm=norm, skipped_in_a_row=skipped,
-                      policy=schedule.on_nonfinite)
-    if schedule.on_nonfinite == "skip" and skipped <= schedule.max_skipped_steps:
+                      policy=schedule.on_nonfinite, stopped=not goes_on)
+    if goes_on:
+        if distributed.is_main():
+            seen = f"loss {loss:.3f} above the divergence bound {bound:.3f}" if finite else f"loss {loss}, gradient " \
+                f"norm {norm}"
+            LOG.warning(f"{stage} step {step + 1}: {seen}; its update is not applied ({skipped} in a row)")
         return skipped
     latest = saving.checkpoints.latest() if saving is not None else None
     mix = ", ".join(f"{name} {weight:.3f}" for name, weight in zip(mixer.names, mixer.weights, strict=True))
-    why = (f"{skipped} steps in a row (runtime.max_skipped_steps: {schedule.max_skipped_steps})"
-           if schedule.on_nonfinite == "skip" else "runtime.on_nonfinite: stop")
+    if schedule.on_nonfinite == "skip":
+        why = f"{skipped} steps in a row (runtime.max_skipped_steps: {schedule.max_skipped_steps})"
+    elif finite:
+        why = f"{skipped} steps in a row above it (runtime.on_nonfinite: stop)"
+    else:
+        why = "runtime.on_nonfinite: stop"
     what = (f"the loss is {loss:.3f}, more than runtime.divergence_rise ({schedule.divergence_rise:g} nats) above "
             f"the stage's first loss ({first_loss:.3f}) and above a uniform guess over the vocabulary "
             f"({schedule.uniform_loss:.3f}): it diverged" if finite

@@ -11,7 +11,8 @@ from typing import Any
 def bad_step_lines(metrics: list[dict[str, Any]]) -> list[str]:
     lines = []
     for record in metrics:
-        done = "update skipped" if record.get("policy") == "skip" else "the run stopped"
+        stopped = record.get("stopped", record.get("policy") != "skip")  # absent from runs before `stop` dropped any
+        done = "the run stopped" if stopped else "update skipped"
         where = f"{record.get('stage')} step {record.get('step')}"
         if record["event"] == "nonfinite":
             lines.append(f"{where}: loss {record['loss']}, gradient norm {record['grad_norm']} (not finite); {done}")

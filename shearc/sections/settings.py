@@ -48,9 +48,10 @@ class RuntimeSpec(Section):
                                    "in a row were skipped.")
     divergence_rise: float | None = Field(
         5.0, gt=0, description="A training step whose LM loss is more than this many nats above the stage's first "
-        "step's loss, and above a uniform guess over the vocabulary (ln V), has diverged, and is handled as "
-        "on_nonfinite says (stop, or skip its update); null: no such guard. 5 nats is 148 times the perplexity; a "
-        "healthy stage's loss moves far less (docs/RELIABILITY.md).")
+        "step's loss, and above a uniform guess over the vocabulary (ln V), has diverged: its update is not applied, "
+        "and under on_nonfinite: stop the third such step in a row ends the run (skip: counted as a skipped step); "
+        "null: no such guard. 5 nats is 148 times the perplexity; a healthy stage's loss moves far less "
+        "(docs/RELIABILITY.md).")
     output_dir: str | None = Field(None, description="Run directory; default runs/<spec name>.")
     device_memory_gib: float = Field(
         80.0, gt=0, description="Memory of one device, for the compile-time fit check of each stage."
