@@ -16,8 +16,8 @@ have it (the plan's betas, ADAMW_EPS, no weight decay), the stage's learning-rat
 the log-alphas' clamp. It leaves out the LM loss, and all it leaves out slows a real run: the loss's gradient holds
 useful units up and its noise shrinks Adam's steps, and gradient clipping shrinks the masks' gradients towards
 Adam's epsilon. So a stage the estimate says falls short falls short; one it passes can still fall short on a
-model whose loss resists, and the end of pruning says so (`mask_reach_line`). docs/BENCHMARKS.md has it against
-runs: the embedded model and SmolLM2-135M at several lengths, and Gemma 3 270M.
+model whose loss resists, and the end of pruning says so (`shearc.report.events.mask_size_line`).
+docs/BENCHMARKS.md has it against runs: the embedded model and SmolLM2-135M at several lengths, and Gemma 3 270M.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def pruning_section(lines: list[str]) -> str:
 
 
 def bad_steps_section(lines: list[str]) -> str:
-    """Training steps whose update was not applied (runtime.on_nonfinite: skip), so a reader knows they happened."""
+    """Training steps whose update was not applied (skipped, or dropped before a stop), so a reader knows of them."""
     if not lines:
         return ""
     return "\nTraining steps not applied:\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"

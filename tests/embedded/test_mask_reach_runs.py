@@ -68,3 +68,5 @@ def test_runs_reach_the_target_no_sooner_than_the_estimate_says(tmp_path, corpus
     assert line in err and line in (run_dir / "run.log").read_text()
     card = (run_dir / "model" / "README.md").read_text()
     assert f"Pruning: {line.removeprefix('prune: ')}" in card and "finalize keeps exactly the target's units" in card
+    assert main(["report", str(run_dir)]) == 0
+    assert line.replace("prune: ", "pruning: ") in " ".join(capsys.readouterr().out.split())
