@@ -31,7 +31,6 @@ from shearc.schedules import ADAMW_EPS, LOG_ALPHA_RANGE, keep_shift, lr_scale, t
 from shearc.sections import HardConcretePruneSpec, ScheduleSpec
 
 from .families import Shape
-from .shape import count_params
 from .source import SourceModel
 
 MASK_KINDS = ("layer", "hidden", "kv_group", "intermediate")
@@ -140,7 +139,8 @@ def short_of_target(params: HardConcretePruneSpec, schedule: ScheduleSpec, sourc
         return []
     # the short kinds at their lowest and every other kind at its target: the smallest size the estimate allows
     lowest = expected_params(source, {kind: r.lowest if kind in short else r.target for kind, r in reach.kinds.items()})
-    wanted = count_params(source, target)
+    # count_params, without importing .shape: it brings the spec, and the runtime imports this module (mask_counts)
+    wanted = source.parameter_count(target.extents(source.vocab), target.layers)
     fractions = ", ".join(f"{kind} {r.lowest:.2f} of its units against {r.target:.2f}" for kind, r in short.items())
     enough = steps_that_reach(params, schedule, source.shape, target, kinds)
     advice = (f"It would take at least {enough:,} steps at these rates (a bound: real runs need more, "
