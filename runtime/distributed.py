@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,27 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if is_sharded(tensor) else tensor
 
 
+class GatheredState(Mapping[str, torch.Tensor]):
+    """A model's weights by name, each gathered whole only when asked for: one tensor's worth of memory at a time
+    (under FSDP2 a collective per tensor, so every rank must ask for the same names in the same order)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.state = model.state_dict()
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return full(self.state[key]).detach()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.state)
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+
+def any_sharded(model: torch.nn.Module) -> bool:
+    return any(is_sharded(p) for p in model.parameters())
+
+
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Unsharded weights on every rank (a collective under FSDP2; a plain state_dict otherwise)."""
     return {name: full(value).detach() for name, value in model.state_dict().items()}
@@ -146,7 +167,7 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
 
 def unsharded(model: torch.nn.Module, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     """`model` itself, or, if FSDP2 sharded it, a fresh `build()` holding its gathered weights."""
-    if not any(is_sharded(p) for p in model.parameters()):
+    if not any_sharded(model):
         return model
     weights = full_state_dict(model)
     whole = build()

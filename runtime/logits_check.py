@@ -24,7 +24,7 @@ moves them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,6 +32,7 @@ import torch
 from shearc.compiler.families import FamilyAdapter, Shape
 
 from .masks.hooks import MaskHooks
+from .memory import release_freed
 from .precision import computing_in_fp32
 from .slicing import Kept, slice_parameter
 
@@ -94,6 +95,9 @@ def _logits(model: torch.nn.Module, window: torch.Tensor) -> torch.Tensor:
     return model(input_ids=window[None], use_cache=False).logits[0].float()
 
 
+Permuted = Callable[[Kept], torch.nn.Module]  # the dense model with its channels in the permutation's order
+
+
 KL_CHUNK_ELEMENTS = 2**20  # fp32 values per chunk (4 MiB): chunks that stay in cache run several times faster
 
 
@@ -123,40 +127,41 @@ def kl_divergence_sum(reference: torch.Tensor, other: torch.Tensor, rows: int | 
 @torch.no_grad()
 def compare_logits(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor], dense: torch.nn.Module,
                    adapter: FamilyAdapter, windows: Sequence[torch.Tensor], *, seed: int,
-                   tolerance: float | None = None) -> Agreement:
+                   tolerance: float | None = None, permuted: Permuted | None = None) -> Agreement:
     """`masked_model` under `masks` against `dense` on `windows` (1-D token tensors on the models' device).
     `tolerance`, when given, replaces the derived one. The rounding spread is measured on SPREAD_WINDOWS windows
-    spaced evenly through `windows` (which the finalize stage takes domain after domain): the dense model is
-    permuted once, in place and one tensor at a time (no second copy of it is made), evaluated on them, and put
-    back."""
+    spaced evenly through `windows` (which the finalize stage takes domain after domain), against the dense model
+    with its channels permuted: `permuted(permutation)` when given (the finalize stage's streamed model, reading
+    permuted weights from disk), else the dense model itself, permuted once in place one tensor at a time (no
+    second copy of it is made) and put back."""
     masked_model.eval()
     dense.eval()
     with computing_in_fp32(masked_model), computing_in_fp32(dense):
-        return _compare(masked_model, masks, dense, adapter, windows, seed, tolerance)
+        return _compare(masked_model, masks, dense, adapter, windows, seed, tolerance, permuted)
 
 
 def _compare(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor], dense: torch.nn.Module,
-             adapter: FamilyAdapter, windows: Sequence[torch.Tensor], seed: int, tolerance: float | None
-             ) -> Agreement:
+             adapter: FamilyAdapter, windows: Sequence[torch.Tensor], seed: int, tolerance: float | None,
+             permuted: Permuted | None) -> Agreement:
     hooks = MaskHooks(masked_model, adapter)
     hooks.values = {kind: mask.float() for kind, mask in masks.items()}
     largest = scale = kl_sum = 0.0
     same = tokens = 0
     spread_at = list(range(0, len(windows), max(1, math.ceil(len(windows) / SPREAD_WINDOWS))))[:SPREAD_WINDOWS]
-    kept: list[torch.Tensor] = []  # the dense model's logits on the windows the spread is measured on
     try:
-        for number, window in enumerate(windows):
-            reference, sliced = _logits(masked_model, window), _logits(dense, window)
+        for window in windows:
+            sliced = _logits(dense, window)  # first: a streamed dense model's largest module is not read beside
+            reference = _logits(masked_model, window)  # the masked model's logits
             largest = max(largest, (sliced - reference).abs_().max().item())
             scale = max(scale, reference.abs().max().item())
             kl_sum += kl_divergence_sum(reference, sliced)
             same += int((reference.argmax(-1) == sliced.argmax(-1)).sum())
             tokens += window.numel()
-            if number in spread_at:
-                kept.append(sliced)
+            del reference, sliced
+            release_freed()  # a window's logits (vocabulary x tokens, several copies) back before the next
     finally:
         hooks.remove()
-    spread = rounding_spread(dense, adapter, [windows[number] for number in spread_at], kept, seed)
+    spread = rounding_spread(dense, adapter, [windows[number] for number in spread_at], seed, permuted)
     return Agreement(max_difference=largest, rounding_spread=spread,
                      tolerance=tolerance if tolerance is not None else derived_tolerance(spread, scale, torch.float32),
                      logit_scale=scale, top1_agreement=same / tokens, kl=kl_sum / tokens, tokens=tokens,
@@ -164,13 +169,22 @@ def _compare(masked_model: torch.nn.Module, masks: dict[str, torch.Tensor], dens
 
 
 @torch.no_grad()
-def rounding_spread(dense: torch.nn.Module, adapter: FamilyAdapter, windows: Sequence[torch.Tensor],
-                    logits: Sequence[torch.Tensor], seed: int) -> float:
-    """max |dense - dense with its channels permuted| over `windows`, whose unpermuted `logits` are given."""
+def rounding_spread(dense: torch.nn.Module, adapter: FamilyAdapter, windows: Sequence[torch.Tensor], seed: int,
+                    permuted: Permuted | None = None) -> float:
+    """max |dense - dense with its channels permuted| over `windows`; `permuted`: as compare_logits. With it, the
+    two models run window by window and nothing is held between windows; without it, the unpermuted logits of
+    every window are held while the dense model is permuted in place."""
     permutation = channel_permutation(adapter.shape_of(dense.config), torch.Generator().manual_seed(seed))
+    if permuted is not None:
+        other, largest = permuted(permutation), 0.0
+        for window in windows:
+            largest = max(largest, (_logits(dense, window) - _logits(other, window)).abs_().max().item())
+            release_freed()
+        return largest
+    unpermuted = [_logits(dense, window) for window in windows]
     permute_channels_(dense, adapter, permutation)
     try:
-        return max((_logits(dense, window) - unpermuted).abs_().max().item()
-                   for window, unpermuted in zip(windows, logits, strict=True))
+        return max((_logits(dense, window) - logits).abs_().max().item()
+                   for window, logits in zip(windows, unpermuted, strict=True))
     finally:
         permute_channels_(dense, adapter, inverse(permutation))

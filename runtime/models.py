@@ -4,11 +4,13 @@ The source loads straight onto its device in the dtype the plan computes in. The
 parameters are created on the meta device and the given tensors assigned in: no random
 initialisation runs and no second copy of the weights is made (a 7B source pruned to 1.3B
 needs the source plus the 1.3B result, not plus another 1.3B of noise). Buffers that are not
-weights (rotary frequencies) are built for real, as transformers builds them.
+weights (rotary frequencies) are built for real, as transformers builds them. A streamed dense model holds
+no weights at all: its modules read them from disk as they run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,21 @@ def dense_from_file(config: dict[str, Any], path: Path, adapter: FamilyAdapter,
                     device: torch.device | str = "cpu", held_as: torch.dtype | None = None) -> torch.nn.Module:
     """The dense model saved in a checkpoint's safetensors file (`held_as`: as build_dense)."""
     return build_dense(config, load_file(path, device=str(device)), adapter, held_as)
+
+
+def streamed_dense(config: dict[str, Any], weights: Mapping[str, torch.Tensor], device: torch.device | str = "cpu",
+                   held_as: torch.dtype | None = None, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A model of `config` that holds no weights: each module reads its own from `weights` (dense_shards'
+    ShardedWeights, tensors in `dtype`) when it runs and lets them go when it returns (accelerate's offload hooks),
+    so a forward holds one module's weights at a time. Buffers are built in `held_as` (as build_dense). For
+    reading only: what the finalize check runs the dense model it wrote as."""
+    from accelerate import init_empty_weights
+    from accelerate.hooks import attach_align_device_hook
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(hf_config(config), dtype=held_as or dtype)
+    for param in model.parameters():  # on the meta device: the hooks load each weight in this dtype
+        param.data = param.data.to(dtype)
+    attach_align_device_hook(model, execution_device=torch.device(device), offload=True, weights_map=weights)
+    return model.eval()

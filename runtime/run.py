@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from shearc.canonical import pretty_json, write_text_atomic
+from shearc.canonical import pretty_json, remove_staging, write_text_atomic
 from shearc.compiler.window_start import window_start_problems
 from shearc.errors import Problem, UserError
 from shearc.plan import EvaluatePlan, FinalizePlan, Plan, PrunePlan, RecoverPlan
@@ -183,6 +183,9 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, say: Call
     resume = checkpoints.latest(warn=say)
     if distributed.is_main():  # beside metrics.jsonl, so `shearc report` can read a run that stopped early
         write_text_atomic(run_dir / "plan.json", pretty_json(plan.as_json()))
+        left = remove_staging(run_dir) + remove_staging(run_dir / "checkpoints")
+        if left:  # the lock is ours: no other process is writing them
+            say(f"removed what a run killed while writing left unfinished: {', '.join(left)}")
     torch.manual_seed(plan.runtime.seed)
     if plan.runtime.deterministic:
         torch.use_deterministic_algorithms(True)

@@ -10,6 +10,7 @@ The result loads strictly into a standard model of the target config.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -142,9 +143,10 @@ def fold_scalings(state_keys: set[str], adapter: FamilyAdapter, masks: dict[str,
     return scalings
 
 
-def slice_tensor(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, kept: Kept, head_dim: int
-                 ) -> tuple[str, torch.Tensor] | None:
-    """The tensor cut to the kept units, under its renumbered name; None for a dropped layer's."""
+def _indices(key: str, adapter: FamilyAdapter, kept: Kept, head_dim: int
+             ) -> tuple[str, tuple[str, ...], dict[str, torch.Tensor]] | None:
+    """A parameter's renumbered name, its axes' symbols and the kept units' channels per symbol; None for a dropped
+    layer's."""
     if key.startswith(adapter.layer_prefix + "."):
         layer_text, name = key[len(adapter.layer_prefix) + 1:].split(".", 1)
         layer = int(layer_text)
@@ -152,15 +154,56 @@ def slice_tensor(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, kept: K
             return None
         index = {"hidden": kept.hidden, "attn": _channels(kept.heads[layer], head_dim),
                  "kv": _channels(kept.kv_groups[layer], head_dim), "inter": kept.intermediate[layer]}
-        axes = adapter.block[name]
-        key = f"{adapter.layer_prefix}.{kept.layers.index(layer)}.{name}"
-    else:
-        index = {"hidden": kept.hidden}
-        axes = adapter.outer[key]
+        return f"{adapter.layer_prefix}.{kept.layers.index(layer)}.{name}", adapter.block[name], index
+    return key, adapter.outer[key], {"hidden": kept.hidden}
+
+
+def slice_tensor(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, kept: Kept, head_dim: int
+                 ) -> tuple[str, torch.Tensor] | None:
+    """The tensor cut to the kept units, under its renumbered name; None for a dropped layer's. An axis that keeps
+    every channel in order is not copied."""
+    found = _indices(key, adapter, kept, head_dim)
+    if found is None:
+        return None
+    key, axes, index = found
     for axis, symbol in enumerate(axes):
-        if symbol in index:
+        if symbol in index and not _all_in_order(index[symbol], tensor.shape[axis]):
             tensor = tensor.index_select(axis, index[symbol].to(tensor.device))
     return key, tensor.contiguous()
+
+
+def _all_in_order(index: torch.Tensor, size: int) -> bool:
+    return len(index) == size and bool((index.cpu() == torch.arange(size)).all())
+
+
+PERMUTE_BLOCK_BYTES = 2**22  # what permuting a tensor in place copies at a time
+
+
+@torch.no_grad()
+def permute_tensor_(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, permutation: Kept, shape: Shape
+                    ) -> torch.Tensor:
+    """slice_parameter for a `permutation` (every unit kept, in another order), in place: the channels are reordered
+    a block of rows (or columns) at a time, so the memory beyond the tensor is PERMUTE_BLOCK_BYTES, not a second
+    copy of it (a model's largest tensor, the embedding, is streamed through this for the finalize check)."""
+    for part_key, part in adapter.split_fused({key: tensor}, shape).items():  # views of `tensor`
+        _, axes, index = _indices(part_key, adapter, permutation, shape.head_dim)
+        for axis, symbol in enumerate(axes):
+            if symbol in index:
+                _reorder_(part, axis, index[symbol].to(part.device))
+    return tensor
+
+
+def _reorder_(tensor: torch.Tensor, axis: int, order: torch.Tensor) -> None:
+    if tensor.dim() == 1:
+        tensor.copy_(tensor[order])
+        return
+    other = 1 - axis if tensor.dim() == 2 else None
+    if other is None:
+        raise ValueError(f"cannot permute a {tensor.dim()}-D tensor in place")
+    step = max(1, PERMUTE_BLOCK_BYTES // max(1, tensor.shape[axis] * tensor.element_size()))
+    for start in range(0, tensor.shape[other], step):
+        block = tensor.narrow(other, start, min(step, tensor.shape[other] - start))
+        block.copy_(block.index_select(axis, order))
 
 
 def slice_parameter(key: str, tensor: torch.Tensor, adapter: FamilyAdapter, kept: Kept, shape: Shape
@@ -184,29 +227,51 @@ def _is_norm(key: str, adapter: FamilyAdapter) -> bool:
     return module == adapter.final_norm
 
 
-def finalize_state(state: dict[str, torch.Tensor], adapter: FamilyAdapter, masks: dict[str, torch.Tensor],
-                   shape: Shape, *, tied: bool) -> tuple[dict[str, torch.Tensor], Shape]:
-    """The dense model's weights, in fp32 whatever the source is held in: a half-precision source's values are
-    fp32 values, so the folds (norms computing x * (1 + w), Gemma's embedding scale) are exact, and the finalize
-    check (in fp32) sees the slice alone, not bf16 rounding of the folded products (0.58 logits on Gemma 3 270M;
-    export casts to the export dtype). One tensor at a time is folded and sliced, so the peak is the source
-    plus the result plus one tensor, whatever the model's size."""
+def part_keys(keys: Iterable[str], adapter: FamilyAdapter) -> set[str]:
+    """`keys` with each fused parameter's name replaced by its parts' (the names fold_scalings gives)."""
+    parts = set()
+    for key in keys:
+        located = adapter.block_name(key)
+        if located is not None and located[1] in adapter.fused:
+            parts.update(located[0] + part for part in adapter.fused[located[1]])
+        else:
+            parts.add(key)
+    return parts
+
+
+def dense_tensors(state: Mapping[str, torch.Tensor], adapter: FamilyAdapter, masks: dict[str, torch.Tensor],
+                  shape: Shape, *, tied: bool) -> Iterator[tuple[str, torch.Tensor]]:
+    """The dense model's weights, one at a time, in fp32 whatever the source is held in: a half-precision source's
+    values are fp32 values, so the folds (norms computing x * (1 + w), Gemma's embedding scale) are exact, and the
+    finalize check (in fp32) sees the slice alone, not bf16 rounding of the folded products (0.58 logits on Gemma 3
+    270M; export casts to the export dtype). `state` is read one key at a time (a lazy mapping may gather or load
+    each on demand), so the memory beyond it is one source tensor and its result, whatever the model's size. With
+    `tied`, the output head is not yielded: it is the embedding's."""
     kept = kept_units(masks, shape)
-    state = adapter.split_fused(state, shape)  # fused projections are cut part by part, then joined again
-    scalings = fold_scalings(set(state), adapter, masks, shape, tied=tied,
+    scalings = fold_scalings(part_keys(state.keys(), adapter), adapter, masks, shape, tied=tied,
                              embedding_dtype=state[adapter.embedding].dtype)
-    out = {}
-    for key, tensor in state.items():
+    for key in state:
         if tied and key == adapter.output_head:
-            continue  # the embedding's, once it is folded and sliced
-        tensor = tensor.detach().float()
-        offset = adapter.norm_offset if _is_norm(key, adapter) else 0.0
-        for axes, symbol, values in scalings.get(key, []):  # a norm computing x * (offset + w) scales offset + w
-            tensor = _scale(tensor + offset, axes, symbol, values) - offset if offset else \
-                _scale(tensor, axes, symbol, values)
-        item = slice_tensor(key, tensor, adapter, kept, shape.head_dim)
-        if item is not None:
-            out[item[0]] = item[1]
+            continue
+        cut = {}
+        for part_key, tensor in adapter.split_fused({key: state[key]}, shape).items():  # fused: part by part
+            tensor = tensor.detach().float()
+            offset = adapter.norm_offset if _is_norm(part_key, adapter) else 0.0
+            for axes, symbol, values in scalings.get(part_key, []):  # a norm computing x * (offset + w) scales
+                tensor = _scale(tensor + offset, axes, symbol, values) - offset if offset else \
+                    _scale(tensor, axes, symbol, values)  # offset + w
+            item = slice_tensor(part_key, tensor, adapter, kept, shape.head_dim)
+            if item is None:  # a dropped layer's
+                break
+            cut[item[0]] = item[1]
+        else:
+            yield from adapter.join_fused(cut).items()
+
+
+def finalize_state(state: Mapping[str, torch.Tensor], adapter: FamilyAdapter, masks: dict[str, torch.Tensor],
+                   shape: Shape, *, tied: bool) -> tuple[dict[str, torch.Tensor], Shape]:
+    """dense_tensors gathered in a state dict (with the tied output head), and the shape the masks reach."""
+    out = dict(dense_tensors(state, adapter, masks, shape, tied=tied))
     if tied:
         out[adapter.output_head] = out[adapter.embedding]
-    return adapter.join_fused(out), kept.shape
+    return out, kept_units(masks, shape).shape

@@ -62,6 +62,15 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         raise
 
 
+def remove_staging(parent: Path) -> list[str]:
+    """Remove the staging directories (hidden, `.NAME.*`) that a process killed inside atomic_directory left in
+    `parent`; only for a directory no other process writes to (a locked run directory). Their names."""
+    left = sorted(path for path in parent.glob(".*.*") if path.is_dir()) if parent.is_dir() else []
+    for path in left:
+        shutil.rmtree(path, ignore_errors=True)
+    return [path.name for path in left]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -12,6 +12,7 @@ one of its own unfinished checkpoints finds it in `context.resume` and restores 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +27,13 @@ from shearc.prepared import writable_data_cache
 from shearc.registry import Registry
 
 from ..data import DomainData, Preparer, load_domains
+from ..dense_shards import ShardedWeights, load_shards, write_shards
+from ..distributed import GatheredState, any_sharded, barrier, is_main
 from ..memory import release_freed
 from ..metrics import MetricsLog
 from ..models import build_dense, dense_from_file, load_source_weights
 from ..precision import compute_dtype, source_dtype
-from ..slicing import finalize_state, kept_layers
+from ..slicing import dense_tensors, kept_layers
 from ..train.checkpoint import Checkpoint, Checkpoints
 from ..train.compiled import CompileStats
 from ..train.loop import Saving
@@ -125,19 +128,49 @@ class RunContext:
         masks = self.masks or load_file(self.run_dir / "masks.safetensors")
         return follow_kept_layers(self.plan.target.config, source.config, kept_layers(masks, source.shape.layers))
 
+    @property
+    def dense_dir(self) -> Path:
+        """Where finalize writes the dense model's shards (dense_shards.py)."""
+        return self.run_dir / "dense"
+
+    def write_dense(self, model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> None:
+        """Fold `masks` into `model` (the source, or what pruning made of it) and slice it into RUN_DIR/dense/, one
+        tensor at a time: the memory beyond `model` is one shard. Rank 0 writes; under FSDP2 every rank takes part
+        in gathering each tensor; the others wait for the files."""
+        source = self.verified.source
+        tensors = dense_tensors(GatheredState(model), source.adapter, masks, source.shape, tied=source.tied)
+        if is_main():
+            write_shards(tensors, self.dense_dir)
+        elif any_sharded(model):
+            deque(tensors, maxlen=0)
+        release_freed()  # malloc keeps what the shards took (150-200 MiB on SmolLM2-135M) otherwise
+        barrier()
+
+    def dense_weights(self) -> ShardedWeights:
+        """The dense model's weights in RUN_DIR/dense/, read one tensor at a time (a tied output head: the
+        embedding)."""
+        source = self.verified.source
+        return ShardedWeights(self.dense_dir, {source.adapter.output_head: source.adapter.embedding}
+                              if source.tied else None)
+
+    def dense_from_shards(self) -> torch.nn.Module:
+        """The dense model in RUN_DIR/dense/, whole in memory, its buffers as finalize built them."""
+        return build_dense(self.dense_config(), load_shards(self.dense_dir, self.device), self.verified.source.adapter,
+                           self.source_held_as)
+
     def load_dense(self, weights: Path | None) -> torch.nn.Module:
         """A dense model of the target config with the weights in the safetensors file `weights`; None: no
         checkpoint holds them (pruning left the source's weights as they were), so the source is sliced again
-        by the masks, as finalize sliced it."""
+        by the masks into RUN_DIR/dense/, as finalize sliced it, and let go before the result is loaded."""
         if weights is not None:
             return dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device,
                                    self.source_held_as)
-        source = self.verified.source
         masks = self.masks or load_file(self.run_dir / "masks.safetensors")
         model = load_source_weights(self.verified, self.device, self.source_held_as)
-        state, _ = finalize_state(model.state_dict(), source.adapter, masks, source.shape, tied=source.tied)
+        self.write_dense(model, masks)
         del model
-        return build_dense(self.dense_config(), state, source.adapter, self.source_held_as)
+        release_freed(collect=True)
+        return self.dense_from_shards()
 
 
 class Stage(ABC):

@@ -4,16 +4,19 @@ The masks are saved first (RUN_DIR/masks.safetensors) and, when pruning changed 
 (hard-concrete trained them; reconstruction refit them), the masked model itself (RUN_DIR/masked/,
 save_pretrained format), so a failed check keeps them; the prune stage's checkpoint lets a re-run
 start here without pruning again.
-The dense model is checked against the masked one on real eval text (logits_check.py), after which
-the source is no longer needed in memory. This stage's checkpoint holds the dense weights only when
-pruning changed them: otherwise the source and the masks determine them, and a resumed run slices
-them again (half a second on Gemma 3 270M, where writing them took 1.4 s of a 17 s stage).
+The dense model is written tensor by tensor into RUN_DIR/dense/ (dense_shards.py) and checked against
+the masked one on real eval text (logits_check.py) as it streams from there, one module's weights in
+memory at a time; only then is the source let go and the dense model loaded whole, so the two are never
+whole in memory together (peak: the source and one shard, or the dense model, whichever is larger, plus
+the check's activations). This stage's checkpoint holds the dense weights only when pruning changed them:
+otherwise the source and the masks determine them, and a resumed run slices them again.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,9 +27,9 @@ from shearc.errors import CheckFailed
 from shearc.plan import FinalizePlan
 
 from ..distributed import is_main
-from ..logits_check import Agreement, compare_logits
-from ..models import build_dense
-from ..slicing import finalize_state
+from ..logits_check import Agreement, Permuted, compare_logits
+from ..models import streamed_dense
+from ..slicing import Kept, kept_units, permute_tensor_
 from .base import STAGES, RunContext, Stage
 
 
@@ -64,10 +67,23 @@ def failure_message(agreement: Agreement, context: RunContext, trained: bool) ->
         f"KL {agreement.kl:.3e} nats per token over {agreement.tokens} tokens of eval text.\n"
         f"This is most likely a bug in how shearc slices {source.adapter.architecture}: please report it with "
         f"{context.run_dir / 'finalize_check.json'}. Kept: the masks ({context.run_dir / 'masks.safetensors'}), "
-        f"the masked model ({masked}) and the prune stage's checkpoint.\n"
+        f"the masked model ({masked}), the sliced one ({context.dense_dir}) and the prune stage's checkpoint.\n"
         f"Running the plan again starts here without pruning again; to accept a difference this size, run it with "
         f"--finalize-tolerance {agreement.max_difference * 1.01:.2e}."
     )
+
+
+def streamed_models(context: RunContext) -> tuple[torch.nn.Module, Permuted]:
+    """The dense model as RUN_DIR/dense/ holds it, streamed (each module's weights read as it runs), and the same
+    with its channels permuted (read permuted), for the check's rounding spread."""
+    weights, adapter = context.dense_weights(), context.verified.source.adapter
+    config, device, held_as = context.dense_config(), context.device, context.source_held_as
+
+    def permuted(permutation: Kept) -> torch.nn.Module:
+        reorder = partial(permute_tensor_, adapter=adapter, permutation=permutation, shape=permutation.shape)
+        return streamed_dense(config, weights.with_transform(reorder), device, held_as)
+
+    return streamed_dense(config, weights, device, held_as), permuted
 
 
 @STAGES.register("finalize")
@@ -75,28 +91,27 @@ class FinalizeStage(Stage):
     stage_plan: FinalizePlan
 
     def run(self, context: RunContext) -> None:
-        source, plan = context.verified.source, context.plan
-        trained = plan.prune.params.changes_weights
+        source = context.verified.source
+        trained = context.plan.prune.params.changes_weights
+        reached, expected = kept_units(context.masks, source.shape).shape, context.target_shape
+        if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
+            raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
         if is_main():
             save_masks(context.masks, context.run_dir / "masks.safetensors")
             if trained:  # the weights trained with the masks, or refit
                 save_masked_model(context.model, context.run_dir / "masked")
-        dense_state, reached = finalize_state(context.model.state_dict(), source.adapter, context.masks,
-                                              source.shape, tied=source.tied)
-        expected = context.target_shape
-        if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
-            raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
-        dense = build_dense(context.dense_config(), dense_state, source.adapter, context.source_held_as)
-        del dense_state
+        context.write_dense(context.model, context.masks)
+        dense, permuted = streamed_models(context)
         check = self.stage_plan.check
         agreement = compare_logits(context.model, context.masks, dense, source.adapter,
                                    check_windows(context, check.windows, check.tokens), seed=context.seed,
-                                   tolerance=context.finalize_tolerance)
+                                   tolerance=context.finalize_tolerance, permuted=permuted)
         context.metrics.write("finalize", **agreement.as_dict())
         if is_main():
             write_text_atomic(context.run_dir / "finalize_check.json", pretty_json(agreement.as_dict()))
         if not agreement.passed:
             raise FinalizeCheckError(failure_message(agreement, context, trained))
-        context.dense_model = dense
+        context.release_source()  # before the dense model is loaded: the two are never whole in memory together
+        context.dense_model = context.dense_from_shards()
         context.checks["logits"] = agreement.as_dict()
-        context.save_complete("finalize", 0, dense if trained else None, {"mixer": context.mixer_state})
+        context.save_complete("finalize", 0, context.dense_model if trained else None, {"mixer": context.mixer_state})

@@ -63,7 +63,7 @@ def test_the_lock_is_released_when_a_run_fails(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(finalize, "finalize_state", broken)
+    monkeypatch.setattr(finalize, "streamed_models", broken)
     with pytest.raises(ValueError, match="a bug"):  # a bug propagates (the CLI's own handler shows it)
         main(["run", str(plan_path)])
     assert (run_dir / "plan.json").is_file() and not (run_dir / ".lock").exists()

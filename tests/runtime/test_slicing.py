@@ -170,3 +170,61 @@ def test_the_embedding_scale_change_is_the_one_the_model_applies_in_its_dtype():
     assert embedding_scale_change(64, 48, torch.bfloat16) == 8 / 6.9375
     assert embedding_scale_change(64, 48, torch.float32) == pytest.approx(8 / 48**0.5, rel=1e-7)
     assert embedding_scale_change(64, 64, torch.bfloat16) == 1.0
+
+
+@pytest.mark.parametrize("family", ["phi3-fused", "gemma3", "qwen3-qknorm"])
+def test_permuting_in_place_gives_what_slicing_by_the_permutation_gives(family):
+    """The finalize check permutes streamed tensors in place, a block of rows at a time: every parameter (fused
+    ones part by part, 1-D norms, both axes of a projection) comes out as slice_parameter's copy, under the same
+    name."""
+    from shearc.runtime import slicing
+    from shearc.runtime.logits_check import channel_permutation
+
+    config = TINY_CONFIGS[family]
+    adapter = ADAPTERS.get(config["architectures"][0])
+    shape = adapter.shape_of(hf_config(config))
+    permutation = channel_permutation(shape, torch.Generator().manual_seed(5))
+    for name, param in _model(config).named_parameters():
+        expected_name, expected = slicing.slice_parameter(name, param.detach(), adapter, permutation, shape)
+        in_place = param.detach().clone()
+        assert slicing.permute_tensor_(name, in_place, adapter, permutation, shape) is in_place
+        assert expected_name == name and torch.equal(in_place, expected), name
+
+
+def test_a_small_block_permutes_as_a_whole_one(monkeypatch):
+    from shearc.runtime import slicing
+
+    tensor = torch.randn(7, 5)
+    order = torch.tensor([3, 0, 4, 1, 2])
+    monkeypatch.setattr(slicing, "PERMUTE_BLOCK_BYTES", 1)  # one row at a time
+    rows, columns = tensor.clone(), tensor.t().contiguous()
+    slicing._reorder_(rows, 1, order)
+    slicing._reorder_(columns, 0, order)
+    assert torch.equal(rows, tensor[:, order]) and torch.equal(columns, tensor.t()[order])
+
+
+def test_the_dense_tensors_come_one_at_a_time_as_finalize_state_gathers_them():
+    """dense_tensors reads each source tensor once, in order, and yields the tied head once (as the embedding);
+    an axis no mask cuts is not copied."""
+    from shearc.runtime.slicing import dense_tensors
+
+    config = TINY_CONFIGS["llama-tied"]
+    adapter = ADAPTERS.get("LlamaForCausalLM")
+    shape = adapter.shape_of(hf_config(config))
+    state = _model(config).state_dict()
+    inter = torch.zeros(shape.layers, shape.intermediate)
+    inter[:, ::2] = 1
+    read = []
+
+    class Recording(dict):
+        def __getitem__(self, key):
+            read.append(key)
+            return super().__getitem__(key)
+
+    yielded = dict(dense_tensors(Recording(state), adapter, {"intermediate": inter}, shape, tied=True))
+    gathered, _ = finalize_state(state, adapter, {"intermediate": inter}, shape, tied=True)
+    assert adapter.output_head not in yielded and gathered.keys() == {*yielded, adapter.output_head}
+    assert all(torch.equal(yielded[key], gathered[key]) for key in yielded)
+    assert read == [adapter.embedding] + [key for key in state if key != adapter.output_head]  # its dtype first
+    embedding = yielded[adapter.embedding]  # neither axis cut: the source's own tensor
+    assert embedding.data_ptr() == state[adapter.embedding].data_ptr()
