@@ -228,10 +228,23 @@ def inference_memory(source: SourceModel, spec: Spec, seq_len: int, weights: int
                   activations=tokens * (per_layer * size + source.vocab * (size + 4)), masks=0)
 
 
+DENSE_SHARD_BYTES = 64 * 2**20  # runtime/dense_shards.py SHARD_BYTES: what finalize writes at a time
+
+
+def largest_dense_tensor(source: SourceModel, target: Shape) -> int:
+    """Bytes of the dense model's largest tensor (fp32): the embedding, or a layer's widest projection."""
+    projection = max(target.intermediate, target.heads * target.head_dim) * target.hidden
+    return max(source.vocab * target.hidden, projection) * RESULT_BYTES
+
+
 def finalize_memory(source: SourceModel, target: Shape, spec: Spec, check_tokens: int) -> Memory:
-    """The source and the dense result; the check's logits for one window (masked, sliced, permuted, and
-    the forward's own) in fp32."""
-    weights = count_params(source, source.shape) * source_bytes(spec) + count_params(source, target) * RESULT_BYTES
+    """The source, and beside it only what finalize handles at a time: a shard being written and safetensors' copy
+    of its bytes, or one module's weights as the check streams the dense model from disk (the largest tensor
+    either way, for a model worth pruning); once the source is let go, the dense result whole. The check's
+    logits for one window in fp32 (masked, sliced, their difference, and the forward's own)."""
+    source_held = count_params(source, source.shape) * source_bytes(spec)
+    at_a_time = 2 * max(DENSE_SHARD_BYTES, largest_dense_tensor(source, target))
+    weights = max(source_held + at_a_time, count_params(source, target) * RESULT_BYTES)
     return Memory(weights=weights, grads=0, optimizer=0, activations=check_tokens * source.vocab * 4 * 4, masks=0)
 
 

@@ -252,3 +252,19 @@ def test_fsdp2_shards_the_teacher_like_the_student(llama7b):
     assert whole.teacher(1024).weights == whole.source_params * 2
     assert sharded.teacher(1024).weights == whole.teacher(1024).weights // 8
     assert sharded.teacher(1024).activations == whole.teacher(1024).activations  # logits are per process
+
+
+def test_the_finalize_estimate_writes_the_shards_the_runtime_writes():
+    """The source beside one shard (or the largest tensor) at a time, never beside the whole dense model; the
+    compiler's shard size is the runtime's."""
+    from shearc.runtime.dense_shards import SHARD_BYTES
+
+    assert est.DENSE_SHARD_BYTES == SHARD_BYTES
+    source = introspect(MEASURED_CONFIG, "local", None)
+    spec = Spec.model_validate(tiny_spec("model", runtime={"device": "cpu"}, prune={"method": "magnitude"}))
+    target = replace(source.shape, layers=2, intermediate=344)
+    memory = est.finalize_memory(source, target, spec, check_tokens=128)
+    held = est.count_params(source, source.shape) * est.source_bytes(spec)
+    assert memory.weights == held + 2 * max(SHARD_BYTES, est.largest_dense_tensor(source, target))
+    big = replace(source, vocab=300_000)  # an embedding larger than a shard: it is what is written at a time
+    assert est.largest_dense_tensor(big, target) == 300_000 * target.hidden * 4 > SHARD_BYTES
