@@ -243,8 +243,9 @@ def finalize_memory(source: SourceModel, target: Shape, spec: Spec, check_tokens
     either way, for a model worth pruning); once the source is let go, the dense result whole. The check's
     logits for one window in fp32 (masked, sliced, their difference, and the forward's own)."""
     source_held = count_params(source, source.shape) * source_bytes(spec)
-    at_a_time = 2 * max(DENSE_SHARD_BYTES, largest_dense_tensor(source, target))
-    weights = max(source_held + at_a_time, count_params(source, target) * RESULT_BYTES)
+    dense = count_params(source, target) * RESULT_BYTES
+    at_a_time = 2 * max(min(DENSE_SHARD_BYTES, dense), largest_dense_tensor(source, target))  # a shard: at most all
+    weights = max(source_held + at_a_time, dense)
     return Memory(weights=weights, grads=0, optimizer=0, activations=check_tokens * source.vocab * 4 * 4, masks=0)
 
 
