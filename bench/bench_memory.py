@@ -1,6 +1,7 @@
 """Peak memory per stage against the plan's estimate, on the real model and on the embedded one.
 
     .venv/bin/python bench/bench_memory.py                  # real model (taylor, magnitude), embedded plans
+    .venv/bin/python bench/bench_memory.py --only real      # the real model's plans alone
     .venv/bin/python bench/bench_memory.py --plans a.json   # any plans compiled for the CPU
 
 Every plan runs twice, each time in a fresh process:
@@ -64,7 +65,7 @@ def embedded_plans(work: Path) -> list[Path]:
         for domain in spec["data"]["domains"]:
             domain["train"] = [str(specs / p) for p in domain["train"]]
             domain["eval"] = [str(specs / p) for p in domain.get("eval", [])]
-        plans.append(compile_spec(work, spec))
+        plans.append(compile_spec(specs, spec))  # beside the copied specs: their relative task paths resolve
     return plans
 
 
@@ -142,23 +143,28 @@ def report(plan_path: Path, work: Path) -> None:
     started = time.perf_counter()
     rss = resident_peaks(plan_path, work / f"{plan_path.stem}-run")
     tensors = tensor_peaks(plan_path, work / f"{plan_path.stem}-profiled")
-    size = {"float32": 4, "bfloat16": 2}
+    from shearc.plan.read import read_plan
+
+    held = read_plan(plan_path)  # the source's dtype as the run holds it on this CPU (runtime/precision.py)
+    dtype = "float32" if held.prune.params.holds_source_in_fp32 or held.precision.cpu == "fp32" else "bfloat16"
     params = plan["source"]["model_info"]["params"]
-    dtype = "float32" if plan["runtime"]["precision"] in ("auto", "fp32") else "bfloat16"
-    print(f"\n{plan['spec']['name']}: source {params:,} parameters = {params * size[dtype] / MIB:.0f} MiB in {dtype}; "
+    size = {"float32": 4, "bfloat16": 2}[dtype] * params / MIB
+    print(f"\n{plan['spec']['name']}: source {params:,} parameters = {size:.0f} MiB in {dtype} as held; "
           f"{time.perf_counter() - started:.0f} s")
-    print("| stage | estimate MiB | torch peak MiB | estimate / torch | resident peak MiB | resident / estimate |")
-    print("|---|---|---|---|---|---|")
+    print("| stage | estimate MiB | torch peak MiB | estimate / torch | resident peak MiB | resident / estimate "
+          "| resident / source held |")
+    print("|---|---|---|---|---|---|---|")
     for stage in plan["stages"]:
         name = stage["stage"]
         estimate = stage["estimate"]["memory_bytes"]["total"] / MIB
         print(f"| {name} | {estimate:.0f} | {tensors[name]:.0f} | {estimate / tensors[name]:.2f} | {rss[name]:.0f} "
-              f"| {rss[name] / estimate:.2f} |")
+              f"| {rss[name] / estimate:.2f} | {rss[name] / size:.2f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plans", nargs="*", type=Path, help="plans to measure (default: real and embedded)")
+    parser.add_argument("--only", choices=["real", "embedded"], help="of the default plans, these alone")
     parser.add_argument("--profile-run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
@@ -168,7 +174,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        plans = args.plans or [*real_plans(work), *embedded_plans(work)]
+        plans = args.plans or [*(real_plans(work) if args.only != "embedded" else []),
+                               *(embedded_plans(work) if args.only != "real" else [])]
         for plan in plans:
             report(plan, work)
 
