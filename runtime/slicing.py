@@ -245,8 +245,9 @@ def dense_tensors(state: Mapping[str, torch.Tensor], adapter: FamilyAdapter, mas
     values are fp32 values, so the folds (norms computing x * (1 + w), Gemma's embedding scale) are exact, and the
     finalize check (in fp32) sees the slice alone, not bf16 rounding of the folded products (0.58 logits on Gemma 3
     270M; export casts to the export dtype). `state` is read one key at a time (a lazy mapping may gather or load
-    each on demand), so the memory beyond it is one source tensor and its result, whatever the model's size. With
-    `tied`, the output head is not yielded: it is the embedding's."""
+    each on demand), so the memory beyond it is one source tensor and its result, whatever the model's size. A
+    tensor no mask cuts or scales is the source's own, not a copy (an fp32 source's embedding when hidden channels
+    stay). With `tied`, the output head is not yielded: it is the embedding's."""
     kept = kept_units(masks, shape)
     scalings = fold_scalings(part_keys(state.keys(), adapter), adapter, masks, shape, tied=tied,
                              embedding_dtype=state[adapter.embedding].dtype)
@@ -270,7 +271,8 @@ def dense_tensors(state: Mapping[str, torch.Tensor], adapter: FamilyAdapter, mas
 
 def finalize_state(state: Mapping[str, torch.Tensor], adapter: FamilyAdapter, masks: dict[str, torch.Tensor],
                    shape: Shape, *, tied: bool) -> tuple[dict[str, torch.Tensor], Shape]:
-    """dense_tensors gathered in a state dict (with the tied output head), and the shape the masks reach."""
+    """dense_tensors gathered in a state dict (with the tied output head), and the shape the masks reach. Some of
+    its tensors may share the source's storage (dense_tensors): copy them before changing either in place."""
     out = dict(dense_tensors(state, adapter, masks, shape, tied=tied))
     if tied:
         out[adapter.output_head] = out[adapter.embedding]
