@@ -143,12 +143,15 @@ def report(plan_path: Path, work: Path) -> None:
     started = time.perf_counter()
     rss = resident_peaks(plan_path, work / f"{plan_path.stem}-run")
     tensors = tensor_peaks(plan_path, work / f"{plan_path.stem}-profiled")
-    from shearc.plan.read import read_plan
+    import torch
 
-    held = read_plan(plan_path)  # the source's dtype as the run holds it on this CPU (runtime/precision.py)
-    dtype = "float32" if held.prune.params.holds_source_in_fp32 or held.precision.cpu == "fp32" else "bfloat16"
+    from shearc.plan.read import read_plan
+    from shearc.runtime.precision import source_dtype
+
+    held = source_dtype(read_plan(plan_path), torch.device("cpu"))  # the source's dtype as the run holds it
     params = plan["source"]["model_info"]["params"]
-    size = {"float32": 4, "bfloat16": 2}[dtype] * params / MIB
+    size = params * held.itemsize / MIB
+    dtype = str(held).removeprefix("torch.")
     print(f"\n{plan['spec']['name']}: source {params:,} parameters = {size:.0f} MiB in {dtype} as held; "
           f"{time.perf_counter() - started:.0f} s")
     print("| stage | estimate MiB | torch peak MiB | estimate / torch | resident peak MiB | resident / estimate "

@@ -149,7 +149,7 @@ def any_sharded(model: torch.nn.Module) -> bool:
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Unsharded weights on every rank (a collective under FSDP2; a plain state_dict otherwise)."""
-    return {name: full(value).detach() for name, value in model.state_dict().items()}
+    return dict(GatheredState(model))
 
 
 def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:

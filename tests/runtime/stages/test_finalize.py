@@ -7,14 +7,16 @@ import sys
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from shearc.cli import main
+from shearc.runtime import slicing
 from shearc.runtime.dense_shards import load_shards
 from shearc.runtime.metrics import MetricsLog
 from shearc.runtime.stages import finalize
 from shearc.runtime.stages.base import RunContext
 
-from ...helpers import tiny_project
+from ...helpers import off_by_one, tiny_project
 
 TAYLOR = {"target": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
           "prune": {"method": "taylor", "granularities": ["layer", "head", "intermediate", "hidden"],
@@ -43,8 +45,6 @@ def test_the_source_and_a_whole_dense_model_are_never_held_together(tmp_path, mo
     run_dir = tmp_path / "runs" / "tiny"
     (export,) = MetricsLog(run_dir / "metrics.jsonl").read("export")
     assert export["logits"]["passed"] and 0 < export["logits"]["rounding_spread"] < export["logits"]["tolerance"]
-    from transformers import AutoModelForCausalLM
-
     exported = AutoModelForCausalLM.from_pretrained(run_dir / "model").state_dict()
     dense = load_shards(run_dir / "dense")  # what finalize wrote is what was exported (fp32 both)
     assert dense.keys() == exported.keys() - {"lm_head.weight"}  # the tied head once
@@ -52,14 +52,9 @@ def test_the_source_and_a_whole_dense_model_are_never_held_together(tmp_path, mo
 
 
 def test_a_failed_check_keeps_what_it_checked_and_loads_no_dense_model(tmp_path, monkeypatch, capsys):
-    from ...helpers import off_by_one
-
     plan_path = tiny_project(tmp_path, "llama-tied", TAYLOR)
-    kept_units = finalize.kept_units
-    from shearc.runtime import slicing
-
+    kept_units = slicing.kept_units  # the stage's own shape check (its import of it) still sees the truth
     monkeypatch.setattr(slicing, "kept_units", lambda masks, shape: off_by_one(kept_units(masks, shape), shape))
-    monkeypatch.setattr(finalize, "kept_units", kept_units)  # the stage's own shape check still sees the truth
     monkeypatch.setattr(RunContext, "dense_from_shards", lambda self: pytest.fail("loaded after a failed check"))
     assert main(["run", str(plan_path)]) == 1
     assert "differ from the masked model's" in capsys.readouterr().err
