@@ -7,7 +7,8 @@
 A shard is written as soon as it holds SHARD_BYTES (or one larger tensor), so writing the dense model costs the
 memory of one shard, not of the model; the directory appears whole or not at all (atomic_directory). Reading
 opens the shard for each tensor and closes it again, so no mapping of the files stays resident: a model streamed
-from here (models.streamed_dense) holds one module's weights at a time.
+from here (models.streamed_dense) holds one module's weights at a time. The export stage writes the exported model
+the same way (write_shards_into: into the directory it publishes, named as save_pretrained names the files).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -24,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from shearc.canonical import atomic_directory
 
 INDEX = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"  # save_pretrained's name for a model in one shard
 SHARD_BYTES = 64 * 2**20  # small against any model worth pruning, large enough that files stay few (16 per GiB)
 
 
@@ -35,38 +38,60 @@ def write_shards(tensors: Iterable[tuple[str, torch.Tensor]], directory: Path, *
                  shard_bytes: int | None = None) -> dict[str, str]:
     """Write `tensors` (in order) as safetensors shards of `shard_bytes` (SHARD_BYTES) with their index into
     `directory`, replacing it whole; the weight map (tensor -> file)."""
-    shard_bytes = shard_bytes or SHARD_BYTES
     with atomic_directory(directory) as staging:
-        files: list[list[str]] = []
-        pending: dict[str, torch.Tensor] = {}
-        size = total = 0
+        written = write_shards_into(tensors, staging, shard_bytes=shard_bytes)
+    return written
 
-        def flush() -> None:
-            nonlocal pending, size
-            if pending:
-                save_file(pending, staging / f"part-{len(files):05d}.safetensors", metadata={"format": "pt"})
-                files.append(list(pending))
-                pending, size = {}, 0
 
-        for key, tensor in tensors:
-            nbytes = tensor.numel() * tensor.element_size()
-            if pending and size + nbytes > shard_bytes:
-                flush()
-            pending[key] = tensor.contiguous()
-            size += nbytes
-            total += nbytes
-        flush()
-        weight_map = {}
-        for number, keys in enumerate(files):  # numbered once their count is known, as Hugging Face names them
-            name = _shard_name(number + 1, len(files))
-            os.replace(staging / f"part-{number:05d}.safetensors", staging / name)
-            weight_map.update(dict.fromkeys(keys, name))
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (staging / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def write_shards_into(tensors: Iterable[tuple[str, torch.Tensor]], directory: Path, *,
+                      shard_bytes: int | None = None, as_save_pretrained: bool = False,
+                      index_metadata: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """write_shards into `directory` as it is, beside what it holds (a directory the caller publishes whole, as
+    export does). `as_save_pretrained`: the shards laid out as transformers' save_pretrained lays them out (by
+    huggingface_hub's split_torch_state_dict_into_shards): a tensor larger than a shard alone in a shard of its own,
+    written when it comes while the shard being filled goes on filling, and a single shard named model.safetensors,
+    with no index. `index_metadata`: more entries for the index's metadata, beside total_size."""
+    shard_bytes = shard_bytes or SHARD_BYTES
+    files: list[list[str]] = []
+    pending: dict[str, torch.Tensor] = {}
+    size = total = 0
+
+    def write(shard: dict[str, torch.Tensor]) -> None:
+        save_file(shard, directory / f"part-{len(files):05d}.safetensors", metadata={"format": "pt"})
+        files.append(list(shard))
+
+    for key, tensor in tensors:
+        nbytes = tensor.numel() * tensor.element_size()
+        total += nbytes
+        if as_save_pretrained and nbytes > shard_bytes:
+            write({key: tensor.contiguous()})
+            continue
+        if pending and size + nbytes > shard_bytes:
+            write(pending)
+            pending, size = {}, 0
+        pending[key] = tensor.contiguous()
+        size += nbytes
+    if pending:
+        write(pending)
+    if as_save_pretrained and len(files) == 1:
+        os.replace(directory / "part-00000.safetensors", directory / SINGLE_FILE)
+        return dict.fromkeys(files[0], SINGLE_FILE)
+    weight_map = {}
+    for number, keys in enumerate(files):  # numbered once their count is known, as Hugging Face names them
+        name = _shard_name(number + 1, len(files))
+        os.replace(directory / f"part-{number:05d}.safetensors", directory / name)
+        weight_map.update(dict.fromkeys(keys, name))
+    index = {"metadata": {**(index_metadata or {}), "total_size": total}, "weight_map": weight_map}
+    (directory / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return weight_map
 
 
 def weight_map(directory: Path) -> dict[str, str]:
+    """Which file holds each tensor: from the index, or every tensor of a lone `model.safetensors` (a source model
+    small enough for one file)."""
+    if not (directory / INDEX).is_file() and (directory / SINGLE_FILE).is_file():
+        with safe_open(directory / SINGLE_FILE, framework="pt") as single:
+            return dict.fromkeys(single.keys(), SINGLE_FILE)
     return json.loads((directory / INDEX).read_text(encoding="utf-8"))["weight_map"]
 
 

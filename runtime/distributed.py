@@ -3,8 +3,9 @@
 Data parallel (runtime.strategy: ddp): every rank holds the model, reads its own rows of each
 global batch, and averages gradients. Sharded (fsdp2): each decoder block and the root are
 `fully_shard`-ed, so parameters, gradients and optimizer states are split over ranks; a
-checkpoint inside a stage is written by every rank, its own shards (torch.distributed.checkpoint),
-and full weights are gathered only when a stage ends (the dense model the next stage reads).
+checkpoint is written by every rank, its own shards (torch.distributed.checkpoint). After pruning the
+models stay sharded (sharded_model reads one into its shards from files); whole weights are gathered one
+tensor at a time where a file is written, and whole only where LoRA's adapters are merged.
 Either way, parameters outside the model (hard-concrete masks and multipliers) are replicated and
 averaged here, the mixer's decision is rank 0's, broadcast, and only rank 0 writes other files.
 """
@@ -165,6 +166,68 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
     return total
 
 
+def shard_for_reading(model: torch.nn.Module, layer_prefix: str, computes_in: torch.dtype | None = None
+                      ) -> torch.nn.Module:
+    """`model` sharded in place with FSDP2, block by block, for forwards only: every rank keeps 1/n of the weights
+    and gathers one block at a time as it runs (the root's too: by default FSDP2 keeps them whole after a forward,
+    for the backward that never comes here). `computes_in`: the gathered weights are cast to it (the finalize
+    check computes a half-precision model in fp32); None: as held."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=computes_in)
+    for block in model.get_submodule(layer_prefix):
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, reshard_after_forward=True, mp_policy=policy)
+    return model
+
+
+def resharded_for_reading(model: torch.nn.Module) -> torch.nn.Module:
+    """A model training sharded (FSDP2), as shard_for_reading leaves one: every part let go to its shard (after an
+    evaluation's forwards the root's weights stay whole) and kept so after each forward."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+            module.set_reshard_after_forward(True)
+    return model
+
+
+def sharded_model(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], layer_prefix: str,
+                  dtype: torch.dtype, device: torch.device, computes_in: torch.dtype | None = None) -> torch.nn.Module:
+    """`model`, built on the meta device (its buffers real), sharded with FSDP2 block by block and filled with
+    `weights` (a lazy mapping by state_dict name): each rank reads one whole tensor at a time, keeps its own shard
+    of it in `dtype` and lets the rest go, so no process ever holds the model whole. PyTorch's FSDP2 recipe for
+    loading a full state into a sharded model (distribute_tensor, then load_state_dict with assign), each rank
+    slicing the tensor it read itself (src_data_rank=None: no broadcast). Tied weights stay one parameter."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    model.tie_weights()  # as the config says (a model built on the meta device is not tied yet)
+    shard_for_reading(model, layer_prefix, computes_in)
+    sharded, first_name = {}, {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first_name:  # a tied parameter: assigned once below, then shared again
+            continue
+        first_name[id(param)] = name
+        with torch.no_grad():
+            part = distribute_tensor(weights[name].to(device, dtype), param.device_mesh, param.placements,
+                                     src_data_rank=None)
+            local = part.to_local().clone()  # a view into the whole tensor otherwise, keeping all of it alive
+        sharded[name] = torch.nn.Parameter(DTensor.from_local(local, param.device_mesh, param.placements,
+                                                              run_check=False, shape=part.shape,
+                                                              stride=part.stride()), requires_grad=False)
+        del part
+    model.load_state_dict(sharded, strict=False, assign=True)
+    for name, param in list(model.named_parameters(remove_duplicate=False)):
+        if name not in sharded and id(param) in first_name:  # a tied one's second name: share the first's again
+            owner, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(owner), attribute, model.get_parameter(first_name[id(param)]))
+    left = [name for name, param in model.named_parameters() if param.is_meta]
+    if left:
+        raise KeyError(f"no weights read for {left[:5]}")
+    return model.eval()
+
+
 def unsharded(model: torch.nn.Module, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     """`model` itself, or, if FSDP2 sharded it, a fresh `build()` holding its gathered weights."""
     if not any_sharded(model):
@@ -186,14 +249,16 @@ def _owner(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.nn
     return owner
 
 
-def save_sharded(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Every rank writes its own shards of the model and the optimizer under `directory`
+def save_sharded(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    """Every rank writes its own shards of the model and the optimizer (if any) under `directory`
     (torch.distributed.checkpoint: no rank gathers the whole; a collective)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    dcp.save({"model": model.state_dict(), "optimizer": get_optimizer_state_dict(_owner(model, optimizer), optimizer)},
-             checkpoint_id=directory)
+    state = {"model": model.state_dict()}
+    if optimizer is not None:
+        state["optimizer"] = get_optimizer_state_dict(_owner(model, optimizer), optimizer)
+    dcp.save(state, checkpoint_id=directory)
 
 
 def load_sharded_model(directory: Path, model: torch.nn.Module) -> None:

@@ -17,6 +17,8 @@ import torch
 from shearc.compiler.precision import CUDA_BF16_CAPABILITY, cpu_bf16_instructions
 from shearc.plan import Plan, PrecisionPlan
 
+from .distributed import is_sharded
+
 
 def compute_dtype(precision: PrecisionPlan, device: torch.device) -> torch.dtype:
     chosen = precision.cuda if device.type == "cuda" else precision.cpu
@@ -64,7 +66,8 @@ def computing_in_fp32(model: torch.nn.Module) -> Iterator[None]:
     half-precision weights are upcast while that module runs and back in their dtype (exactly: every bf16 or
     fp16 value is an fp32 value) when it returns, so the memory beyond the half-precision model is one module's
     weights in fp32 at a time. A model held in fp32 is left as it is."""
-    held = [(param, param.dtype) for param in model.parameters() if param.dtype in HALF]
+    # FSDP2's sharded weights are cast as they are gathered (distributed.shard_for_reading), not here
+    held = [(param, param.dtype) for param in model.parameters() if param.dtype in HALF and not is_sharded(param)]
     dtypes = {id(param): dtype for param, dtype in held}
 
     def upcast(module: torch.nn.Module, _args: tuple) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -173,6 +174,16 @@ def checked_tokenizer(verified: VerifiedPlan) -> Any:
     return tokenizer
 
 
+def per_process(name: str, value: int | None) -> dict[str, list[int]]:
+    """`value` of every process, as `NAME_per_process` (rank order), when more than one runs (a collective); else
+    nothing."""
+    if distributed.world_size() == 1 or value is None:
+        return {}
+    each = np.zeros(distributed.world_size())
+    each[distributed.rank()] = value
+    return {f"{name}_per_process": [int(v) for v in distributed.summed(each)]}
+
+
 def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, say: Callable[[str], None],
                 finalize_tolerance: float | None) -> Path:
     """The plan's stages in RUN_DIR (locked by this run), resumed from its newest checkpoint; `say` prints a line
@@ -192,7 +203,8 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, say: Call
     device = _device(plan)
     metrics = MetricsLog(run_dir / "metrics.jsonl" if distributed.is_main() else None)
     first = 0 if resume is None else resume.stage_index + (1 if resume.complete else 0)
-    metrics.write("memory", resident_bytes_before_models=resident_bytes())  # the baseline of the stages' peaks
+    metrics.write("memory", resident_bytes_before_models=resident_bytes(),  # the baseline of the stages' peaks
+                  **per_process("resident_bytes_before_models", resident_bytes()))
     context = RunContext(verified=verified, run_dir=run_dir, device=device, metrics=metrics, model=None,
                          tokenizer=tokenizer, checkpoints=checkpoints, finalize_tolerance=finalize_tolerance,
                          say=say)
@@ -230,8 +242,10 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, say: Call
                 stage.run(context)
                 stage.finalize(context)
                 seconds = time.perf_counter() - started
+                found = peaks(device)
                 metrics.write("stage", stage=name, seconds=round(seconds, 3), resident_bytes_at_start=at_start,
-                              **peaks(device))
+                              **found, **per_process("peak_rss_bytes", found.get("peak_rss_bytes")),
+                              **per_process("resident_bytes_at_start", at_start))
                 compiled = context.compiled
                 say(f"stage {name} done in {seconds:.1f} s" + (
                     f" (compiling {compiled.compile_seconds:.1f} s: {compiled.graphs} graph(s), "

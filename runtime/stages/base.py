@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,20 +21,22 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from shearc.canonical import atomic_directory
 from shearc.compiler.families import Shape, follow_kept_layers
+from shearc.compiler.source import hf_config
 from shearc.plan import Plan, StagePlan
 from shearc.prepared import writable_data_cache
 from shearc.registry import Registry
 
 from ..data import DomainData, Preparer, load_domains
 from ..dense_shards import ShardedWeights, load_shards, write_shards
-from ..distributed import GatheredState, any_sharded, barrier, is_main
+from ..distributed import GatheredState, any_sharded, barrier, is_main, sharded_model, world_size
 from ..memory import release_freed
 from ..metrics import MetricsLog
 from ..models import build_dense, dense_from_file, load_source_weights
 from ..precision import compute_dtype, source_dtype
 from ..slicing import dense_tensors, kept_layers
-from ..train.checkpoint import Checkpoint, Checkpoints
+from ..train.checkpoint import Checkpoint, Checkpoints, link_files
 from ..train.compiled import CompileStats
 from ..train.loop import Saving
 from ..verify import VerifiedPlan
@@ -66,12 +68,27 @@ class RunContext:
             return None
         return Saving(self.checkpoints, self.stage_index, self.plan.runtime.checkpoint_interval, self.checks)
 
-    def save_complete(self, stage: str, step: int, model: torch.nn.Module | None, trainer: dict[str, Any]) -> None:
+    def save_complete(self, stage: str, step: int, model: torch.nn.Module | None, trainer: dict[str, Any], *,
+                      dense: bool = False) -> None:
         """The checkpoint that ends a stage, with what the later stages need; `model` None when the stage
-        changed no weights (the newest checkpoint's, or the source's, still hold)."""
-        if self.checkpoints is not None:
-            self.checkpoints.save(stage=stage, stage_index=self.stage_index, step=step, complete=True, model=model,
-                                  trainer=trainer, checks=self.checks)
+        changed no weights (the newest checkpoint's, or the source's, still hold). `dense`: the stage's weights are
+        the dense model in RUN_DIR/dense, which the checkpoint links. A model FSDP2 shards is written by every
+        process, each its own shards. Every process calls this."""
+        if self.checkpoints is None:
+            return
+        if model is not None and any_sharded(model):
+            self.checkpoints.save_sharded(stage=stage, stage_index=self.stage_index, step=step, model=model,
+                                          optimizer=None, trainer=trainer, checks=self.checks, complete=True)
+            return
+        self.checkpoints.save(stage=stage, stage_index=self.stage_index, step=step, complete=True,
+                              model=None if dense else model, trainer=trainer, checks=self.checks,
+                              dense=self.dense_dir if dense else None)
+
+    @property
+    def sharding(self) -> bool:
+        """Whether the models are sharded over the processes (FSDP2 with more than one): each process then holds
+        its part of every model after pruning, never a whole one but for the latency it measures on one device."""
+        return self.plan.runtime.strategy == "fsdp2" and world_size() > 1
 
     def source_for_reading(self) -> torch.nn.Module:
         """The unmodified source: the copy in memory when there is one, else loaded from disk in the compute dtype."""
@@ -138,10 +155,13 @@ class RunContext:
         tensor at a time: the memory beyond `model` is one shard. Rank 0 writes; under FSDP2 every rank takes part
         in gathering each tensor; the others wait for the files."""
         source = self.verified.source
-        tensors = dense_tensors(GatheredState(model), source.adapter, masks, source.shape, tied=source.tied)
+        self._write_dense_tensors(dense_tensors(GatheredState(model), source.adapter, masks, source.shape,
+                                                tied=source.tied), any_sharded(model))
+
+    def _write_dense_tensors(self, tensors: Iterator[tuple[str, torch.Tensor]], sharded: bool) -> None:
         if is_main():
             write_shards(tensors, self.dense_dir)
-        elif any_sharded(model):
+        elif sharded:  # every process takes part in gathering each tensor
             deque(tensors, maxlen=0)
         release_freed()  # malloc keeps what the shards took (150-200 MiB on SmolLM2-135M) otherwise
         barrier()
@@ -153,24 +173,76 @@ class RunContext:
         return ShardedWeights(self.dense_dir, {source.adapter.output_head: source.adapter.embedding}
                               if source.tied else None)
 
+    def write_dense_model(self, model: torch.nn.Module) -> None:
+        """A dense model's weights (recovery trained them) into RUN_DIR/dense/ in fp32, one tensor at a time, as
+        write_dense writes the sliced ones (the tied head once); every process calls it."""
+        source = self.verified.source
+        skipped = source.adapter.output_head if source.tied else None
+        self._write_dense_tensors(((key, tensor.float()) for key, tensor in GatheredState(model).items()
+                                   if key != skipped), any_sharded(model))
+
+    def source_weights(self, dtype: torch.dtype) -> ShardedWeights:
+        """The source's weights as its directory holds them, read one tensor at a time, each in `dtype`."""
+        source = self.verified.source
+        return ShardedWeights(self.verified.model_dir,
+                              {source.adapter.output_head: source.adapter.embedding} if source.tied else None,
+                              transform=lambda _name, tensor: tensor.to(dtype))
+
+    def _sharded(self, config: dict[str, Any], weights: ShardedWeights, dtype: torch.dtype, held_as: torch.dtype,
+                 computes_in: torch.dtype | None) -> torch.nn.Module:
+        from accelerate import init_empty_weights
+        from transformers import AutoModelForCausalLM
+
+        with init_empty_weights(include_buffers=False):  # buffers built for real, in the dtype the source was held in
+            model = AutoModelForCausalLM.from_config(hf_config(config), dtype=held_as)
+        return sharded_model(model, weights, self.verified.source.adapter.layer_prefix, dtype, self.device,
+                             computes_in)
+
+    def sharded_source(self, dtype: torch.dtype, computes_in: torch.dtype | None = None) -> torch.nn.Module:
+        """The unmodified source sharded over the processes (FSDP2), read from its directory in `dtype`: each
+        process holds its part only (distributed.sharded_model)."""
+        return self._sharded(self.verified.source.config, self.source_weights(dtype), dtype, self.source_held_as,
+                             computes_in)
+
+    def sharded_dense(self) -> torch.nn.Module:
+        """The dense model in RUN_DIR/dense/ sharded over the processes (FSDP2), in fp32, as held."""
+        return self._sharded(self.dense_config(), self.dense_weights(), torch.float32, self.source_held_as, None)
+
+    def dense_for_reading(self) -> torch.nn.Module:
+        """The dense model: the copy in memory when one process holds it, else sharded from RUN_DIR/dense/."""
+        if self.dense_model is not None:
+            return self.dense_model
+        return self.sharded_dense() if self.sharding else self.dense_from_shards()
+
     def dense_from_shards(self) -> torch.nn.Module:
         """The dense model in RUN_DIR/dense/, whole in memory, its buffers as finalize built them."""
         return build_dense(self.dense_config(), load_shards(self.dense_dir, self.device), self.verified.source.adapter,
                            self.source_held_as)
 
-    def load_dense(self, weights: Path | None) -> torch.nn.Module:
-        """A dense model of the target config with the weights in the safetensors file `weights`; None: no
-        checkpoint holds them (pruning left the source's weights as they were), so the source is sliced again
-        by the masks into RUN_DIR/dense/, as finalize sliced it, and let go before the result is loaded."""
+    def load_dense(self, weights: Path | None) -> torch.nn.Module | None:
+        """Put RUN_DIR/dense/ back as a complete checkpoint left it: from its dense shards (`weights` a directory:
+        linked again), from its safetensors file, or, None, sliced again from the source by the masks (pruning
+        left the source's weights as they were; the source let go before the result is loaded). The dense model
+        whole in memory, or None when the models are sharded (the later stages read RUN_DIR/dense/)."""
+        if weights is not None and weights.is_dir():
+            if weights.resolve() != self.dense_dir.resolve() and is_main():
+                with atomic_directory(self.dense_dir) as staging:
+                    link_files(weights, staging)
+            barrier()
+            return None if self.sharding else self.dense_from_shards()
         if weights is not None:
-            return dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device,
-                                   self.source_held_as)
-        masks = self.masks or load_file(self.run_dir / "masks.safetensors")
-        model = load_source_weights(self.verified, self.device, self.source_held_as)
-        self.write_dense(model, masks)
+            model = dense_from_file(self.dense_config(), weights, self.verified.source.adapter, self.device,
+                                    self.source_held_as)
+            self.write_dense_model(model)
+            if not self.sharding:
+                return model
+        else:
+            masks = self.masks or load_file(self.run_dir / "masks.safetensors")
+            model = load_source_weights(self.verified, self.device, self.source_held_as)
+            self.write_dense(model, masks)
         del model
         release_freed(collect=True)
-        return self.dense_from_shards()
+        return None if self.sharding else self.dense_from_shards()
 
 
 class Stage(ABC):

@@ -1,28 +1,42 @@
 """The export stage: a dense model that stock transformers loads, checked before it is published.
 
-Written to a temporary directory beside RUN_DIR/model (save_pretrained with safetensors,
-the tokenizer, the plan and a model card), reloaded with AutoModelForCausalLM, checked,
-then renamed into place: a crash never leaves a `model/` that looks complete.
+The weights are read from RUN_DIR/dense/ (dense_shards.py: the dense model in fp32, as the stages before wrote it)
+one tensor at a time, cast to the export dtype and written shard by shard, so the export holds one shard while it
+writes (`max_shard_size`, or one larger tensor) and the reloaded model while it checks, never the dense model whole
+to write it. What is written, and in what order, is taken from a model of the dense config built on the meta
+device, not from the files: its state_dict's names in its order, a tied output head once (under the embedding's
+name), as save_pretrained writes them; its config.json and generation_config.json as save_pretrained writes them;
+the files named and grouped as it names and groups them (model.safetensors, or model-0000N-of-0000M.safetensors
+with model.safetensors.index.json). So the same dense weights give the same bytes whatever number of processes
+made them and however RUN_DIR/dense/ lists them.
 
-Checks: no missing, unexpected or mismatched keys; every dimension and the parameter count
-as the plan says; the saved weights equal to the run's model cast to the export dtype. (That
-the sliced model computes what the masked model computed is checked by finalize.)
+Written to a temporary directory beside RUN_DIR/model (the weights and config, the tokenizer, the plan and a model
+card), reloaded with AutoModelForCausalLM, checked, then renamed into place: a crash never leaves a `model/` that
+looks complete.
+
+Checks: the dense weights are the planned model's tensors (no name missing or extra, every shape as planned); on
+reload, no missing, unexpected or mismatched keys; every dimension and the parameter count as the plan says; every
+reloaded weight equal to the dense weight cast to the export dtype, read again one at a time. (That the sliced
+model computes what the masked model computed is checked by finalize.)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from shearc.canonical import atomic_directory, pretty_json
+from shearc.compiler.source import hf_config
 from shearc.errors import CheckFailed
 from shearc.plan import ExportPlan, Plan
 from shearc.report.events import bad_step_lines, mask_size_lines
 from shearc.report.tables import score_text
 
+from ..dense_shards import write_shards_into
 from ..distributed import is_main
 from .base import STAGES, RunContext, Stage
 
@@ -118,6 +132,42 @@ def downstream_section(downstream: dict[str, Any] | None) -> str:
 """
 
 
+def planned_model(config: dict[str, Any]) -> torch.nn.Module:
+    """A model of the dense config on the meta device (no weights): what names, shapes and configs are exported."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(hf_config(config))
+    model.tie_weights()  # built on the meta device, a tied head is a parameter of its own until tied again
+    return model
+
+
+def saved_names(model: torch.nn.Module) -> list[str]:
+    """The tensors save_pretrained writes for `model`, in its state_dict's order: a tensor held under several names
+    (a tied output head) under the first only, and none of the class's `_keys_to_ignore_on_save`."""
+    ignored = set(getattr(model, "_keys_to_ignore_on_save", None) or ())
+    seen: set[int] = set()
+    names = []
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen and name not in ignored:
+            names.append(name)
+        seen.add(id(tensor))
+    return names
+
+
+def write_configs(model: torch.nn.Module, dtype: torch.dtype, directory: Path) -> None:
+    """config.json and generation_config.json as save_pretrained writes them for `model` with weights in `dtype`."""
+    config = model.config
+    config.architectures = [type(model).__name__]
+    # save_pretrained records the weights' dtype: `dtype` since transformers 4.56 (`torch_dtype` its alias), before
+    # that `torch_dtype`, an attribute of its own
+    setattr(config, "torch_dtype" if "torch_dtype" in vars(config) else "dtype", str(dtype).removeprefix("torch."))
+    config.save_pretrained(directory)
+    if model.can_generate():
+        model.generation_config.save_pretrained(directory)
+
+
 @STAGES.register("export")
 class ExportStage(Stage):
     stage_plan: ExportPlan
@@ -126,25 +176,57 @@ class ExportStage(Stage):
         if not is_main():  # one writer
             return
         plan, params = context.plan, self.stage_plan.params
-        dense = context.dense_model.float().cpu().eval()
+        dtype = _DTYPES[params.dtype]
+        weights = context.dense_weights()
+        model = planned_model(context.dense_config())
+        names = saved_names(model)
         final = context.run_dir / "model"
         with atomic_directory(final) as staging:
-            exported = dense.to(_DTYPES[params.dtype])
-            exported.save_pretrained(staging, safe_serialization=True, max_shard_size=params.max_shard_size)
+            write_configs(model, dtype, staging)
+            self._write_weights(staging, weights, model, names, dtype)
             context.tokenizer.save_pretrained(staging)
             (staging / "plan.json").write_text(pretty_json(plan.as_json()), encoding="utf-8")
-            checks = {**context.checks, **self._reload_and_check(staging, exported, context)}
+            checks = {**context.checks, **self._reload_and_check(staging, weights, context)}
             metrics = context.metrics.read()
             (staging / "README.md").write_text(model_card(plan, checks, context.report, bad_step_lines(metrics),
                                                           mask_size_lines(metrics)), encoding="utf-8")
         context.metrics.write("export", directory=str(final), **checks)
 
-    def _reload_and_check(self, directory: Path, exported: torch.nn.Module, context: RunContext) -> dict[str, Any]:
+    def _write_weights(self, directory: Path, weights: Mapping[str, torch.Tensor], model: torch.nn.Module,
+                       names: list[str], dtype: torch.dtype) -> None:
+        """`names` of `weights` in `dtype`, one tensor at a time, as save_pretrained lays them out; refused when the
+        weights are not the planned model's (a name missing or extra, a shape not as planned)."""
+        from transformers.utils.hub import convert_file_size_to_int
+
+        planned = model.state_dict()  # on the meta device: names and shapes
+        held = set(weights)  # the names alone; `in` on the mapping would read the tensor
+        missing = [name for name in planned if name not in held]
+        extra = sorted(held - set(planned))
+        if missing or extra:
+            raise ExportCheckError("the dense weights are not the planned model's: "
+                                   + "; ".join(f"{kind} {keys}" for kind, keys in
+                                               (("missing", missing), ("not in the model", extra)) if keys))
+        wrong: list[str] = []
+
+        def tensors() -> Iterator[tuple[str, torch.Tensor]]:
+            for name in names:
+                tensor = weights[name]
+                if tensor.shape != planned[name].shape:
+                    wrong.append(f"{name} {list(tensor.shape)}, planned {list(planned[name].shape)}")
+                yield name, tensor.to(dtype)
+
+        shard_bytes = convert_file_size_to_int(self.stage_plan.params.max_shard_size)  # as save_pretrained reads it
+        write_shards_into(tensors(), directory, shard_bytes=shard_bytes, as_save_pretrained=True,
+                          index_metadata={"total_parameters": model.num_parameters()})
+        if wrong:
+            raise ExportCheckError("the dense weights are not the planned model's: " + "; ".join(wrong))
+
+    def _reload_and_check(self, directory: Path, weights: Mapping[str, torch.Tensor],
+                          context: RunContext) -> dict[str, Any]:
         from transformers import AutoModelForCausalLM
 
-        plan = context.plan
-        reloaded, info = AutoModelForCausalLM.from_pretrained(directory, output_loading_info=True,
-                                                              dtype=_DTYPES[self.stage_plan.params.dtype])
+        plan, dtype = context.plan, _DTYPES[self.stage_plan.params.dtype]
+        reloaded, info = AutoModelForCausalLM.from_pretrained(directory, output_loading_info=True, dtype=dtype)
         problems = [f"{kind}: {keys}" for kind, keys in info.items() if keys]
         config = json.loads((directory / "config.json").read_text())
         shape = plan.target.model_info.shape
@@ -155,9 +237,9 @@ class ExportStage(Stage):
         params = sum(p.numel() for p in reloaded.parameters())
         if params != plan.target.model_info.params:
             problems.append(f"{params:,} parameters, planned {plan.target.model_info.params:,}")
-        saved = exported.state_dict()
-        problems += [f"weight {k} differs from the checked model" for k, v in reloaded.state_dict().items()
-                     if not torch.equal(v, saved[k])]
+        held = set(weights)
+        problems += [f"weight {k} differs from the dense model's" for k, v in reloaded.state_dict().items()
+                     if k not in held or not torch.equal(v, weights[k].to(dtype))]
         if problems:
             raise ExportCheckError("the exported model does not match the plan: " + "; ".join(problems))
         return {"params": params}

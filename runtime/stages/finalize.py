@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from functools import partial
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from shearc.canonical import atomic_directory, pretty_json, write_text_atomic
 from shearc.errors import CheckFailed
 from shearc.plan import FinalizePlan
 
-from ..distributed import is_main
+from ..dense_shards import write_shards_into
+from ..distributed import GatheredState, any_sharded, barrier, is_main
 from ..logits_check import Agreement, Permuted, compare_logits
+from ..memory import release_freed
 from ..models import streamed_dense
 from ..slicing import Kept, kept_units, permute_tensor_
 from .base import STAGES, RunContext, Stage
@@ -51,9 +54,21 @@ def save_masks(masks: dict[str, torch.Tensor], path: os.PathLike[str]) -> None:
     os.replace(tmp, path)
 
 
-def save_masked_model(model: torch.nn.Module, directory: Path) -> None:
-    with atomic_directory(directory) as staging:
-        model.save_pretrained(staging, safe_serialization=True)
+def save_masked_model(model: torch.nn.Module, directory: Path, tied_head: str | None) -> None:
+    """The masked model in save_pretrained's format (`tied_head`, the output head's name when it is the embedding:
+    written once); every process calls it: a sharded model is gathered one tensor at a time, rank 0 writing."""
+    sharded = any_sharded(model)
+    tensors = ((key, tensor) for key, tensor in GatheredState(model).items() if key != tied_head)
+    if is_main():
+        with atomic_directory(directory) as staging:
+            if sharded:
+                write_shards_into(tensors, staging)
+                model.config.save_pretrained(staging)
+            else:
+                model.save_pretrained(staging, safe_serialization=True)
+    elif sharded:
+        deque(tensors, maxlen=0)
+    barrier()
 
 
 def failure_message(agreement: Agreement, context: RunContext, trained: bool) -> str:
@@ -96,22 +111,28 @@ class FinalizeStage(Stage):
         reached, expected = kept_units(context.masks, source.shape).shape, context.target_shape
         if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
             raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
+        # sharded, the source's own weights are read from its files, each process its part, in fp32 as checked
+        masked = context.model if context.model is not None else context.sharded_source(
+            context.source_held_as, computes_in=torch.float32)
         if is_main():
             save_masks(context.masks, context.run_dir / "masks.safetensors")
-            if trained:  # the weights trained with the masks, or refit
-                save_masked_model(context.model, context.run_dir / "masked")
-        context.write_dense(context.model, context.masks)
+        if trained:  # the weights trained with the masks, or refit
+            save_masked_model(masked, context.run_dir / "masked", source.adapter.output_head if source.tied else None)
+        context.write_dense(masked, context.masks)
         dense, permuted = streamed_models(context)
         check = self.stage_plan.check
-        agreement = compare_logits(context.model, context.masks, dense, source.adapter,
+        agreement = compare_logits(masked, context.masks, dense, source.adapter,
                                    check_windows(context, check.windows, check.tokens), seed=context.seed,
                                    tolerance=context.finalize_tolerance, permuted=permuted)
+        del masked
+        release_freed(collect=True)  # a sharded model lives in reference cycles until collected
         context.metrics.write("finalize", **agreement.as_dict())
         if is_main():
             write_text_atomic(context.run_dir / "finalize_check.json", pretty_json(agreement.as_dict()))
         if not agreement.passed:
             raise FinalizeCheckError(failure_message(agreement, context, trained))
         context.release_source()  # before the dense model is loaded: the two are never whole in memory together
-        context.dense_model = context.dense_from_shards()
+        # sharded, the later stages read RUN_DIR/dense/ each its own way (recover, evaluate, export)
+        context.dense_model = None if context.sharding else context.dense_from_shards()
         context.checks["logits"] = agreement.as_dict()
-        context.save_complete("finalize", 0, context.dense_model if trained else None, {"mixer": context.mixer_state})
+        context.save_complete("finalize", 0, None, {"mixer": context.mixer_state}, dense=trained)

@@ -127,8 +127,11 @@ def learn_masks(context: RunContext, stage_plan: PrunePlan) -> Selection:
                      lambda: mask_learning_groups(model, l0, params), task)
     finally:
         hooks.remove()
-    context.model = distributed.unsharded(model, lambda: AutoModelForCausalLM.from_config(
-        hf_config(source.config)).to(context.device))
+    if context.sharding:  # each process keeps its shards into finalize (which gathers one tensor at a time)
+        context.model = distributed.resharded_for_reading(model)
+    else:
+        context.model = distributed.unsharded(model, lambda: AutoModelForCausalLM.from_config(
+            hf_config(source.config)).to(context.device))
     masks = l0.deterministic()
     context.metrics.write("masks", kept={k: int(torch.count_nonzero(v)) for k, v in masks.items()},
                           final_weights=np.asarray(training.mixer.weights))

@@ -24,6 +24,7 @@ from shearc.registry import Registry
 from shearc.sections import LeastSquaresReconstruction
 
 from ..data import MixtureSampler
+from ..distributed import any_sharded, shard_for_reading
 from ..importance.methods import IMPORTANCE_METHODS
 from ..importance.selection import score_and_select
 from ..reconstruction import reconstruct
@@ -74,6 +75,18 @@ RECONSTRUCTION_IMPLEMENTATIONS: Registry[Callable[[RunContext, Any, Selection], 
     "reconstruction method implementation")
 RECONSTRUCTION_IMPLEMENTATIONS.register("least-squares")(least_squares)
 
+def hand_on_sharded(context: RunContext, changed: bool) -> None:
+    """When the models are sharded, what pruning scored (and refit) whole in every process is not handed on whole:
+    weights it `changed` are sharded in place (each process keeps its part), the source's own are let go (the later
+    stages read them from its files, sharded)."""
+    if not context.sharding or context.model is None or any_sharded(context.model):
+        return
+    if changed:
+        shard_for_reading(context.model, context.verified.source.adapter.layer_prefix, torch.float32)
+    else:
+        context.release_source()
+
+
 PRUNE_IMPLEMENTATIONS: Registry[PruneMethod] = Registry("prune method implementation")
 PRUNE_IMPLEMENTATIONS.register("hard-concrete")(learn_masks)
 for _name in IMPORTANCE_METHODS:
@@ -93,6 +106,7 @@ class PruneStage(Stage):
         context.metrics.write("prune", method=params.method, kept=kept)
         if params.reconstruct is not None:
             RECONSTRUCTION_IMPLEMENTATIONS.get(params.reconstruct.method)(context, params.reconstruct, selection)
+        hand_on_sharded(context, params.changes_weights)
         context.save_complete("prune", selection.step, context.model if params.changes_weights else None,
                               {"masks": context.masks, "mixer": context.mixer_state})
 
@@ -100,6 +114,7 @@ class PruneStage(Stage):
         """The masks; and the source's weights as pruning left them, when it trained or refit them."""
         handed = checkpoint.trainer_state()
         context.masks, context.mixer_state = handed["masks"], handed["mixer"]
-        if checkpoint.weights is not None:
+        if checkpoint.weights is not None or checkpoint.sharded is not None:
             checkpoint.load_model(context.model)
             context.source_modified = True
+        hand_on_sharded(context, context.source_modified)

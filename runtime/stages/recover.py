@@ -106,9 +106,11 @@ class RecoverStage(Stage):
         recovery = RECOVERY_IMPLEMENTATIONS.get(params.method)
         task = recovery.task(context, params)
         context.release_source()
-        if context.dense_model is None:  # resumed inside this stage: its checkpoint's weights go into a fresh one
-            context.dense_model = AutoModelForCausalLM.from_config(hf_config(context.dense_config()),
-                                                                   dtype=context.source_held_as)  # buffers as built
+        if context.resume is not None and context.dense_model is None:  # resumed inside this stage: its
+            context.dense_model = AutoModelForCausalLM.from_config(  # checkpoint's weights go into a fresh one
+                hf_config(context.dense_config()), dtype=context.source_held_as)  # buffers as built
+        elif context.dense_model is None:  # sharded: read whole from RUN_DIR/dense/, then sharded for training
+            context.dense_model = context.dense_from_shards()
         # What trains keeps fp32 master weights; a frozen base is only read, in the compute dtype
         # (peft keeps LoRA's adapters in fp32).
         frozen = compute_dtype(plan.precision, context.device)
@@ -126,7 +128,10 @@ class RecoverStage(Stage):
             dense = dense.to(context.device, dtype=torch.float32)  # buffers as finalize built them, weights fp32
             return recovery.wrap(dense, params)
 
-        model = distributed.unsharded(model, fresh)
-        context.dense_model = recovery.unwrap(model).eval()
+        if _adapted(model):  # merging the adapters into the weights they adapt needs those weights whole
+            model = distributed.unsharded(model, fresh)
+        dense = recovery.unwrap(model).eval()
+        context.write_dense_model(dense)  # what the later stages read (sharded, the only copy they have)
+        context.dense_model = None if context.sharding else dense
         context.mixer_state = training.mixer.state_dict()
-        context.save_complete("recover", training.schedule.steps, context.dense_model, {"mixer": context.mixer_state})
+        context.save_complete("recover", training.schedule.steps, None, {"mixer": context.mixer_state}, dense=True)

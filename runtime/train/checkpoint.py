@@ -4,9 +4,11 @@
         meta.json           plan hash, stage, step, complete, checks, where the weights are
         model.safetensors   the model being trained (safetensors' save_model: tied weights once)
         trainer.pt          optimizer, masks and multipliers, mixer, data position, RNG states
-        sharded/            instead, under FSDP2 inside a stage: the model's and the optimizer's
+        sharded/            instead, under FSDP2: the model's (and inside a stage the optimizer's)
                             shards, each rank's own (torch.distributed.checkpoint); trainer.pt
                             then holds the rest
+        dense/              instead, from finalize on: the dense model's shards, hard-linked from
+                            RUN_DIR/dense (dense_shards.py), not written again
 
 A checkpoint marked complete ends its stage and carries what later stages need (the
 masks, the mixer's proportions, the evaluation). A stage that changed no weights writes
@@ -18,6 +20,7 @@ again resumes from the newest checkpoint.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,6 +34,7 @@ from safetensors.torch import load_model, save_model
 from shearc.canonical import atomic_directory
 from shearc.errors import Problem, UserError
 
+from ..dense_shards import weight_map
 from ..distributed import barrier, is_main, load_sharded_model, save_sharded
 from ..integrity import safetensors_problem, torch_save_problem
 
@@ -59,10 +63,14 @@ class Checkpoint:
 
     @property
     def weights(self) -> Path | None:
-        """The safetensors file of this checkpoint's model; None when the source's weights hold, or when they
-        are sharded (`sharded`)."""
+        """Where this checkpoint's model is: a safetensors file, or a directory of the dense model's shards
+        (dense_shards.py) linked from RUN_DIR/dense; None when the source's weights hold, or when they are sharded
+        (`sharded`)."""
         holder = self.meta.get("weights", self.path.name)
-        return None if holder is None or self.sharded else self.path.parent / holder / "model.safetensors"
+        if holder is None or self.sharded:
+            return None
+        dense = self.path.parent / holder / "dense"
+        return dense if dense.is_dir() else self.path.parent / holder / "model.safetensors"
 
     def load_model(self, model: torch.nn.Module) -> None:
         """The checkpoint's weights into `model` (sharded ones on any number of ranks, or in one process)."""
@@ -115,15 +123,19 @@ class Checkpoints:
         return None
 
     def save(self, *, stage: str, stage_index: int, step: int, complete: bool, model: torch.nn.Module | None,
-             trainer: dict[str, Any], checks: dict[str, Any] | None = None) -> Checkpoint | None:
+             trainer: dict[str, Any], checks: dict[str, Any] | None = None, dense: Path | None = None
+             ) -> Checkpoint | None:
         """Rank 0 writes; the others return None. `model` None: the stage changed no weights, so the
-        newest checkpoint's (or the source's) are this one's."""
+        newest checkpoint's (or the source's) are this one's; `dense` instead: the dense model's shards in that
+        directory (RUN_DIR/dense), linked into the checkpoint rather than written again."""
         if not is_main():
             return None
         require_plain(trainer)
         final = self._path(stage, stage_index, step)
         previous = self.all()
-        if model is None:
+        if dense is not None:
+            holder = final.name
+        elif model is None:
             if previous and previous[-1].sharded:  # only a stage's own checkpoints are sharded; its end is not
                 raise AssertionError(f"{previous[-1].path} is sharded: a checkpoint cannot take its weights")
             holder = previous[-1].weights.parent.name if previous and previous[-1].weights else None
@@ -131,17 +143,21 @@ class Checkpoints:
             holder = final.name
         meta = self._meta(stage, stage_index, step, complete=complete, checks=checks or {}, weights=holder)
         with atomic_directory(final) as staging:
-            if model is not None:
+            if dense is not None:
+                link_files(dense, staging / "dense")
+            elif model is not None:
                 save_model(model, str(staging / "model.safetensors"))
             _write_trainer_and_meta(staging, trainer, meta)
         self._rotate()
         return Checkpoint(final, meta)
 
     def save_sharded(self, *, stage: str, stage_index: int, step: int, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, trainer: dict[str, Any], checks: dict[str, Any]) -> None:
-        """Inside a stage under FSDP2, on every rank: each writes its shards of the model and the optimizer
-        into a hidden staging directory, rank 0 adds the rest of `trainer` and the meta, then renames it into
-        place; nothing is gathered whole, and a crash leaves no half-written checkpoint."""
+                     optimizer: torch.optim.Optimizer | None, trainer: dict[str, Any], checks: dict[str, Any],
+                     complete: bool = False) -> None:
+        """Under FSDP2, on every rank: each writes its shards of the model and the optimizer (inside a stage;
+        None at a stage's end, `complete`) into a hidden staging directory, rank 0 adds the rest of `trainer`
+        and the meta, then renames it into place; nothing is gathered whole, and a crash leaves no half-written
+        checkpoint."""
         final = self._path(stage, stage_index, step)
         staging = self.directory / f".{final.name}.sharded"  # one name every rank knows
         if is_main():
@@ -151,7 +167,7 @@ class Checkpoints:
         barrier()
         save_sharded(staging / "sharded", model, optimizer)
         if is_main():
-            meta = self._meta(stage, stage_index, step, complete=False, checks=checks, weights=final.name)
+            meta = self._meta(stage, stage_index, step, complete=complete, checks=checks, weights=final.name)
             _write_trainer_and_meta(staging, trainer, {**meta, "sharded": True})
             if final.exists():
                 shutil.rmtree(final)
@@ -189,11 +205,34 @@ def damaged(checkpoint: Checkpoint) -> str | None:
         return checkpoint.meta["damaged"]
     problem = torch_save_problem(checkpoint.path / "trainer.pt")
     if problem is None and checkpoint.weights is not None:
-        problem = safetensors_problem(checkpoint.weights) if checkpoint.weights.is_file() else \
-            f"its weights ({checkpoint.weights}) are gone"
+        problem = weights_problem(checkpoint.weights)
     if problem is None and checkpoint.sharded is not None and not (checkpoint.sharded / ".metadata").is_file():
         problem = "its sharded weights have no .metadata"
     return problem
+
+
+def weights_problem(weights: Path) -> str | None:
+    """What is wrong with a checkpoint's weights (a safetensors file, or a directory of shards), or None."""
+    if weights.is_dir():
+        try:
+            files = sorted(set(weight_map(weights).values()))
+        except (OSError, ValueError, KeyError):
+            return f"its dense shards ({weights}) have no readable index"
+        return next((problem for problem in (safetensors_problem(weights / name) if (weights / name).is_file()
+                                              else f"its weights ({weights / name}) are gone" for name in files)
+                     if problem is not None), None)
+    return safetensors_problem(weights) if weights.is_file() else f"its weights ({weights}) are gone"
+
+
+def link_files(source: Path, destination: Path) -> None:
+    """Every file of `source` into the directory `destination` (made if missing), hard-linked (no bytes written
+    again; copied where the file system has no hard links)."""
+    destination.mkdir(exist_ok=True)
+    for path in sorted(source.iterdir()):
+        try:
+            os.link(path, destination / path.name)
+        except OSError:
+            shutil.copy2(path, destination / path.name)
 
 
 def require_plain(state: Any) -> None:

@@ -168,3 +168,41 @@ def _loads_in_one_process(checkpoint, plan, single, out):
             torch.testing.assert_close(tensor, same_step[name], rtol=1e-4, atol=1e-5, msg=name)
             compared += 1
     assert compared == len(same_step) > 20
+
+
+TAYLOR = {"method": "taylor", "granularities": ["layer", "head", "intermediate", "hidden"], "calibration_samples": 4,
+          "calibration_seq_len": 16, "reconstruct": None}
+
+
+def test_sharded_finalize_evaluate_and_export_give_one_processs_bytes(tmp_path):
+    """One-shot pruning (the same masks on any number of processes) with no recovery: under FSDP2 the prune stage
+    hands on no whole model, finalize checks a sharded masked model, evaluate measures sharded models (and each
+    whole on rank 0 for latency) and export writes from RUN_DIR/dense/; the files exported are the 1-process run's
+    byte for byte (a tied model: its embedding once), the report's losses its own up to reduction order, and every
+    stage records each process's peak."""
+    def project(devices):
+        return tiny_project(tmp_path / f"devices-{devices}", "llama-tied", {
+            "target": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64}, "prune": TAYLOR,
+            "recovery": {"method": "none"}, "eval": {"enabled": True, "sequences_per_domain": 5},
+            "runtime": {"devices": devices, "strategy": "fsdp2"}, "export": {"dtype": "float32"}})
+
+    assert main(["run", str(project(1)), "--out", str(tmp_path / "one")]) == 0
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                             "-m", "shearc.cli", "run", str(project(2)), "--out", str(tmp_path / "two")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = tmp_path / "one" / "model", tmp_path / "two" / "model"
+    files = sorted(path.name for path in one.iterdir())
+    assert files == sorted(path.name for path in two.iterdir()) and "model.safetensors" in files
+    for name in files:
+        if name not in ("README.md", "plan.json"):  # the card holds the report; the plan, its devices
+            assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    single, double = (json.loads((tmp_path / run / "report.json").read_text()) for run in ("one", "two"))
+    for side in ("source", "result"):
+        assert single[side]["params"] == double[side]["params"]
+        np.testing.assert_allclose([d["loss"] for d in double[side]["domains"]],
+                                   [d["loss"] for d in single[side]["domains"]], rtol=1e-5)
+        assert double[side]["latency_ms"] > 0
+    stages = [r for r in _records(tmp_path / "two") if r["event"] == "stage"]
+    assert [r["stage"] for r in stages] == ["prune", "finalize", "evaluate", "export"]
+    assert all(len(r["peak_rss_bytes_per_process"]) == 2 for r in stages)
