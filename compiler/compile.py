@@ -186,7 +186,6 @@ def estimate_stages(ctx: Context) -> list[Problem]:
                 "fits_device": fits}
 
     costing = est.Costing(source, target, spec, frozenset(c.kind for c in ctx.changes))
-    source_params, target_params = costing.source_params, costing.target_params
 
     def costed(cost: est.StageCost, stage: str | None) -> dict[str, Any]:
         return estimate(cost.tokens, cost.steps, cost.flops, cost.memory, stage)
@@ -214,8 +213,7 @@ def estimate_stages(ctx: Context) -> list[Problem]:
         tokens = len(spec.data.domains) * spec.eval.sequences_per_domain * params["seq_len"]
         flops = tokens * (est.forward_flops_per_token(source, source.shape, params["seq_len"])
                           + est.forward_flops_per_token(source, target, params["seq_len"]))
-        models = source_params * est.compute_bytes(spec) + target_params * est.RESULT_BYTES
-        memory = est.inference_memory(source, spec, params["seq_len"], models)
+        memory = est.inference_memory(source, spec, params["seq_len"], est.evaluate_weights(source, target, spec))
         stages.append({"stage": "evaluate", "params": params, "downstream": ctx.downstream,
                        "estimate": estimate(2 * tokens, 0, flops, memory, "evaluate")})
     stages.append({"stage": "export", "params": spec.export.model_dump(mode="json"), "estimate": estimate(

@@ -8,11 +8,13 @@ profiler's allocations, see bench/bench_memory.py). What each stage holds:
   (summed into .grad, or into fp32 accumulators, plus the Fisher diagonal for second order) and one
   micro-batch's activations (one sample's for second order); magnitude the weights and a score per
   weight; activation the weights, one micro-batch's forward and a statistic per channel (under `masks`);
-- finalize: the source and the dense result, plus the check's logits for one window;
+- finalize: the source and the dense result, plus the check's logits for one window (sharded over
+  processes: the shards of what pruning changed, and what is read at a time);
 - recover: fp32 master weights, gradients and AdamW states of what trains (sharded under FSDP2),
   frozen weights in the compute dtype, and the activations;
-- evaluate: the source and the result, and one layer's activations with the logits;
-- export: the result as held and its reloaded copy in the export dtype.
+- evaluate: the source and the result, and one layer's activations with the logits (sharded: the larger
+  model whole, which rank 0 loads alone for its latency);
+- export: the result as held and its reloaded copy in the export dtype (sharded: the reloaded copy).
 Activations are what a Llama block saves for backward, per token (6 hidden + q/k/v/attention
 outputs + 4 intermediate), in the compute dtype, plus the fp32 logits and their gradient; with
 activation checkpointing only each layer's input is kept, plus one layer's worth.
@@ -237,16 +239,47 @@ def largest_dense_tensor(source: SourceModel, target: Shape) -> int:
     return max(source.vocab * target.hidden, projection) * RESULT_BYTES
 
 
+def sharding(spec: Spec) -> bool:
+    """Whether the stages after pruning hold their models sharded over the processes (runtime/stages/base.py
+    RunContext.sharding: FSDP2 on more than one)."""
+    return fsdp_shards(spec) > 1
+
+
 def finalize_memory(source: SourceModel, target: Shape, spec: Spec, check_tokens: int) -> Memory:
     """The source, and beside it only what finalize handles at a time: a shard being written and safetensors' copy
     of its bytes, or one module's weights as the check streams the dense model from disk (the largest tensor
-    either way, for a model worth pruning); once the source is let go, the dense result whole. The check's
-    logits for one window in fp32 (masked, sliced, their difference, and the forward's own)."""
+    either way, for a model worth pruning); once the source is let go, the dense result whole. Sharded over
+    processes: each holds its shards of the weights pruning changed (none when it left the source's: they are
+    read from its files), and the check streams the masked model from files too; the dense result is not loaded.
+    The check's logits for one window in fp32 (masked, sliced, their difference, and the forward's own)."""
     source_held = count_params(source, source.shape) * source_bytes(spec)
     dense = count_params(source, target) * RESULT_BYTES
     at_a_time = 2 * max(min(DENSE_SHARD_BYTES, dense), largest_dense_tensor(source, target))  # a shard: at most all
-    weights = max(source_held + at_a_time, dense)
+    if sharding(spec):
+        weights = (source_held // fsdp_shards(spec) if spec.prune.changes_weights else 0) + at_a_time
+    else:
+        weights = max(source_held + at_a_time, dense)
     return Memory(weights=weights, grads=0, optimizer=0, activations=check_tokens * source.vocab * 4 * 4, masks=0)
+
+
+def evaluate_weights(source: SourceModel, target: Shape, spec: Spec) -> int:
+    """The models evaluate holds at once: the source in the compute dtype and the result in fp32. Sharded over
+    processes: one model at a time, each process its part of the decoder blocks and the root's weights whole, for
+    the losses; then rank 0 alone holds each model whole in turn for its latency, the larger of the two."""
+    source_held = count_params(source, source.shape) * compute_bytes(spec)
+    dense = count_params(source, target) * RESULT_BYTES
+    if not sharding(spec):
+        return source_held + dense
+    return max(source_held, dense)
+
+
+def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
+    """The result, written from RUN_DIR/dense one tensor at a time in the export dtype, then reloaded whole; beside
+    it the dense result as one process holds it in fp32 (sharded over processes, none is held)."""
+    export = 4 if spec.export.dtype == "float32" else 2
+    params = count_params(source, target)
+    held = 0 if sharding(spec) else params * RESULT_BYTES
+    return Memory(weights=held + params * export, grads=0, optimizer=0, activations=0, masks=0)
 
 
 def taylor_memory(source: SourceModel, spec: Spec, seq_len: int, *, second_order: bool) -> Memory:
@@ -291,13 +324,6 @@ def reconstruction_memory(source: SourceModel, spec: Spec, seq_len: int, tokens:
     widest = max(widths, default=0)
     solve = (2 * widest * widest + widest * source.shape.hidden) * 8
     return Memory(memory.weights, 0, 0, memory.activations + states, solve)
-
-
-def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
-    """The result as held, converted tensor by tensor to the export dtype, then reloaded beside it."""
-    export = 4 if spec.export.dtype == "float32" else 2
-    return Memory(weights=count_params(source, target) * max(RESULT_BYTES, 2 * export), grads=0, optimizer=0,
-                  activations=0, masks=0)
 
 
 def mask_units(source: SourceModel, pruned_kinds: set[str]) -> int:

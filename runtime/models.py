@@ -54,6 +54,26 @@ def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter:
     return model.to(state[adapter.embedding].device)  # the buffers (built on the CPU) join the weights
 
 
+def model_from_weights(config: dict[str, Any], weights: Mapping[str, torch.Tensor], dtype: torch.dtype,
+                       device: torch.device | str = "cpu", held_as: torch.dtype | None = None) -> torch.nn.Module:
+    """A model of `config` whole in memory, its parameters read from `weights` (a lazy mapping by state_dict name)
+    one at a time in `dtype`, a tied one once; buffers built in `held_as` (as build_dense). Unlike from_pretrained,
+    no file stays mapped, so the memory is the model's and no more."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(hf_config(config), dtype=held_as or dtype)
+    model.tie_weights()  # as the config says: a tied head is then read once, under the embedding's name
+    state = {name: weights[name].to(device, dtype) for name, _ in model.named_parameters()}
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    left = [name for name, param in model.named_parameters() if param.is_meta]
+    if left:
+        raise KeyError(f"no weights read for {left[:5]}")
+    return model.to(device).eval()
+
+
 def dense_from_file(config: dict[str, Any], path: Path, adapter: FamilyAdapter,
                     device: torch.device | str = "cpu", held_as: torch.dtype | None = None) -> torch.nn.Module:
     """The dense model saved in a checkpoint's safetensors file (`held_as`: as build_dense)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,13 +150,14 @@ class RunContext:
         """Where finalize writes the dense model's shards (dense_shards.py)."""
         return self.run_dir / "dense"
 
-    def write_dense(self, model: torch.nn.Module, masks: dict[str, torch.Tensor]) -> None:
-        """Fold `masks` into `model` (the source, or what pruning made of it) and slice it into RUN_DIR/dense/, one
-        tensor at a time: the memory beyond `model` is one shard. Rank 0 writes; under FSDP2 every rank takes part
-        in gathering each tensor; the others wait for the files."""
+    def write_dense(self, model: torch.nn.Module | Mapping[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+        """Fold `masks` into `model` (the source, or what pruning made of it; or its weights read from files) and
+        slice it into RUN_DIR/dense/, one tensor at a time: the memory beyond `model` is one shard. Rank 0 writes;
+        under FSDP2 every rank takes part in gathering each tensor; the others wait for the files."""
         source = self.verified.source
-        self._write_dense_tensors(dense_tensors(GatheredState(model), source.adapter, masks, source.shape,
-                                                tied=source.tied), any_sharded(model))
+        state = GatheredState(model) if isinstance(model, torch.nn.Module) else model
+        sharded = isinstance(model, torch.nn.Module) and any_sharded(model)
+        self._write_dense_tensors(dense_tensors(state, source.adapter, masks, source.shape, tied=source.tied), sharded)
 
     def _write_dense_tensors(self, tensors: Iterator[tuple[str, torch.Tensor]], sharded: bool) -> None:
         if is_main():
@@ -169,9 +170,7 @@ class RunContext:
     def dense_weights(self) -> ShardedWeights:
         """The dense model's weights in RUN_DIR/dense/, read one tensor at a time (a tied output head: the
         embedding)."""
-        source = self.verified.source
-        return ShardedWeights(self.dense_dir, {source.adapter.output_head: source.adapter.embedding}
-                              if source.tied else None)
+        return self.weights_in(self.dense_dir)
 
     def write_dense_model(self, model: torch.nn.Module) -> None:
         """A dense model's weights (recovery trained them) into RUN_DIR/dense/ in fp32, one tensor at a time, as
@@ -181,32 +180,35 @@ class RunContext:
         self._write_dense_tensors(((key, tensor.float()) for key, tensor in GatheredState(model).items()
                                    if key != skipped), any_sharded(model))
 
-    def source_weights(self, dtype: torch.dtype) -> ShardedWeights:
-        """The source's weights as its directory holds them, read one tensor at a time, each in `dtype`."""
-        source = self.verified.source
-        return ShardedWeights(self.verified.model_dir,
-                              {source.adapter.output_head: source.adapter.embedding} if source.tied else None,
-                              transform=lambda _name, tensor: tensor.to(dtype))
+    def source_weights(self, dtype: torch.dtype, computes_in: torch.dtype | None = None) -> ShardedWeights:
+        """The source's weights as its directory holds them, read one tensor at a time, each in `dtype` (as a run
+        holds them), then in `computes_in` if given (the finalize check's fp32)."""
+        return self.weights_in(self.verified.model_dir, lambda _name, tensor: tensor.to(dtype).to(computes_in or dtype))
 
-    def _sharded(self, config: dict[str, Any], weights: ShardedWeights, dtype: torch.dtype, held_as: torch.dtype,
-                 computes_in: torch.dtype | None) -> torch.nn.Module:
+    def weights_in(self, directory: Path, transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None
+                   ) -> ShardedWeights:
+        """A model of the source's family in `directory` (Hugging Face's safetensors files), one tensor at a time: a
+        tied output head answered with the embedding."""
+        source = self.verified.source
+        return ShardedWeights(directory, {source.adapter.output_head: source.adapter.embedding} if source.tied
+                              else None, transform=transform)
+
+    def _sharded(self, config: dict[str, Any], weights: ShardedWeights, dtype: torch.dtype) -> torch.nn.Module:
         from accelerate import init_empty_weights
         from transformers import AutoModelForCausalLM
 
         with init_empty_weights(include_buffers=False):  # buffers built for real, in the dtype the source was held in
-            model = AutoModelForCausalLM.from_config(hf_config(config), dtype=held_as)
-        return sharded_model(model, weights, self.verified.source.adapter.layer_prefix, dtype, self.device,
-                             computes_in)
+            model = AutoModelForCausalLM.from_config(hf_config(config), dtype=self.source_held_as)
+        return sharded_model(model, weights, self.verified.source.adapter.layer_prefix, dtype, self.device)
 
-    def sharded_source(self, dtype: torch.dtype, computes_in: torch.dtype | None = None) -> torch.nn.Module:
+    def sharded_source(self, dtype: torch.dtype) -> torch.nn.Module:
         """The unmodified source sharded over the processes (FSDP2), read from its directory in `dtype`: each
         process holds its part only (distributed.sharded_model)."""
-        return self._sharded(self.verified.source.config, self.source_weights(dtype), dtype, self.source_held_as,
-                             computes_in)
+        return self._sharded(self.verified.source.config, self.source_weights(dtype), dtype)
 
     def sharded_dense(self) -> torch.nn.Module:
         """The dense model in RUN_DIR/dense/ sharded over the processes (FSDP2), in fp32, as held."""
-        return self._sharded(self.dense_config(), self.dense_weights(), torch.float32, self.source_held_as, None)
+        return self._sharded(self.dense_config(), self.dense_weights(), torch.float32)
 
     def dense_for_reading(self) -> torch.nn.Module:
         """The dense model: the copy in memory when one process holds it, else sharded from RUN_DIR/dense/."""

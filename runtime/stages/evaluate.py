@@ -29,7 +29,7 @@ from ..data import domain_eval_losses
 from ..distributed import from_main, is_main
 from ..downstream import run_tasks, version
 from ..memory import release_freed
-from ..models import load_source_weights
+from ..models import model_from_weights
 from ..output import into_log
 from ..precision import compute_autocast, compute_dtype
 from .base import STAGES, RunContext, Stage
@@ -142,12 +142,13 @@ class EvaluateStage(Stage):
         plan, params = context.plan, self.stage_plan.params
         computes_in = compute_dtype(plan.precision, context.device)
         context.release_source()  # pruning's sharded weights: not the source's
-        source, result = context.sharded_source(computes_in), context.sharded_dense()
-        report = {**header(domains, params),
-                  **{side: losses(model, domains, params, plan.schedule.micro_batch, context.device, autocast())
-                     for side, model in (("source", source), ("result", result))}}
-        del source, result
-        release_freed(collect=True)
+        report = header(domains, params)
+        for side, sharded in (("source", lambda: context.sharded_source(computes_in)),
+                              ("result", context.sharded_dense)):  # one after the other: one model held at a time
+            model = sharded()
+            report[side] = losses(model, domains, params, plan.schedule.micro_batch, context.device, autocast())
+            del model
+            release_freed(collect=True)
         if self.stage_plan.downstream:  # lm-eval's tasks on whole models in every process, as before sharding:
             source, result = context.source_for_reading(), context.dense_from_shards()  # not yet tried sharded
             report["downstream"] = self.downstream(context, source, result, autocast)
@@ -155,7 +156,9 @@ class EvaluateStage(Stage):
             release_freed(collect=True)
         ids = latency_batch(params, vocab=context.verified.source.vocab, seed=context.seed, device=context.device,
                             bos=plan.data.window_bos)
-        for side, whole in (("source", lambda: load_source_weights(context.verified, context.device, computes_in)),
+        source_config = context.verified.source.config
+        for side, whole in (("source", lambda: model_from_weights(source_config, context.source_weights(computes_in),
+                                                                  computes_in, context.device, context.source_held_as)),
                             ("result", context.dense_from_shards)):
             measured = np.zeros(2)
             if is_main():

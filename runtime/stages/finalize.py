@@ -111,14 +111,20 @@ class FinalizeStage(Stage):
         reached, expected = kept_units(context.masks, source.shape).shape, context.target_shape
         if reached != expected:  # the prune stage promised this shape: a bug if it did not deliver
             raise AssertionError(f"masks reach {reached}, the plan's target is {expected}")
-        # sharded, the source's own weights are read from its files, each process its part, in fp32 as checked
-        masked = context.model if context.model is not None else context.sharded_source(
-            context.source_held_as, computes_in=torch.float32)
         if is_main():
             save_masks(context.masks, context.run_dir / "masks.safetensors")
         if trained:  # the weights trained with the masks, or refit
-            save_masked_model(masked, context.run_dir / "masked", source.adapter.output_head if source.tied else None)
-        context.write_dense(masked, context.masks)
+            save_masked_model(context.model, context.run_dir / "masked",
+                              source.adapter.output_head if source.tied else None)
+        if context.sharding:  # read from files: the masked/ just written, or the source's own
+            weights = (context.weights_in(context.run_dir / "masked", lambda _name, tensor: tensor.float()) if trained
+                       else context.source_weights(context.source_held_as, torch.float32))
+            context.release_source()  # the shards pruning left: all of them are in those files now
+            context.write_dense(weights, context.masks)
+            masked = streamed_dense(source.config, weights, context.device, context.source_held_as)
+        else:
+            masked = context.model
+            context.write_dense(masked, context.masks)
         dense, permuted = streamed_models(context)
         check = self.stage_plan.check
         agreement = compare_logits(masked, context.masks, dense, source.adapter,

@@ -82,7 +82,7 @@ def hand_on_sharded(context: RunContext, changed: bool) -> None:
     if not context.sharding or context.model is None or any_sharded(context.model):
         return
     if changed:
-        shard_for_reading(context.model, context.verified.source.adapter.layer_prefix, torch.float32)
+        shard_for_reading(context.model, context.verified.source.adapter.layer_prefix)
     else:
         context.release_source()
 

@@ -270,3 +270,25 @@ def test_the_finalize_estimate_writes_the_shards_the_runtime_writes():
     assert memory.weights == held + 2 * dense
     big = replace(source, vocab=300_000)  # an embedding larger than a shard: it is what is written at a time
     assert est.largest_dense_tensor(big, target) == 300_000 * target.hidden * 4 > SHARD_BYTES
+
+
+@pytest.mark.parametrize("method", ["hard-concrete", "magnitude"])
+def test_sharded_stages_after_pruning_hold_a_share_or_one_model_per_process(llama7b, method):
+    """Under FSDP2 on 8 processes: finalize holds its share of what pruning changed (nothing of a source it left as
+    it was) and what it reads at a time; evaluate the larger model, whole on rank 0 for its latency, not both;
+    export the reloaded model, not the dense one beside it."""
+    prune = {"method": method, **({} if method == "hard-concrete" else {"reconstruct": None})}
+    one, eight = (_spec(prune=prune, runtime={"devices": n, "strategy": "fsdp2"}) for n in (1, 8))
+    target = replace(llama7b.shape, layers=24, hidden=2048, heads=16, kv_heads=16, intermediate=5504)
+    source_held = est.count_params(llama7b, llama7b.shape) * est.source_bytes(one)
+    at_a_time = 2 * max(est.DENSE_SHARD_BYTES, est.largest_dense_tensor(llama7b, target))
+    sharded = est.finalize_memory(llama7b, target, eight, 128).weights
+    assert sharded == (source_held // 8 if method == "hard-concrete" else 0) + at_a_time
+    assert est.finalize_memory(llama7b, target, one, 128).weights == source_held + at_a_time
+    source, dense = (est.count_params(llama7b, shape) * size
+                     for shape, size in ((llama7b.shape, est.compute_bytes(one)), (target, 4)))
+    assert est.evaluate_weights(llama7b, target, one) == source + dense
+    assert est.evaluate_weights(llama7b, target, eight) == max(source, dense)
+    exported = est.count_params(llama7b, target) * 2  # bf16, the default
+    assert est.export_memory(llama7b, target, eight).weights == exported
+    assert est.export_memory(llama7b, target, one).weights == exported + dense

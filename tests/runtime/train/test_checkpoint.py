@@ -57,3 +57,26 @@ def test_a_stage_that_changed_no_weights_points_at_the_newest_that_hold_them_and
     assert torch.equal(restored.weight, model.weight)
     checkpoints.save(stage="export", stage_index=3, step=0, complete=True, model=model, trainer={})
     assert [c.path.name for c in checkpoints.all()] == ["03-export-00000000"]  # no longer pointed at
+
+
+def test_a_stage_ending_in_the_dense_shards_links_them_and_a_later_one_points_at_them(tmp_path):
+    """From finalize on the dense model's shards (RUN_DIR/dense) are hard-linked into the checkpoint, not written
+    again; a later checkpoint that changed no weights points at them; a shard gone makes the checkpoint damaged."""
+    import os
+
+    from shearc.runtime.dense_shards import ShardedWeights, write_shards
+    from shearc.runtime.train.checkpoint import damaged
+
+    weights = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(4)}
+    write_shards(iter(weights.items()), tmp_path / "dense", shard_bytes=16)
+    checkpoints = Checkpoints(tmp_path / "checkpoints", "f" * 64, keep=1)
+    finalized = checkpoints.save(stage="finalize", stage_index=1, step=0, complete=True, model=None,
+                                 trainer=PLAIN, dense=tmp_path / "dense")
+    assert finalized.weights == finalized.path / "dense" and damaged(finalized) is None
+    for path in (tmp_path / "dense").iterdir():
+        assert os.path.samefile(path, finalized.weights / path.name)
+    later = checkpoints.save(stage="evaluate", stage_index=2, step=0, complete=True, model=None, trainer=PLAIN)
+    assert later.weights == finalized.weights and finalized.path.is_dir()  # kept: pointed at
+    assert all(torch.equal(ShardedWeights(later.weights)[k], v) for k, v in weights.items())
+    next(later.weights.glob("model-00002-*")).unlink()
+    assert "are gone" in damaged(later)

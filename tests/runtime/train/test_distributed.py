@@ -206,3 +206,33 @@ def test_sharded_finalize_evaluate_and_export_give_one_processs_bytes(tmp_path):
     stages = [r for r in _records(tmp_path / "two") if r["event"] == "stage"]
     assert [r["stage"] for r in stages] == ["prune", "finalize", "evaluate", "export"]
     assert all(len(r["peak_rss_bytes_per_process"]) == 2 for r in stages)
+
+
+@pytest.mark.parametrize("where, call", [("finalize", 2), ("export", 1)])
+def test_two_processes_killed_inside_finalize_or_export_finish_again_with_one_processs_bytes(tmp_path, where, call):
+    """Rank 0 dies as if killed (os._exit) while the dense shards are half written, or while the export is in its
+    staging directory; torchrun stops the other process. Run again on two processes, the run removes what was left
+    half-written, resumes, and exports the files a 1-process run exports, byte for byte."""
+    from ..stages.test_finalize import KILL, _model_bytes
+
+    def project(devices):
+        return tiny_project(tmp_path / f"devices-{devices}", "llama-tied", {
+            "target": {"layers": 2, "hidden": 32, "heads": 2, "intermediate": 64}, "prune": TAYLOR,
+            "recovery": {"method": "none"}, "runtime": {"devices": devices, "strategy": "fsdp2"},
+            "export": {"dtype": "float32"}})
+
+    assert main(["run", str(project(1)), "--out", str(tmp_path / "one")]) == 0
+    script, plan, killed = tmp_path / "kill.py", project(2), tmp_path / "killed"
+    script.write_text(KILL.replace("os._exit(137)", "os._exit(137) if int(os.environ['RANK']) == 0 else None"))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone"]
+    died = subprocess.run([*launch, str(script), where, str(call), str(plan), str(killed)], capture_output=True,
+                          text=True, timeout=300)
+    assert died.returncode != 0 and "exitcode: 137" in died.stderr, died.stderr[-3000:]
+    staging = ".dense." if where == "finalize" else ".model."
+    assert [path for path in killed.iterdir() if path.name.startswith(staging)] and not (killed / "model").exists()
+    again = subprocess.run([*launch, "-m", "shearc.cli", "run", str(plan), "--out", str(killed)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    one, two = _model_bytes(tmp_path / "one"), _model_bytes(killed)
+    assert one.pop("plan.json") != two.pop("plan.json")  # its runtime.devices
+    assert two == one and "model.safetensors" in two
