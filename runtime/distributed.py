@@ -217,40 +217,35 @@ def resharded_for_reading(model: torch.nn.Module) -> torch.nn.Module:
 
 def sharded_model(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], layer_prefix: str,
                   dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
-    """`model`, built on the meta device (its buffers real), sharded with FSDP2 block by block and filled with
-    `weights` (a lazy mapping by state_dict name): each rank reads one whole tensor at a time, keeps its own shard
-    of it in `dtype` and lets the rest go, so no process ever holds the model whole. PyTorch's FSDP2 recipe for
-    loading a full state into a sharded model (distribute_tensor, then load_state_dict with assign), each rank
-    slicing the tensor it read itself (src_data_rank=None: no broadcast). Tied weights stay one parameter."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
+    """`model`, built on the meta device (its buffers real), sharded with FSDP2 (shard_for_reading) and filled with
+    `weights` (a lazy mapping by state_dict name) in `dtype`, for forwards only: PyTorch's recipe for a model built
+    on the meta device (fully_shard, then to_empty: each process allocates its own shards in place), each process
+    then reading one whole tensor at a time and copying its rows of it (distribute_tensor with src_data_rank=None:
+    no broadcast), so no process ever holds the model whole. Tied weights stay one parameter."""
+    from torch.distributed.tensor import distribute_tensor
 
+    for param in model.parameters():  # on the meta device: allocated below in the dtype read
+        param.data = param.data.to(dtype)
     model.tie_weights()  # as the config says (a model built on the meta device is not tied yet)
+    buffers = dict(model.named_buffers())  # built for real; to_empty would leave them uninitialised
     shard_for_reading(model, layer_prefix)
-    sharded, first_name = {}, {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in first_name:  # a tied parameter: assigned once below, then shared again
-            continue
-        first_name[id(param)] = name
-        with torch.no_grad():
+    model.to_empty(device=device)
+    for name, buffer in buffers.items():
+        owner, _, attribute = name.rpartition(".")
+        model.get_submodule(owner)._buffers[attribute] = buffer.to(device)
+    model.tie_weights()
+    model.unshard()  # FSDP2's lazy initialisation now, while the shards are empty: it copies each into a padded
+    model.reshard()  # buffer of its own, which would hold every shard twice over if it came at the first forward
+    with torch.no_grad():
+        for name, param in model.named_parameters():  # a tied one once
             whole = weights[name].to(device, dtype)
-            if not is_sharded(param):  # the root's, held whole (shard_for_reading)
-                sharded[name] = torch.nn.Parameter(whole, requires_grad=False)
-                continue
-            part = distribute_tensor(whole, param.device_mesh, param.placements, src_data_rank=None)
-            local = part.to_local().clone()  # a view into the whole tensor otherwise, keeping all of it alive
-        sharded[name] = torch.nn.Parameter(DTensor.from_local(local, param.device_mesh, param.placements,
-                                                              run_check=False, shape=part.shape,
-                                                              stride=part.stride()), requires_grad=False)
-        del part, whole
-    model.load_state_dict(sharded, strict=False, assign=True)
-    for name, param in list(model.named_parameters(remove_duplicate=False)):
-        if name not in sharded and id(param) in first_name:  # a tied one's second name: share the first's again
-            owner, _, attribute = name.rpartition(".")
-            setattr(model.get_submodule(owner), attribute, model.get_parameter(first_name[id(param)]))
-    left = [name for name, param in model.named_parameters() if param.is_meta]
-    if left:
-        raise KeyError(f"no weights read for {left[:5]}")
-    return model.eval()
+            if is_sharded(param):
+                part = distribute_tensor(whole, param.device_mesh, param.placements, src_data_rank=None)
+                param.to_local().copy_(part.to_local())
+            else:  # the root's, held whole (shard_for_reading)
+                param.copy_(whole)
+            del whole
+    return model.requires_grad_(False).eval()
 
 
 def unsharded(model: torch.nn.Module, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:

@@ -8,8 +8,14 @@ The dense model is written tensor by tensor into RUN_DIR/dense/ (dense_shards.py
 the masked one on real eval text (logits_check.py) as it streams from there, one module's weights in
 memory at a time; only then is the source let go and the dense model loaded whole, so the two are never
 whole in memory together (peak: the source and one shard, or the dense model, whichever is larger, plus
-the check's activations). This stage's checkpoint holds the dense weights only when pruning changed them:
-otherwise the source and the masks determine them, and a resumed run slices them again.
+the check's activations). This stage's checkpoint holds the dense weights (RUN_DIR/dense/'s files, hard-linked)
+only when pruning changed them: otherwise the source and the masks determine them, and a resumed run slices them
+again.
+
+Sharded over processes (FSDP2 on several), the masked model is not held whole either: what pruning changed is
+written to RUN_DIR/masked/ (a tensor gathered at a time), the shards are let go, and the dense model is written
+from those files (or the source's own, when pruning left its weights as they were) and checked with the masked
+model streamed from them like the dense one; the dense model is not loaded (the later stages read RUN_DIR/dense/).
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ from shearc.plan import FinalizePlan
 from ..dense_shards import write_shards_into
 from ..distributed import GatheredState, any_sharded, barrier, is_main
 from ..logits_check import Agreement, Permuted, compare_logits
-from ..memory import release_freed
 from ..models import streamed_dense
 from ..slicing import Kept, kept_units, permute_tensor_
 from .base import STAGES, RunContext, Stage
@@ -131,7 +136,6 @@ class FinalizeStage(Stage):
                                    check_windows(context, check.windows, check.tokens), seed=context.seed,
                                    tolerance=context.finalize_tolerance, permuted=permuted)
         del masked
-        release_freed(collect=True)  # a sharded model lives in reference cycles until collected
         context.metrics.write("finalize", **agreement.as_dict())
         if is_main():
             write_text_atomic(context.run_dir / "finalize_check.json", pretty_json(agreement.as_dict()))
