@@ -14,7 +14,7 @@ profiler's allocations, see bench/bench_memory.py). What each stage holds:
   frozen weights in the compute dtype, and the activations;
 - evaluate: the source and the result, and one layer's activations with the logits (sharded: the larger
   model whole, which rank 0 loads alone for its latency);
-- export: the result as held and its reloaded copy in the export dtype (sharded: the reloaded copy).
+- export: the reloaded result in the export dtype (it is written from RUN_DIR/dense one shard at a time).
 Activations are what a Llama block saves for backward, per token (6 hidden + q/k/v/attention
 outputs + 4 intermediate), in the compute dtype, plus the fp32 logits and their gradient; with
 activation checkpointing only each layer's input is kept, plus one layer's worth.
@@ -274,12 +274,10 @@ def evaluate_weights(source: SourceModel, target: Shape, spec: Spec) -> int:
 
 
 def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
-    """The result, written from RUN_DIR/dense one tensor at a time in the export dtype, then reloaded whole; beside
-    it the dense result as one process holds it in fp32 (sharded over processes, none is held)."""
+    """The result, written from RUN_DIR/dense one tensor at a time in the export dtype (a shard at a time, at most
+    the model), then reloaded whole for the check: the reloaded model is the peak, on rank 0 alone."""
     export = 4 if spec.export.dtype == "float32" else 2
-    params = count_params(source, target)
-    held = 0 if sharding(spec) else params * RESULT_BYTES
-    return Memory(weights=held + params * export, grads=0, optimizer=0, activations=0, masks=0)
+    return Memory(weights=count_params(source, target) * export, grads=0, optimizer=0, activations=0, masks=0)
 
 
 def taylor_memory(source: SourceModel, spec: Spec, seq_len: int, *, second_order: bool) -> Memory:

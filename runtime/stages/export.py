@@ -38,6 +38,7 @@ from shearc.report.tables import score_text
 
 from ..dense_shards import write_shards_into
 from ..distributed import is_main
+from ..memory import release_freed
 from .base import STAGES, RunContext, Stage
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -173,6 +174,8 @@ class ExportStage(Stage):
     stage_plan: ExportPlan
 
     def run(self, context: RunContext) -> None:
+        context.dense_model = None  # what is exported is read from RUN_DIR/dense/: the copy in memory can go
+        release_freed(collect=True)
         if not is_main():  # one writer
             return
         plan, params = context.plan, self.stage_plan.params
