@@ -32,22 +32,27 @@ def load_source_weights(verified: VerifiedPlan, device: torch.device, dtype: tor
                                                 device_map=str(device))
 
 
+def meta_model(config: dict[str, Any], held_as: torch.dtype) -> torch.nn.Module:
+    """A model of `config` whose parameters are on the meta device (no memory, no initialisation) and whose buffers
+    are built for real in `held_as` (see build_dense)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        return AutoModelForCausalLM.from_config(hf_config(config), dtype=held_as)
+
+
 def build_dense(config: dict[str, Any], state: dict[str, torch.Tensor], adapter: FamilyAdapter,
                 held_as: torch.dtype | None = None) -> torch.nn.Module:
     """A model of `config` around the tensors of `state` (not copied). Its buffers are computed in `held_as` (the
     state's dtype if None): pass the dtype the source was held in, since some follow it (Gemma's embedding scale,
     sqrt(hidden), is a buffer of the load dtype: 25.25 in bf16 for 25.298), and the dense model must apply the
     scale the source applied, whatever dtype its own weights are in."""
-    from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
-
-    config = hf_config(config)
-    tied = bool(getattr(config, "tie_word_embeddings", False))
+    tied = bool(getattr(hf_config(config), "tie_word_embeddings", False))
     if tied:  # safetensors files hold a tied tensor once, under either name (save_model keeps lm_head's)
         one = state[adapter.embedding] if adapter.embedding in state else state[adapter.output_head]
         state = {**state, adapter.embedding: one, adapter.output_head: one}
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=held_as or state[adapter.embedding].dtype)
+    model = meta_model(config, held_as or state[adapter.embedding].dtype)
     model.load_state_dict(state, strict=True, assign=True)
     if tied:  # assignment made two parameters of the one tensor; make them one again
         model.tie_weights()
@@ -59,11 +64,7 @@ def model_from_weights(config: dict[str, Any], weights: Mapping[str, torch.Tenso
     """A model of `config` whole in memory, its parameters read from `weights` (a lazy mapping by state_dict name)
     one at a time in `dtype`, a tied one once; buffers built in `held_as` (as build_dense). Unlike from_pretrained,
     no file stays mapped, so the memory is the model's and no more."""
-    from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
-
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(hf_config(config), dtype=held_as or dtype)
+    model = meta_model(config, held_as or dtype)
     model.tie_weights()  # as the config says: a tied head is then read once, under the embedding's name
     state = {name: weights[name].to(device, dtype) for name, _ in model.named_parameters()}
     model.load_state_dict(state, strict=False, assign=True)
@@ -86,12 +87,9 @@ def streamed_dense(config: dict[str, Any], weights: Mapping[str, torch.Tensor], 
     ShardedWeights, tensors in `dtype`) when it runs and lets them go when it returns (accelerate's offload hooks),
     so a forward holds one module's weights at a time. Buffers are built in `held_as` (as build_dense). For
     reading only: what the finalize check runs the dense model it wrote as."""
-    from accelerate import init_empty_weights
     from accelerate.hooks import attach_align_device_hook
-    from transformers import AutoModelForCausalLM
 
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(hf_config(config), dtype=held_as or dtype)
+    model = meta_model(config, held_as or dtype)
     for param in model.parameters():  # on the meta device: the hooks load each weight in this dtype
         param.data = param.data.to(dtype)
     attach_align_device_hook(model, execution_device=torch.device(device), offload=True, weights_map=weights)

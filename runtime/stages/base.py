@@ -23,7 +23,6 @@ from safetensors.torch import load_file
 
 from shearc.canonical import atomic_directory
 from shearc.compiler.families import Shape, follow_kept_layers
-from shearc.compiler.source import hf_config
 from shearc.plan import Plan, StagePlan
 from shearc.prepared import writable_data_cache
 from shearc.registry import Registry
@@ -33,7 +32,7 @@ from ..dense_shards import ShardedWeights, load_shards, write_shards
 from ..distributed import GatheredState, any_sharded, barrier, is_main, sharded_model, world_size
 from ..memory import release_freed
 from ..metrics import MetricsLog
-from ..models import build_dense, dense_from_file, load_source_weights
+from ..models import build_dense, dense_from_file, load_source_weights, meta_model
 from ..precision import compute_dtype, source_dtype
 from ..slicing import dense_tensors, kept_layers
 from ..train.checkpoint import Checkpoint, Checkpoints, link_files
@@ -175,10 +174,14 @@ class RunContext:
     def write_dense_model(self, model: torch.nn.Module) -> None:
         """A dense model's weights (recovery trained them) into RUN_DIR/dense/ in fp32, one tensor at a time, as
         write_dense writes the sliced ones (the tied head once); every process calls it."""
-        source = self.verified.source
-        skipped = source.adapter.output_head if source.tied else None
         self._write_dense_tensors(((key, tensor.float()) for key, tensor in GatheredState(model).items()
-                                   if key != skipped), any_sharded(model))
+                                   if key != self.tied_head), any_sharded(model))
+
+    @property
+    def tied_head(self) -> str | None:
+        """The output head's name when it is the embedding (files hold it once, under the embedding's name)."""
+        source = self.verified.source
+        return source.adapter.output_head if source.tied else None
 
     def source_weights(self, dtype: torch.dtype, computes_in: torch.dtype | None = None) -> ShardedWeights:
         """The source's weights as its directory holds them, read one tensor at a time, each in `dtype` (as a run
@@ -189,17 +192,13 @@ class RunContext:
                    ) -> ShardedWeights:
         """A model of the source's family in `directory` (Hugging Face's safetensors files), one tensor at a time: a
         tied output head answered with the embedding."""
-        source = self.verified.source
-        return ShardedWeights(directory, {source.adapter.output_head: source.adapter.embedding} if source.tied
-                              else None, transform=transform)
+        head = self.tied_head
+        return ShardedWeights(directory, {head: self.verified.source.adapter.embedding} if head else None,
+                              transform=transform)
 
     def _sharded(self, config: dict[str, Any], weights: ShardedWeights, dtype: torch.dtype) -> torch.nn.Module:
-        from accelerate import init_empty_weights
-        from transformers import AutoModelForCausalLM
-
-        with init_empty_weights(include_buffers=False):  # buffers built for real, in the dtype the source was held in
-            model = AutoModelForCausalLM.from_config(hf_config(config), dtype=self.source_held_as)
-        return sharded_model(model, weights, self.verified.source.adapter.layer_prefix, dtype, self.device)
+        return sharded_model(meta_model(config, self.source_held_as), weights,
+                             self.verified.source.adapter.layer_prefix, dtype, self.device)
 
     def sharded_source(self, dtype: torch.dtype) -> torch.nn.Module:
         """The unmodified source sharded over the processes (FSDP2), read from its directory in `dtype`: each
@@ -211,10 +210,8 @@ class RunContext:
         return self._sharded(self.dense_config(), self.dense_weights(), torch.float32)
 
     def dense_for_reading(self) -> torch.nn.Module:
-        """The dense model: the copy in memory when one process holds it, else sharded from RUN_DIR/dense/."""
-        if self.dense_model is not None:
-            return self.dense_model
-        return self.sharded_dense() if self.sharding else self.dense_from_shards()
+        """The dense model whole: the copy in memory when there is one, else loaded from RUN_DIR/dense/."""
+        return self.dense_model if self.dense_model is not None else self.dense_from_shards()
 
     def dense_from_shards(self) -> torch.nn.Module:
         """The dense model in RUN_DIR/dense/, whole in memory, its buffers as finalize built them."""

@@ -119,8 +119,7 @@ class FinalizeStage(Stage):
         if is_main():
             save_masks(context.masks, context.run_dir / "masks.safetensors")
         if trained:  # the weights trained with the masks, or refit
-            save_masked_model(context.model, context.run_dir / "masked",
-                              source.adapter.output_head if source.tied else None)
+            save_masked_model(context.model, context.run_dir / "masked", context.tied_head)
         if context.sharding:  # read from files: the masked/ just written, or the source's own
             weights = (context.weights_in(context.run_dir / "masked", lambda _name, tensor: tensor.float()) if trained
                        else context.source_weights(context.source_held_as, torch.float32))
