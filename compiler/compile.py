@@ -176,19 +176,22 @@ def estimate_stages(ctx: Context) -> list[Problem]:
     budget = spec.runtime.device_memory_gib * est.GIB
     stages: list[dict[str, Any]] = []
 
-    def estimate(tokens: int, steps: int, flops: int, memory: est.Memory, stage: str | None) -> dict[str, Any]:
-        """The stage's estimate; a warning, naming `stage`, when it does not fit (None: part of one that warns)."""
+    def estimate(tokens: int, steps: int, flops: int, memory: est.Memory, stage: str, *,
+                 whole: bool = True) -> dict[str, Any]:
+        """The estimate of `stage` (or, not `whole`, of a part of it: no warning of its own), with a warning when it
+        does not fit."""
         fits = memory.total <= budget
-        if not fits and stage is not None:
+        if not fits and whole:
             ctx.warnings.append(f"stage {stage} needs about {memory.total / est.GIB:.1f} GiB per device, more "
                                 f"than runtime.device_memory_gib {spec.runtime.device_memory_gib:g}")
         return {"tokens": tokens, "steps": steps, "flops": flops, "memory_bytes": memory.as_dict(),
-                "fits_device": fits}
+                "fits_device": fits,
+                "host_memory_bytes": est.host_memory(stage, source, target, spec, memory.total)}
 
     costing = est.Costing(source, target, spec, frozenset(c.kind for c in ctx.changes))
 
-    def costed(cost: est.StageCost, stage: str | None) -> dict[str, Any]:
-        return estimate(cost.tokens, cost.steps, cost.flops, cost.memory, stage)
+    def costed(cost: est.StageCost, stage: str, *, whole: bool = True) -> dict[str, Any]:
+        return estimate(cost.tokens, cost.steps, cost.flops, cost.memory, stage, whole=whole)
 
     training_evals = spec.eval.sequences_per_domain if spec.eval.enabled else EVAL_SEQUENCES_WITHOUT_EVAL_STAGE
     prune_cost = spec.prune.cost(costing)
@@ -197,24 +200,32 @@ def estimate_stages(ctx: Context) -> list[Problem]:
         ctx.warnings.extend(thin_calibration(spec, target, costing.pruned_kinds))
     if isinstance(spec.prune, HardConcretePruneSpec):
         ctx.warnings.extend(short_of_target(spec.prune, spec.schedule, source, target, [c.kind for c in ctx.changes]))
+    # the source FSDP2 trains is read sharded (runtime/run.py trains_source_sharded); any other is loaded whole
+    loads_source = not (est.sharding(spec) and isinstance(spec.prune, TrainingStageSpec))
+    source_held = est.count_params(source, source.shape) * est.source_bytes(spec) if loads_source else 0
+    prune_whole = est.loaded_whole(est.followed_by(prune_cost, reconstruct), source_held)
     stages.append({"stage": "prune", "params": spec.prune.model_dump(mode="json"),
                    "eval_sequences": training_evals if isinstance(spec.prune, TrainingStageSpec) else None,
-                   "estimate": costed(est.followed_by(prune_cost, reconstruct), "prune"),
-                   "reconstruction": costed(reconstruct, None) if reconstruct else None})
+                   "estimate": costed(prune_whole, "prune"),
+                   "reconstruction": costed(reconstruct, "prune", whole=False) if reconstruct else None})
     check = {"windows": FINALIZE_CHECK_WINDOWS, "tokens": FINALIZE_CHECK_TOKENS}
     stages.append({"stage": "finalize", "check": check, "estimate": estimate(
         0, 0, 0, est.finalize_memory(source, target, spec, check["tokens"]), "finalize")})
     if spec.recovery.method != "none":
         stages.append({"stage": "recover", "params": spec.recovery.model_dump(mode="json"),
-                       "eval_sequences": training_evals, "estimate": costed(spec.recovery.cost(costing), "recover")})
+                       "eval_sequences": training_evals, "estimate": costed(
+                           est.loaded_whole(spec.recovery.cost(costing), est.recovery_loads(spec, costing)),
+                           "recover")})
     if spec.eval.enabled:
         params = spec.eval.model_dump(mode="json")
         params["seq_len"] = eval_seq_len(spec)
         tokens = len(spec.data.domains) * spec.eval.sequences_per_domain * params["seq_len"]
         flops = tokens * (est.forward_flops_per_token(source, source.shape, params["seq_len"])
                           + est.forward_flops_per_token(source, target, params["seq_len"]))
-        memory = est.inference_memory(source, spec, params["seq_len"], est.evaluate_weights(source, target, spec))
-        stages.append({"stage": "evaluate", "params": params, "downstream": ctx.downstream,
+        latency_of = est.latency_models(source, target, spec, params["seq_len"])
+        weights = est.evaluate_weights(source, target, spec, latency_of, downstream=bool(ctx.downstream))
+        memory = est.inference_memory(source, spec, params["seq_len"], weights)
+        stages.append({"stage": "evaluate", "params": params, "downstream": ctx.downstream, "latency_of": latency_of,
                        "estimate": estimate(2 * tokens, 0, flops, memory, "evaluate")})
     stages.append({"stage": "export", "params": spec.export.model_dump(mode="json"), "estimate": estimate(
         0, 0, 0, est.export_memory(source, target, spec), "export")})

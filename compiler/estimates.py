@@ -12,8 +12,8 @@ profiler's allocations, see bench/bench_memory.py). What each stage holds:
   processes: the shards of what pruning changed, and what is read at a time);
 - recover: fp32 master weights, gradients and AdamW states of what trains (sharded under FSDP2),
   frozen weights in the compute dtype, and the activations;
-- evaluate: the source and the result, and one layer's activations with the logits (sharded: the larger
-  model whole, which rank 0 loads alone for its latency);
+- evaluate: the source and the result, and one layer's activations with the logits (sharded: a share of one model
+  at a time, or, on rank 0, each model that fits one device whole for its latency);
 - export: the reloaded result in the export dtype (it is written from RUN_DIR/dense one shard at a time).
 Activations are what a Llama block saves for backward, per token (6 hidden + q/k/v/attention
 outputs + 4 intermediate), in the compute dtype, plus the fp32 logits and their gradient; with
@@ -74,6 +74,16 @@ def followed_by(cost: StageCost, then: StageCost | None) -> StageCost:
         return cost
     memory = max(cost.memory, then.memory, key=lambda m: m.total)
     return StageCost(cost.tokens + then.tokens, cost.steps, cost.flops + then.flops, memory)
+
+
+def loaded_whole(cost: StageCost, held: int) -> StageCost:
+    """A stage's cost with its start, when every process loads its model whole onto its device (`held` bytes:
+    pruning's source for a scoring method, recovery's dense result for LoRA) before anything is sharded, so no
+    process's peak is below the whole model's; `held` 0 when the model is read sharded from its files."""
+    if cost.memory.total >= held:
+        return cost
+    return StageCost(cost.tokens, cost.steps, cost.flops, Memory(weights=held, grads=0, optimizer=0, activations=0,
+                                                                  masks=0))
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,15 @@ class Costing:
         return lora_params(self.source, self.target_shape, rank, modules)
 
 
+def recovery_loads(spec: Spec, costing: Costing) -> int:
+    """Bytes of the dense model recovery loads whole onto each device before sharding it: in fp32, unless every
+    weight trains under FSDP2 on several processes (each reads its shards from RUN_DIR/dense/; runtime/stages/
+    recover.py). Adapters (LoRA) wrap the whole model first."""
+    if sharding(spec) and not spec.recovery.frozen_base:
+        return 0
+    return costing.target_params * RESULT_BYTES
+
+
 def compute_bytes(spec: Spec) -> int:
     """The compute dtype's size on the device the estimates are for (CUDA unless the spec says cpu)."""
     chosen = decide_precision(spec.runtime.precision).on("cpu" if spec.runtime.device == "cpu" else "cuda")
@@ -220,10 +239,11 @@ def training_memory(source: SourceModel, shape: Shape, spec: Spec, seq_len: int,
     )
 
 
-def inference_memory(source: SourceModel, spec: Spec, seq_len: int, weights: int) -> Memory:
-    """`weights` bytes of models, and one forward's activations: one layer's at a time, and the logits."""
+def inference_memory(source: SourceModel, spec: Spec, seq_len: int, weights: int, batch: int | None = None) -> Memory:
+    """`weights` bytes of models, and one forward's activations (of `batch` sequences, default a micro-batch): one
+    layer's at a time, and the logits."""
     shape = source.shape
-    tokens = spec.schedule.micro_batch * seq_len
+    tokens = (batch or spec.schedule.micro_batch) * seq_len
     size = compute_bytes(spec)
     per_layer = 2 * shape.hidden + shape.heads * shape.head_dim + 2 * shape.intermediate
     return Memory(weights=weights, grads=0, optimizer=0,
@@ -262,15 +282,36 @@ def finalize_memory(source: SourceModel, target: Shape, spec: Spec, check_tokens
     return Memory(weights=weights, grads=0, optimizer=0, activations=check_tokens * source.vocab * 4 * 4, masks=0)
 
 
-def evaluate_weights(source: SourceModel, target: Shape, spec: Spec) -> int:
-    """The models evaluate holds at once: the source in the compute dtype and the result in fp32. Sharded over
-    processes: one model at a time, each process its part of the decoder blocks and the root's weights whole, for
-    the losses; then rank 0 alone holds each model whole in turn for its latency, the larger of the two."""
-    source_held = count_params(source, source.shape) * compute_bytes(spec)
-    dense = count_params(source, target) * RESULT_BYTES
-    if not sharding(spec):
-        return source_held + dense
-    return max(source_held, dense)
+def evaluate_models(source: SourceModel, target: Shape, spec: Spec) -> dict[str, int]:
+    """Bytes of the models evaluate compares, whole, as it holds them: the source in the compute dtype, the result
+    in fp32."""
+    return {"source": count_params(source, source.shape) * compute_bytes(spec),
+            "result": count_params(source, target) * RESULT_BYTES}
+
+
+def latency_models(source: SourceModel, target: Shape, spec: Spec, seq_len: int) -> list[str]:
+    """The models whose forward latency evaluate measures. Latency is measured on one device, as the model would be
+    served, so only for a model that fits one: its weights as held and one latency forward within
+    runtime.device_memory_gib (a 70B source in bf16 fits no 80 GB device; its latency is reported as not measured)."""
+    budget = spec.runtime.device_memory_gib * GIB
+    return [side for side, held in evaluate_models(source, target, spec).items()
+            if inference_memory(source, spec, seq_len, held, batch=spec.eval.latency_batch).total <= budget]
+
+
+def evaluate_weights(source: SourceModel, target: Shape, spec: Spec, latency_of: list[str],
+                     downstream: bool = False) -> int:
+    """The models evaluate holds at once: both, whole (one process, or lm-eval's `downstream` tasks, which score
+    whole models in every process). Sharded over processes: one model at a time, each process its part of the
+    decoder blocks and the root's weights whole, for the losses; then rank 0 alone holds each model of
+    `latency_of` whole in turn for its latency."""
+    models = evaluate_models(source, target, spec)
+    if not sharding(spec) or downstream:
+        return sum(models.values())
+    shares = []
+    for side, shape in (("source", source.shape), ("result", target)):
+        root = embedding_params(source, shape) * models[side] // count_params(source, shape)
+        shares.append((models[side] - root) // fsdp_shards(spec) + root)
+    return max(shares + [models[side] for side in latency_of])
 
 
 def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
@@ -278,6 +319,54 @@ def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
     the model), then reloaded whole for the check: the reloaded model is the peak, on rank 0 alone."""
     export = 4 if spec.export.dtype == "float32" else 2
     return Memory(weights=count_params(source, target) * export, grads=0, optimizer=0, activations=0, masks=0)
+
+
+def largest_tensor(source: SourceModel, shape: Shape) -> int:
+    """Elements of the largest tensor of the architecture at `shape`: the embedding, or a layer's widest
+    projection."""
+    projection = max(shape.intermediate, shape.heads * shape.head_dim) * shape.hidden
+    return max(source.vocab * shape.hidden, projection)
+
+
+def layer_params(source: SourceModel, shape: Shape) -> int:
+    """Parameters of one decoder layer (all but the embedding and head, spread over the layers)."""
+    return (count_params(source, shape) - embedding_params(source, shape)) // shape.layers
+
+
+def host_memory(stage: str, source: SourceModel, target: Shape, spec: Spec, device_peak: int) -> int:
+    """Peak host memory of the busiest process in `stage`, beyond its own baseline (the interpreter, torch, a CUDA
+    context). On a CPU the models are in host memory: the device estimate itself. On GPUs the models live on the
+    devices and host memory holds what passes through it at a time, as the runtime moves it:
+    - every model is read from safetensors files one tensor at a time (the source by from_pretrained onto the
+      device, the sharded reads, the latency models, RUN_DIR/dense/), cast on the way: two of the largest;
+    - finalize and recovery's end write RUN_DIR/dense/ (and masked/) a shard at a time on rank 0 (a gathered tensor
+      copied to the host, and the shard's bytes), and the finalize check streams both models one decoder layer at
+      a time through host memory (accelerate's offload hooks);
+    - a training stage's checkpoint on one process or under DDP is rank 0's `model.safetensors`, which safetensors
+      serialises whole in host memory first (the fp32 weights trained); under FSDP2, torch.distributed.checkpoint
+      writes each process's shards one tensor at a time;
+    - export's reload check loads the exported model whole on rank 0's host, in the export dtype.
+    Memory-mapped files (the source's, the data's) are the node's page cache, shared by its processes and given
+    back under pressure: not counted."""
+    if spec.runtime.device == "cpu":
+        return device_peak
+    read_source = 2 * largest_tensor(source, source.shape) * 4  # a tensor as read, and its cast (fp32 at most)
+    dense = count_params(source, target) * RESULT_BYTES
+    write_dense = 2 * max(min(DENSE_SHARD_BYTES, dense), largest_tensor(source, target) * RESULT_BYTES)
+    checkpoint_whole = fsdp_shards(spec) == 1
+    if stage == "prune":
+        trained = count_params(source, source.shape) * 4 if spec.prune.changes_weights and checkpoint_whole else 0
+        return max(read_source, trained)
+    if stage == "finalize":
+        streamed = 2 * (layer_params(source, source.shape) + layer_params(source, target)) * 4
+        return max(read_source, write_dense, streamed)
+    if stage == "recover":
+        return max(read_source, write_dense, dense if checkpoint_whole else 0)
+    if stage == "evaluate":
+        return read_source
+    if stage == "export":
+        return count_params(source, target) * (4 if spec.export.dtype == "float32" else 2) + write_dense
+    raise ValueError(f"no host memory model for stage {stage!r}")
 
 
 def taylor_memory(source: SourceModel, spec: Spec, seq_len: int, *, second_order: bool) -> Memory:

@@ -66,15 +66,22 @@ def explain(plan: dict[str, Any], console: Console, plan_dir: Path | None = None
     console.print(groups)
 
     stages = Table(title="Stages", title_justify="left")
-    for column in ("stage", "method", "tokens", "steps", "FLOPs", "peak memory/device", "fits"):
+    for column in ("stage", "method", "tokens", "steps", "FLOPs", "peak memory/device", "fits", "host/process"):
         stages.add_column(column, justify="left" if column in ("stage", "method") else "right")
     for stage in plan["stages"]:
         estimate = stage["estimate"]
         method = stage.get("params", {}).get("method", "")
         memory = estimate["memory_bytes"]["total"] / GIB
+        host = estimate.get("host_memory_bytes")  # absent from plans before 9.1
         stages.add_row(stage["stage"], method, _count(estimate["tokens"]), f"{estimate['steps']:,}",
-                       _count(estimate["flops"]), f"{memory:.1f} GiB", "yes" if estimate["fits_device"] else "NO")
+                       _count(estimate["flops"]), f"{memory:.1f} GiB", "yes" if estimate["fits_device"] else "NO",
+                       "-" if host is None else f"{host / GIB:.1f} GiB")
     console.print(stages)
+    evaluate = next((s for s in plan["stages"] if s["stage"] == "evaluate"), None)
+    unmeasured = [side for side in ("source", "result") if evaluate and side not in evaluate.get("latency_of", [side])]
+    if unmeasured:
+        console.print(f"evaluate: no latency measured for the {' or the '.join(unmeasured)}, which does not fit one "
+                      f"device (runtime.device_memory_gib {plan['runtime']['device_memory_gib']:g})", markup=False)
     prune = plan["stages"][0]
     if prune.get("reconstruction"):
         line = reconstruction_line(prune["params"]["reconstruct"], prune["reconstruction"], source)

@@ -102,6 +102,8 @@ def wrap(model: torch.nn.Module, device: torch.device, strategy: str = "ddp",
     if strategy == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
+        if any_sharded(model):  # sharded as it was read (sharded_model): nothing whole to shard, but a forward
+            return resharded(model)  # (the mixer's reference losses) leaves the root's weights gathered
         for block in blocks:
             fully_shard(block)
         fully_shard(model)
@@ -164,6 +166,14 @@ class GatheredState(Mapping[str, torch.Tensor]):
         return len(self.state)
 
 
+def held(model: torch.nn.Module) -> dict[str, int]:
+    """How much of `model` this process holds: its parameters, the elements it keeps of them (its shards under
+    FSDP2) and the number of processes."""
+    weights = list(model.parameters())
+    return {"params": sum(p.numel() for p in weights), "held_per_process": sum(local(p).numel() for p in weights),
+            "processes": world_size()}
+
+
 def any_sharded(model: torch.nn.Module) -> bool:
     return any(is_sharded(p) for p in model.parameters())
 
@@ -203,32 +213,46 @@ def shard_for_reading(model: torch.nn.Module, layer_prefix: str) -> torch.nn.Mod
     return model
 
 
-def resharded_for_reading(model: torch.nn.Module) -> torch.nn.Module:
-    """A model training sharded (FSDP2), as shard_for_reading leaves one: every part let go to its shard (after an
-    evaluation's forwards the root's weights stay whole) and kept so after each forward."""
+def resharded(model: torch.nn.Module) -> torch.nn.Module:
+    """A model FSDP2 shards, every part let go to its shard: after forwards without a backward the root's weights
+    stay gathered, and an optimizer made then would hold the gathered tensors, not the shards."""
     from torch.distributed.fsdp import FSDPModule
 
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.reshard()
+    return model
+
+
+def resharded_for_reading(model: torch.nn.Module) -> torch.nn.Module:
+    """A model training sharded (FSDP2), as shard_for_reading leaves one: every part let go to its shard (after an
+    evaluation's forwards the root's weights stay whole) and kept so after each forward."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in resharded(model).modules():
+        if isinstance(module, FSDPModule):
             module.set_reshard_after_forward(True)
     return model
 
 
 def sharded_model(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], layer_prefix: str,
-                  dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
-    """`model`, built on the meta device (its buffers real), sharded with FSDP2 (shard_for_reading) and filled with
-    `weights` (a lazy mapping by state_dict name) in `dtype`, for forwards only: PyTorch's recipe for a model built
-    on the meta device (fully_shard, then to_empty: each process allocates its own shards in place), each process
-    then reading one whole tensor at a time and copying its rows of it (distribute_tensor with src_data_rank=None:
-    no broadcast), so no process ever holds the model whole. Tied weights stay one parameter."""
+                  dtype: torch.dtype, device: torch.device, *, training: bool = False) -> torch.nn.Module:
+    """`model`, built on the meta device (its buffers real), sharded with FSDP2 and filled with `weights` (a lazy
+    mapping by state_dict name) in `dtype`: PyTorch's recipe for a model built on the meta device (fully_shard, then
+    to_empty: each process allocates its own shards in place), each process then reading one whole tensor at a time
+    and copying its rows of it (distribute_tensor with src_data_rank=None: no broadcast), so no process ever holds
+    the model whole. Tied weights stay one parameter. For forwards only (shard_for_reading), or, `training`, sharded
+    as `wrap` shards a model to train (the root's weights too), its parameters still needing grads."""
     from torch.distributed.tensor import distribute_tensor
 
     for param in model.parameters():  # on the meta device: allocated below in the dtype read
         param.data = param.data.to(dtype)
     model.tie_weights()  # as the config says (a model built on the meta device is not tied yet)
     buffers = dict(model.named_buffers())  # built for real; to_empty would leave them uninitialised
-    shard_for_reading(model, layer_prefix)
+    if training:
+        wrap(model, device, "fsdp2", model.get_submodule(layer_prefix))
+    else:
+        shard_for_reading(model, layer_prefix)
     model.to_empty(device=device)
     for name, buffer in buffers.items():
         owner, _, attribute = name.rpartition(".")
@@ -245,7 +269,7 @@ def sharded_model(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], l
             else:  # the root's, held whole (shard_for_reading)
                 param.copy_(whole)
             del whole
-    return model.requires_grad_(False).eval()
+    return model if training else model.requires_grad_(False).eval()
 
 
 def unsharded(model: torch.nn.Module, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:

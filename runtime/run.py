@@ -27,6 +27,7 @@ from shearc.canonical import pretty_json, remove_staging, write_text_atomic
 from shearc.compiler.window_start import window_start_problems
 from shearc.errors import Problem, UserError
 from shearc.plan import EvaluatePlan, FinalizePlan, Plan, PrunePlan, RecoverPlan
+from shearc.sections import HardConcretePruneSpec
 from shearc.sections.downstream import NEEDS_EXTRA
 
 from . import distributed
@@ -104,6 +105,14 @@ def restore(context: RunContext, checkpoint: Checkpoint) -> None:
 def needs_source(plan: Plan, first: int) -> bool:
     """Whether a stage from `first` on works on the source in memory (later ones reload it if they need it)."""
     return any(isinstance(stage, PrunePlan | FinalizePlan) for stage in plan.stages[first:])
+
+
+def trains_source_sharded(plan: Plan, first: int) -> bool:
+    """Whether the first stage to run trains the source (hard-concrete pruning), which FSDP2 then reads sharded from
+    its files: no process holds it whole (a 70B source in fp32 fits no device). Scoring methods take the whole
+    source in every process, and a later stage put back from a checkpoint shards it itself."""
+    stage = plan.stages[first] if first < len(plan.stages) else None
+    return isinstance(stage, PrunePlan) and isinstance(stage.params, HardConcretePruneSpec)
 
 
 def run_plan(plan_path: str | Path, out: str | Path | None = None, console: Console | None = None, *,
@@ -215,9 +224,12 @@ def _run_stages(verified: VerifiedPlan, tokenizer: Any, run_dir: Path, say: Call
     metrics.write("precision", device=str(device), computes_in=computes_in, reason=plan.precision.reason)
     if needs_source(plan, first):  # held by the context alone, so releasing it there frees it
         dtype = source_dtype(plan, device)
+        sharded = trains_source_sharded(plan, first) and context.sharding
         say(f"loading {plan.source.model} from {verified.model_dir} on {device} "
-                      f"({str(dtype).removeprefix('torch.')})")
-        context.model = load_source_weights(verified, device, dtype)
+            f"({str(dtype).removeprefix('torch.')}{', sharded over the processes' if sharded else ''})")
+        context.model = (context.sharded_source(dtype, training=True) if sharded
+                         else load_source_weights(verified, device, dtype))
+        metrics.write("held", model="source", **distributed.held(context.model))
     if resume is not None:
         restore(context, resume)
         say(f"resuming from {resume.path.name} ({resume.meta['stage']}, step {resume.step}"

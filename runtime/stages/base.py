@@ -196,18 +196,20 @@ class RunContext:
         return ShardedWeights(directory, {head: self.verified.source.adapter.embedding} if head else None,
                               transform=transform)
 
-    def _sharded(self, config: dict[str, Any], weights: ShardedWeights, dtype: torch.dtype) -> torch.nn.Module:
+    def _sharded(self, config: dict[str, Any], weights: ShardedWeights, dtype: torch.dtype, training: bool
+                 ) -> torch.nn.Module:
         return sharded_model(meta_model(config, self.source_held_as), weights,
-                             self.verified.source.adapter.layer_prefix, dtype, self.device)
+                             self.verified.source.adapter.layer_prefix, dtype, self.device, training=training)
 
-    def sharded_source(self, dtype: torch.dtype) -> torch.nn.Module:
+    def sharded_source(self, dtype: torch.dtype, *, training: bool = False) -> torch.nn.Module:
         """The unmodified source sharded over the processes (FSDP2), read from its directory in `dtype`: each
-        process holds its part only (distributed.sharded_model)."""
-        return self._sharded(self.verified.source.config, self.source_weights(dtype), dtype)
+        process holds its part only (distributed.sharded_model); `training`: sharded to train."""
+        return self._sharded(self.verified.source.config, self.source_weights(dtype), dtype, training)
 
-    def sharded_dense(self) -> torch.nn.Module:
-        """The dense model in RUN_DIR/dense/ sharded over the processes (FSDP2), in fp32, as held."""
-        return self._sharded(self.dense_config(), self.dense_weights(), torch.float32)
+    def sharded_dense(self, *, training: bool = False) -> torch.nn.Module:
+        """The dense model in RUN_DIR/dense/ sharded over the processes (FSDP2), in fp32, as held; `training`:
+        sharded to train."""
+        return self._sharded(self.dense_config(), self.dense_weights(), torch.float32, training)
 
     def dense_for_reading(self) -> torch.nn.Module:
         """The dense model whole: the copy in memory when there is one, else loaded from RUN_DIR/dense/."""

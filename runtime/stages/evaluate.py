@@ -6,7 +6,8 @@ Per-domain eval loss and perplexity, parameter count, forward latency (median of
 warm-up) and tokens per second, for the unmodified source and for the result, in the plan's compute dtype.
 Under FSDP2 on several processes both models are read sharded from their files for the losses, and each is
 loaded whole on rank 0 alone, in turn, for its latency (on one device, as served); lm-eval's tasks still run on
-whole models in every process.
+whole models in every process. A model's latency is measured only when it fits one device (the plan's
+`latency_of`, from runtime.device_memory_gib); the other's is reported as not measured (null).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from ..precision import compute_autocast, compute_dtype
 from .base import STAGES, RunContext, Stage
 
 LATENCY_RUNS = 5
+NOT_MEASURED = {"latency_ms": None, "tokens_per_second": None}  # a model that fits no one device
+SIDES = ("source", "result")
 
 
 def forward_latency_ms(model: torch.nn.Module, ids: torch.Tensor) -> float:
@@ -80,13 +83,15 @@ def latency_batch(params: EvalSpec, *, vocab: int, seed: int, device: torch.devi
 
 def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, params: EvalSpec, *, vocab: int,
             seed: int, batch_size: int, device: torch.device, bos: int | None = None,
-            autocast: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, Any]:
-    """The report: source and result measured on the same eval sequences and the same latency batch, both under
-    `autocast()` (the plan's compute dtype)."""
+            autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+            latency_of: tuple[str, ...] | list[str] = SIDES) -> dict[str, Any]:
+    """The report: source and result measured on the same eval sequences and the same latency batch (the latency
+    of those in `latency_of`), both under `autocast()` (the plan's compute dtype)."""
     ids = latency_batch(params, vocab=vocab, seed=seed, device=device, bos=bos)
     return {**header(domains, params),
             **{side: {**losses(model, domains, params, batch_size, device, autocast()),
-                      **latency(model, ids, autocast())} for side, model in (("source", source), ("result", result))}}
+                      **(latency(model, ids, autocast()) if side in latency_of else NOT_MEASURED)}
+               for side, model in zip(SIDES, (source, result), strict=True)}}
 
 
 def header(domains: list, params: EvalSpec) -> dict[str, Any]:
@@ -122,7 +127,7 @@ class EvaluateStage(Stage):
             source, result = context.source_for_reading(), context.dense_for_reading()
             report = compare(source, result, domains, params, vocab=context.verified.source.vocab, seed=context.seed,
                              batch_size=plan.schedule.micro_batch, device=context.device, bos=plan.data.window_bos,
-                             autocast=autocast)
+                             autocast=autocast, latency_of=self.stage_plan.latency_of)
             # every process scores them (one would leave the others waiting at the next collective past its timeout)
             if self.stage_plan.downstream:
                 report["downstream"] = self.downstream(context, source, result, autocast)
@@ -138,7 +143,7 @@ class EvaluateStage(Stage):
                        autocast: Callable[[], AbstractContextManager[Any]]) -> dict[str, Any]:
         """The report with both models sharded over the processes (FSDP2): the losses with each process holding
         its part of each model; the latency on one device, as the model would be served: rank 0 loads each model
-        whole in turn, after the sharded ones are let go, while the others wait."""
+        that fits one device whole in turn, after the sharded ones are let go, while the others wait."""
         plan, params = context.plan, self.stage_plan.params
         computes_in = compute_dtype(plan.precision, context.device)
         context.release_source()  # pruning's sharded weights: not the source's
@@ -160,6 +165,9 @@ class EvaluateStage(Stage):
         for side, whole in (("source", lambda: model_from_weights(source_config, context.source_weights(computes_in),
                                                                   computes_in, context.device, context.source_held_as)),
                             ("result", context.dense_from_shards)):
+            if side not in self.stage_plan.latency_of:
+                report[side].update(NOT_MEASURED)
+                continue
             measured = np.zeros(2)
             if is_main():
                 model = whole()

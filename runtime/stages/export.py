@@ -112,9 +112,17 @@ def report_section(report: dict[str, Any] | None) -> str:
 |---|---|---|---|---|
 {rows}
 
-Forward latency (batch {report['latency_batch']} x {report['seq_len']}): source {report['source']['latency_ms']:.1f} ms,
-result {report['result']['latency_ms']:.1f} ms ({report['result']['tokens_per_second']:,.0f} tokens/s).
+Forward latency (batch {report['latency_batch']} x {report['seq_len']}): {latency_text(report)}.
 {downstream_section(report.get("downstream"))}"""
+
+
+def latency_text(report: dict[str, Any]) -> str:
+    """Each model's forward latency, or that it was not measured (it fits no one device)."""
+    def one(model: dict[str, Any]) -> str:
+        if model["latency_ms"] is None:
+            return "not measured (it does not fit one device)"
+        return f"{model['latency_ms']:.1f} ms ({model['tokens_per_second']:,.0f} tokens/s)"
+    return f"source {one(report['source'])}, result {one(report['result'])}"
 
 
 def downstream_section(downstream: dict[str, Any] | None) -> str:

@@ -76,14 +76,15 @@ def _adapted(model: torch.nn.Module) -> bool:
 def distillation_teacher(context: RunContext) -> torch.nn.Module:
     """The unmodified source, frozen. Under FSDP2 it is sharded block by block like the student: each process
     holds 1/n of its weights and gathers one block at a time for its forward."""
-    teacher = context.source_for_reading().eval().requires_grad_(False)
-    if context.plan.runtime.strategy == "fsdp2":
+    if context.sharding:  # read sharded from the source's files: no process holds it whole
+        teacher = context.sharded_source(compute_dtype(context.plan.precision, context.device), training=True)
+        teacher = teacher.eval().requires_grad_(False)
+    else:
+        teacher = context.source_for_reading().eval().requires_grad_(False)
+    if context.plan.runtime.strategy == "fsdp2":  # (distributed.wrap leaves one read sharded as it is)
         blocks = teacher.get_submodule(context.verified.source.adapter.layer_prefix)
         teacher = distributed.wrap(teacher, context.device, "fsdp2", blocks)
-    weights = list(teacher.parameters())
-    context.metrics.write("teacher", params=sum(p.numel() for p in weights),
-                          held_per_process=sum(distributed.local(p).numel() for p in weights),
-                          processes=distributed.world_size())
+    context.metrics.write("teacher", **distributed.held(teacher))
     return teacher
 
 
@@ -106,16 +107,21 @@ class RecoverStage(Stage):
         recovery = RECOVERY_IMPLEMENTATIONS.get(params.method)
         task = recovery.task(context, params)
         context.release_source()
-        if context.resume is not None and context.dense_model is None:  # resumed inside this stage: its
-            context.dense_model = AutoModelForCausalLM.from_config(  # checkpoint's weights go into a fresh one
-                hf_config(context.dense_config()), dtype=context.source_held_as)  # buffers as built
-        elif context.dense_model is None:  # sharded: read whole from RUN_DIR/dense/, then sharded for training
-            context.dense_model = context.dense_from_shards()
-        # What trains keeps fp32 master weights; a frozen base is only read, in the compute dtype
-        # (peft keeps LoRA's adapters in fp32).
-        frozen = compute_dtype(plan.precision, context.device)
-        model = context.dense_model.to(context.device, dtype=frozen if params.frozen_base else torch.float32)
+        if context.sharding and context.dense_model is None and not params.frozen_base:
+            # every weight trains: read sharded from RUN_DIR/dense/ in fp32, no process holding it whole
+            model = context.sharded_dense(training=True)
+        else:
+            if context.resume is not None and context.dense_model is None:  # resumed inside this stage: its
+                context.dense_model = AutoModelForCausalLM.from_config(  # checkpoint's weights go into a fresh one
+                    hf_config(context.dense_config()), dtype=context.source_held_as)  # buffers as built
+            elif context.dense_model is None:  # sharded, adapters to add first: read whole from RUN_DIR/dense/
+                context.dense_model = context.dense_from_shards()
+            # What trains keeps fp32 master weights; a frozen base is only read, in the compute dtype
+            # (peft keeps LoRA's adapters in fp32).
+            frozen = compute_dtype(plan.precision, context.device)
+            model = context.dense_model.to(context.device, dtype=frozen if params.frozen_base else torch.float32)
         model = recovery.wrap(model, params)
+        context.metrics.write("held", model="recovered", **distributed.held(model))
         if context.resume is not None:  # the (adapted) weights back; the loop restores the rest
             context.resume.load_model(model)
         blocks = recovery.inner(model).get_submodule(context.verified.source.adapter.layer_prefix)

@@ -22,7 +22,8 @@ from shearc.sections import EvalSpec, ExportSpec, MixerSpec, PruneSpec, Recovery
 # 7: prune.params.reconstruct and the prune stage's `reconstruction` estimate (a 6.x plan's schema lacks them)
 # 8: `precision`, what runtime.precision resolved to on a CPU and on CUDA; runtime.compile
 # 9: runtime.divergence_rise, the divergence guard of training stages
-PLAN_VERSION = (9, 0)
+# 9.1: the evaluate stage's `latency_of`; each stage estimate's `host_memory_bytes`
+PLAN_VERSION = (9, 1)
 
 
 class PlanPart(BaseModel):
@@ -133,6 +134,10 @@ class StageEstimate(PlanPart):
     flops: int
     memory_bytes: MemoryInfo = Field(description="Peak per device.")
     fits_device: bool
+    host_memory_bytes: int | None = Field(
+        None, description="Peak host memory of the busiest process beyond its baseline: on a CPU the device's "
+        "(memory_bytes); on GPUs what passes through host memory (compiler/estimates.py host_memory). None in plans "
+        "before 9.1.")
 
 
 def _eval_sequences_field() -> int | None:
@@ -180,6 +185,10 @@ class EvaluatePlan(PlanPart):
     params: EvalSpec
     downstream: list[DownstreamTaskPlan] = Field(description="lm-eval tasks run on the source and the result, "
                                                  "resolved from params.lm_eval (presets expanded, data found).")
+    latency_of: list[Literal["source", "result"]] = Field(
+        ["source", "result"], description="The models whose forward latency is measured, on one device as served: "
+        "those whose weights, as the run holds them, and one latency forward fit runtime.device_memory_gib; the "
+        "others' latency is reported as not measured.")
     estimate: StageEstimate
 
 

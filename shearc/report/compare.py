@@ -108,7 +108,9 @@ def _median(values: list[Any]) -> Any:
 def _measured(report: dict[str, Any], which: str) -> dict[str, Any]:
     model = report[which]
     losses = [d["loss"] for d in model["domains"]]
-    row = {"parameters": model["params"], "latency (ms)": model["latency_ms"], "tokens/s": model["tokens_per_second"],
+    speed = {"latency (ms)": model["latency_ms"], "tokens/s": model["tokens_per_second"]}
+    row = {"parameters": model["params"],
+           **{title: value for title, value in speed.items() if value is not None},  # None: fits no one device
            **{f"loss {name}": loss for name, loss in zip(report["domains"], losses, strict=True)},
            "mean loss": sum(losses) / len(losses), "worst-domain loss": max(losses)}
     for task in report.get("downstream", {}).get("tasks", []):

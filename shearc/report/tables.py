@@ -8,6 +8,8 @@ from rich.table import Table
 from .events import bad_step_lines, mask_size_lines
 from .records import RunRecord
 
+NOT_MEASURED = "not measured"
+
 
 def size_and_speed(report: dict) -> Table:
     source, result = report["source"], report["result"]
@@ -16,10 +18,12 @@ def size_and_speed(report: dict) -> Table:
         table.add_column(column, justify="right" if column else "left")
     table.add_row("parameters", f"{source['params']:,}", f"{result['params']:,}",
                   f"{result['params'] / source['params']:.3f}")
-    table.add_row("latency (ms)", f"{source['latency_ms']:.2f}", f"{result['latency_ms']:.2f}",
-                  f"{result['latency_ms'] / source['latency_ms']:.3f}")
-    table.add_row("tokens / s", f"{source['tokens_per_second']:,.0f}", f"{result['tokens_per_second']:,.0f}",
-                  f"{result['tokens_per_second'] / source['tokens_per_second']:.3f}")
+    for title, key, form in (("latency (ms)", "latency_ms", ",.2f"), ("tokens / s", "tokens_per_second", ",.0f")):
+        before, after = source[key], result[key]  # None: the model fits no one device, so it was not measured
+        ratio = f"{after / before:.3f}" if before is not None and after is not None else ""
+        table.add_row(title, *(NOT_MEASURED if v is None else format(v, form) for v in (before, after)), ratio)
+    if source["latency_ms"] is None or result["latency_ms"] is None:
+        table.caption = "not measured: the model does not fit one device (runtime.device_memory_gib)"
     return table
 
 

@@ -287,8 +287,69 @@ def test_sharded_stages_after_pruning_hold_a_share_or_one_model_per_process(llam
     assert est.finalize_memory(llama7b, target, one, 128).weights == source_held + at_a_time
     source, dense = (est.count_params(llama7b, shape) * size
                      for shape, size in ((llama7b.shape, est.compute_bytes(one)), (target, 4)))
-    assert est.evaluate_weights(llama7b, target, one) == source + dense
-    assert est.evaluate_weights(llama7b, target, eight) == max(source, dense)
+    both = ["source", "result"]
+    assert est.evaluate_weights(llama7b, target, one, both) == source + dense
+    assert est.evaluate_weights(llama7b, target, eight, both) == max(source, dense)
+    assert est.evaluate_weights(llama7b, target, eight, both, downstream=True) == source + dense  # lm-eval: whole
+    shares = est.evaluate_weights(llama7b, target, eight, [])  # no latency: each process its share of one model
+    root = 2 * 32000 * 4096 * est.compute_bytes(one)  # the source's embedding and head, whole on every process
+    assert shares == (source - root) // 8 + root
     exported = est.count_params(llama7b, target) * 2  # bf16, the default: the reloaded model alone
     assert est.export_memory(llama7b, target, eight).weights == est.export_memory(llama7b, target, one).weights
     assert est.export_memory(llama7b, target, one).weights == exported
+
+
+def test_latency_is_measured_only_for_a_model_that_fits_one_device(llama7b):
+    """Computing in bf16, the 7B source (12.6 GiB) and its 2.9B result, held in fp32 (10.9 GiB), fit 80 GB; on a
+    12 GiB device only the result does, and on 8 GiB neither."""
+    target = replace(llama7b.shape, layers=24, hidden=3072, heads=24, kv_heads=24, intermediate=8192)
+    measured = {gib: est.latency_models(llama7b, target, _spec(runtime={"device_memory_gib": gib, "precision": "bf16"}),
+                                        2048) for gib in (80, 12, 8)}
+    assert measured == {80: ["source", "result"], 12: ["result"], 8: []}
+
+
+def test_a_70b_plan_on_one_node_measures_only_the_results_latency_and_says_its_host_memory(tmp_path):
+    """bench/compile_70b.yaml on 8 x 80 GB: the bf16 source (128 GiB) fits no device, so only the 16.6B result's
+    latency is measured; every stage's host memory per process is well inside the node's (1 TB over 8 processes);
+    hard-concrete reads the fp32 source sharded, so no device's prune peak comes near the whole of it."""
+    from shearc.compiler.compile import compile_spec
+
+    from ..helpers import REPO
+
+    plan = compile_spec(REPO / "bench" / "compile_70b.yaml", tmp_path / "plan.json")
+    stages = {stage.stage: stage for stage in plan.stages}
+    assert stages["evaluate"].latency_of == ["result"]
+    source_fp32 = plan.source.model_info.params * 4
+    assert stages["prune"].estimate.memory_bytes.total < source_fp32 / 1.5
+    hosts = {name: stage.estimate.host_memory_bytes for name, stage in stages.items()}
+    assert all(0 < host < 2**40 / 8 for host in hosts.values()), hosts
+    assert max(hosts, key=hosts.get) == "export"  # its reload check: the 16.6B result in bf16 on rank 0
+    assert hosts["export"] >= plan.target.model_info.params * 2
+
+
+def test_host_memory_on_a_cpu_is_the_device_estimate_and_on_gpus_what_passes_through(llama7b):
+    target = replace(llama7b.shape, layers=24, hidden=2048, heads=16, kv_heads=16, intermediate=5504)
+    cpu, gpu = _spec(runtime={"device": "cpu"}), _spec(runtime={"device": "cuda", "devices": 8, "strategy": "fsdp2"})
+    assert est.host_memory("finalize", llama7b, target, cpu, 123) == 123
+    read = 2 * 32000 * 4096 * 4  # the embedding as read, and cast to fp32
+    assert est.host_memory("evaluate", llama7b, target, gpu, 10**12) == read
+    assert est.host_memory("prune", llama7b, target, gpu, 10**12) == read  # sharded checkpoints: a tensor at a time
+    whole = _spec(runtime={"device": "cuda"}, prune={"method": "hard-concrete"})
+    trained = est.count_params(llama7b, llama7b.shape) * 4  # rank 0's model.safetensors, serialised whole
+    assert est.host_memory("prune", llama7b, target, whole, 10**12) == trained
+    with pytest.raises(ValueError, match="no host memory model"):
+        est.host_memory("train", llama7b, target, gpu, 0)
+
+
+def test_a_model_loaded_whole_before_sharding_floors_the_stage_and_one_read_sharded_does_not(llama7b):
+    """A scoring method (or LoRA's recovery) loads its model whole onto every device first; hard-concrete and full
+    recovery under FSDP2 on several processes read theirs sharded."""
+    cost = est.StageCost(tokens=1, steps=1, flops=1, memory=est.Memory(10, 0, 0, 0, 0))
+    assert est.loaded_whole(cost, 100).memory.total == 100 and est.loaded_whole(cost, 0) is cost
+    target = replace(llama7b.shape, layers=24, hidden=2048, heads=16, kv_heads=16, intermediate=5504)
+    costing = est.Costing(llama7b, target, _spec(), frozenset())
+    sharded = {"devices": 8, "strategy": "fsdp2"}
+    dense = costing.target_params * 4
+    assert est.recovery_loads(_spec(runtime=sharded, recovery={"method": "full"}), costing) == 0
+    assert est.recovery_loads(_spec(runtime=sharded, recovery={"method": "lora"}), costing) == dense
+    assert est.recovery_loads(_spec(recovery={"method": "full"}), costing) == dense

@@ -23,6 +23,20 @@ def test_explain_summarises_a_plan(plan_path, capsys):
         assert needle in out
 
 
+def test_explain_shows_host_memory_and_a_latency_not_measured(models, capsys):
+    """A device too small for the source: its latency is left out of the plan, and explain says so; every stage
+    shows its host memory per process."""
+    path = models / "plan.json"
+    spec = tiny_spec("mistral-gqa", target={"kv_heads": 1, "heads": 4}, eval={"enabled": True, "seq_len": 16},
+                     runtime={"device_memory_gib": 0.0004})
+    plan = compile_spec(write_spec(models, spec), path)
+    write_plan(plan, path)
+    assert all(stage.estimate.host_memory_bytes > 0 for stage in plan.stages)
+    assert main(["explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "host" in out and "no latency measured for the source or the result" in out
+
+
 def test_explain_names_the_family_adapter(models, capsys):
     path = models / "plan.json"
     write_plan(compile_spec(write_spec(models, tiny_spec("qwen3-qknorm", target={"intermediate": 96})), path), path)

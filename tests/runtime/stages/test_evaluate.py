@@ -40,3 +40,27 @@ def test_the_report_holds_each_models_own_losses_and_latency():
         assert report[side]["latency_ms"] > 0
         assert math.isclose(report[side]["tokens_per_second"], 2 * 16 / (report[side]["latency_ms"] / 1000))
     assert report["source"]["domains"] != report["result"]["domains"]  # two different models, told apart
+
+
+def test_a_model_left_out_of_latency_of_is_reported_not_measured_and_read_as_such():
+    """A model that fits no one device (the plan leaves it out of latency_of) has its losses but a null latency;
+    the report's table, the runs' comparison and the model card say it was not measured."""
+    from rich.console import Console
+
+    from shearc.report.compare import source_row
+    from shearc.report.records import RunRecord
+    from shearc.report.tables import size_and_speed
+    from shearc.runtime.stages.export import latency_text
+
+    source, result, domains = _model(0), _model(1), _domains()
+    report = compare(source, result, domains, PARAMS, vocab=512, seed=0, batch_size=2, device=torch.device("cpu"),
+                     latency_of=["result"])
+    assert report["source"]["latency_ms"] is None and report["source"]["tokens_per_second"] is None
+    assert report["source"]["domains"] and report["result"]["latency_ms"] > 0
+    console = Console(width=120, record=True)
+    console.print(size_and_speed(report))
+    text = console.export_text()
+    assert text.count("not measured") == 3 and "does not fit one device" in text  # two cells and the caption
+    row = source_row([RunRecord(run_dir=None, plan={}, metrics=[], report=report)])
+    assert "latency (ms)" not in row and "tokens/s" not in row and "loss a" in row
+    assert latency_text(report).startswith("source not measured (it does not fit one device), result ")

@@ -155,8 +155,10 @@ def test_a_tied_model_exports_its_embedding_once_and_reloads_tied(models, tmp_pa
 def test_the_card_names_the_stages_methods_and_the_per_domain_results(exporting):
     _, context = exporting
     report = {"domains": ["a"], "seq_len": 16, "latency_batch": 1,
-              "source": {"domains": [{"loss": 2.0, "perplexity": 7.39}], "latency_ms": 2.0},
+              "source": {"domains": [{"loss": 2.0, "perplexity": 7.39}], "latency_ms": 2.0,
+                         "tokens_per_second": 8000.0},
               "result": {"domains": [{"loss": 2.5, "perplexity": 12.18}], "latency_ms": 1.0,
                          "tokens_per_second": 16000.0}}
     card = model_card(context.plan, {"logits": LOGITS}, report)
     assert "prune (magnitude)" in card and "| a | 2.0000 | 7.39 | 2.5000 | 12.18 |" in card
+    assert "source 2.0 ms (8,000 tokens/s), result 1.0 ms (16,000 tokens/s)" in card

@@ -54,6 +54,12 @@ def test_two_processes_match_one(tmp_path, strategy, prune, recovery):
     # one writer: a single metrics file, one export record
     single, double = (_records(tmp_path / run) for run in ("one", "two"))
     assert sum(r["event"] == "export" for r in double) == 1
+    if strategy == "fsdp2":  # the source hard-concrete trains, and the dense model recovery trains in full, are read
+        for model in ("source", "recovered") if prune is PRUNE else ("recovered",):  # sharded from their files
+            (whole,), (half,) = ([r for r in records if r["event"] == "held" and r["model"] == model]
+                                 for records in (single, double))
+            assert whole["held_per_process"] == whole["params"] == half["params"], model
+            assert half["processes"] == 2 and half["held_per_process"] <= half["params"] // 2 + 1_000, model
     if recovery == "distill":  # one process holds the whole teacher; two hold half each (FSDP2 rounds shards up)
         (whole,), (half,) = ([r for r in records if r["event"] == "teacher"] for records in (single, double))
         assert whole["held_per_process"] == whole["params"] == half["params"]
@@ -179,14 +185,19 @@ def test_sharded_finalize_evaluate_and_export_give_one_processs_bytes(tmp_path):
     hands on no whole model, finalize checks a sharded masked model, evaluate measures sharded models (and each
     whole on rank 0 for latency) and export writes from RUN_DIR/dense/; the files exported are the 1-process run's
     byte for byte (a tied model: its embedding once), the report's losses its own up to reduction order, and every
-    stage records each process's peak."""
+    stage records each process's peak. The device is declared as small as the source's weights, so the source's
+    latency is not measured (it fits no one device) and the result's is."""
     def project(devices):
         return tiny_project(tmp_path / f"devices-{devices}", "llama-tied", {
             "target": {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64}, "prune": TAYLOR,
-            "recovery": {"method": "none"}, "eval": {"enabled": True, "sequences_per_domain": 5},
-            "runtime": {"devices": devices, "strategy": "fsdp2"}, "export": {"dtype": "float32"}})
+            "recovery": {"method": "none"}, "eval": {"enabled": True, "sequences_per_domain": 5, "seq_len": 16},
+            "runtime": {"devices": devices, "strategy": "fsdp2", "device_memory_gib": 115_008 * 4 / 2**30},
+            "export": {"dtype": "float32"}})
 
-    assert main(["run", str(project(1)), "--out", str(tmp_path / "one")]) == 0
+    plan = json.loads(project(1).read_text())
+    assert plan["source"]["model_info"]["params"] == 115_008
+    assert [s["latency_of"] for s in plan["stages"] if s["stage"] == "evaluate"] == [["result"]]
+    assert main(["run", str(tmp_path / "devices-1" / "plan.json"), "--out", str(tmp_path / "one")]) == 0
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
                              "-m", "shearc.cli", "run", str(project(2)), "--out", str(tmp_path / "two")],
                             capture_output=True, text=True, timeout=300)
@@ -202,7 +213,8 @@ def test_sharded_finalize_evaluate_and_export_give_one_processs_bytes(tmp_path):
         assert single[side]["params"] == double[side]["params"]
         np.testing.assert_allclose([d["loss"] for d in double[side]["domains"]],
                                    [d["loss"] for d in single[side]["domains"]], rtol=1e-5)
-        assert double[side]["latency_ms"] > 0
+    assert single["source"]["latency_ms"] is None and double["source"]["latency_ms"] is None
+    assert single["result"]["latency_ms"] > 0 and double["result"]["latency_ms"] > 0
     stages = [r for r in _records(tmp_path / "two") if r["event"] == "stage"]
     assert [r["stage"] for r in stages] == ["prune", "finalize", "evaluate", "export"]
     assert all(len(r["peak_rss_bytes_per_process"]) == 2 for r in stages)
