@@ -8,7 +8,7 @@ A shard is written as soon as it holds SHARD_BYTES (or one larger tensor), so wr
 memory of one shard, not of the model; the directory appears whole or not at all (atomic_directory). Reading
 opens the shard for each tensor and closes it again, so no mapping of the files stays resident: a model streamed
 from here (models.streamed_dense) holds one module's weights at a time. The export stage writes the exported model
-the same way (write_shards_into: into the directory it publishes, named as save_pretrained names the files).
+a tensor at a time too (streamed_safetensors.py), laid out as save_pretrained lays it out.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SINGLE_FILE = "model.safetensors"  # save_pretrained's name for a model in one s
 SHARD_BYTES = 64 * 2**20  # small against any model worth pruning, large enough that files stay few (16 per GiB)
 
 
-def _shard_name(number: int, count: int) -> str:
+def shard_name(number: int, count: int) -> str:
     return f"model-{number:05d}-of-{count:05d}.safetensors"
 
 
@@ -44,13 +44,9 @@ def write_shards(tensors: Iterable[tuple[str, torch.Tensor]], directory: Path, *
 
 
 def write_shards_into(tensors: Iterable[tuple[str, torch.Tensor]], directory: Path, *,
-                      shard_bytes: int | None = None, as_save_pretrained: bool = False,
-                      index_metadata: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """write_shards into `directory` as it is, beside what it holds (a directory the caller publishes whole, as
-    export does). `as_save_pretrained`: the shards laid out as transformers' save_pretrained lays them out (by
-    huggingface_hub's split_torch_state_dict_into_shards): a tensor larger than a shard alone in a shard of its own,
-    written when it comes while the shard being filled goes on filling, and a single shard named model.safetensors,
-    with no index. `index_metadata`: more entries for the index's metadata, beside total_size."""
+                      shard_bytes: int | None = None) -> dict[str, str]:
+    """write_shards into `directory` as it is, beside what it holds (a staging directory the caller publishes
+    whole)."""
     shard_bytes = shard_bytes or SHARD_BYTES
     files: list[list[str]] = []
     pending: dict[str, torch.Tensor] = {}
@@ -63,9 +59,6 @@ def write_shards_into(tensors: Iterable[tuple[str, torch.Tensor]], directory: Pa
     for key, tensor in tensors:
         nbytes = tensor.numel() * tensor.element_size()
         total += nbytes
-        if as_save_pretrained and nbytes > shard_bytes:
-            write({key: tensor.contiguous()})
-            continue
         if pending and size + nbytes > shard_bytes:
             write(pending)
             pending, size = {}, 0
@@ -73,17 +66,20 @@ def write_shards_into(tensors: Iterable[tuple[str, torch.Tensor]], directory: Pa
         size += nbytes
     if pending:
         write(pending)
-    if as_save_pretrained and len(files) == 1:
-        os.replace(directory / "part-00000.safetensors", directory / SINGLE_FILE)
-        return dict.fromkeys(files[0], SINGLE_FILE)
     weight_map = {}
     for number, keys in enumerate(files):  # numbered once their count is known, as Hugging Face names them
-        name = _shard_name(number + 1, len(files))
+        name = shard_name(number + 1, len(files))
         os.replace(directory / f"part-{number:05d}.safetensors", directory / name)
         weight_map.update(dict.fromkeys(keys, name))
-    index = {"metadata": {**(index_metadata or {}), "total_size": total}, "weight_map": weight_map}
-    (directory / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_index(directory, weight_map, total)
     return weight_map
+
+
+def write_index(directory: Path, weight_map: Mapping[str, str], total: int,
+                metadata: Mapping[str, Any] | None = None) -> None:
+    """Hugging Face's index of shards: `metadata`'s entries and the total size, and the file of every tensor."""
+    index = {"metadata": {**(metadata or {}), "total_size": total}, "weight_map": dict(weight_map)}
+    (directory / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def weight_map(directory: Path) -> dict[str, str]:
@@ -122,6 +118,31 @@ class ShardedWeights(Mapping[str, torch.Tensor]):
         with safe_open(self.directory / self.files[stored], framework="pt") as shard:
             tensor = shard.get_tensor(stored)
         return tensor if self.transform is None else self.transform(stored, tensor)
+
+    def shape(self, key: str) -> torch.Size:
+        """`key`'s shape, from its file's header (no tensor read)."""
+        stored = self.aliases.get(key, key)
+        with safe_open(self.directory / self.files[stored], framework="pt") as shard:
+            return torch.Size(shard.get_slice(stored).get_shape())
+
+    def row_blocks(self, key: str, block_bytes: int = 16 * 2**20) -> Iterator[tuple[int, torch.Tensor]]:
+        """`key`'s tensor as (first row, rows) blocks of about `block_bytes` each, without `transform`: what a check
+        compares a large tensor by. Its file is opened for each block, so only that block's pages are ever mapped
+        (kept open, the pages read would stay resident until the whole tensor had been read)."""
+        stored = self.aliases.get(key, key)
+        path = self.directory / self.files[stored]
+        with safe_open(path, framework="pt") as shard:
+            part = shard.get_slice(stored)
+            shape = part.get_shape()
+            if not shape:
+                yield 0, shard.get_tensor(stored)
+                return
+            first = part[0:1]
+            rows = max(1, block_bytes // max(1, first.numel() * first.element_size()))
+        for start in range(0, shape[0], rows):
+            with safe_open(path, framework="pt") as shard:
+                block = shard.get_slice(stored)[start:start + rows]
+            yield start, block
 
     def __iter__(self) -> Iterator[str]:
         return iter([*self.files, *(alias for alias in self.aliases if alias not in self.files)])

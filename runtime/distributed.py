@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .memory import trim_heap
+
 
 def initialize() -> tuple[int, int]:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); (rank, world size)."""
@@ -157,7 +159,10 @@ class GatheredState(Mapping[str, torch.Tensor]):
         self.state = model.state_dict()
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        return full(self.state[key]).detach()
+        tensor = self.state[key]
+        if is_sharded(tensor):  # the tensor gathered before is let go by now: its memory back before the next
+            trim_heap()  # (glibc's heap grows through a loop of tensors of many sizes: memory.trimmed_after_each)
+        return full(tensor).detach()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.state)

@@ -29,7 +29,7 @@ from shearc.sections import EvalSpec
 from ..data import domain_eval_losses
 from ..distributed import from_main, is_main
 from ..downstream import run_tasks, version
-from ..memory import release_freed
+from ..memory import release_freed, trimmed_after_each
 from ..models import model_from_weights
 from ..output import into_log
 from ..precision import compute_autocast, compute_dtype
@@ -54,10 +54,12 @@ def forward_latency_ms(model: torch.nn.Module, ids: torch.Tensor) -> float:
 
 
 def losses(model: torch.nn.Module, domains: list, params: EvalSpec, batch_size: int, device: torch.device,
-           autocast: AbstractContextManager[Any]) -> dict[str, Any]:
-    """The model's parameter count and per-domain eval losses (under FSDP2 every process takes part)."""
+           autocast: AbstractContextManager[Any], layer_prefix: str | None = None) -> dict[str, Any]:
+    """The model's parameter count and per-domain eval losses (under FSDP2 every process takes part); on a CPU the
+    heap is trimmed after each of the decoder blocks under `layer_prefix`."""
     model.eval()
-    with autocast:
+    blocks = model.get_submodule(layer_prefix) if layer_prefix else ()
+    with autocast, trimmed_after_each(blocks, device):
         found = domain_eval_losses(model, domains, seq_len=params.seq_len, max_sequences=params.sequences_per_domain,
                                    batch_size=batch_size, device=device)
     return {"params": sum(p.numel() for p in model.parameters()),
@@ -84,12 +86,12 @@ def latency_batch(params: EvalSpec, *, vocab: int, seed: int, device: torch.devi
 def compare(source: torch.nn.Module, result: torch.nn.Module, domains: list, params: EvalSpec, *, vocab: int,
             seed: int, batch_size: int, device: torch.device, bos: int | None = None,
             autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-            latency_of: tuple[str, ...] | list[str] = SIDES) -> dict[str, Any]:
+            latency_of: tuple[str, ...] | list[str] = SIDES, layer_prefix: str | None = None) -> dict[str, Any]:
     """The report: source and result measured on the same eval sequences and the same latency batch (the latency
     of those in `latency_of`), both under `autocast()` (the plan's compute dtype)."""
     ids = latency_batch(params, vocab=vocab, seed=seed, device=device, bos=bos)
     return {**header(domains, params),
-            **{side: {**losses(model, domains, params, batch_size, device, autocast()),
+            **{side: {**losses(model, domains, params, batch_size, device, autocast(), layer_prefix),
                       **(latency(model, ids, autocast()) if side in latency_of else NOT_MEASURED)}
                for side, model in zip(SIDES, (source, result), strict=True)}}
 
@@ -127,7 +129,8 @@ class EvaluateStage(Stage):
             source, result = context.source_for_reading(), context.dense_for_reading()
             report = compare(source, result, domains, params, vocab=context.verified.source.vocab, seed=context.seed,
                              batch_size=plan.schedule.micro_batch, device=context.device, bos=plan.data.window_bos,
-                             autocast=autocast, latency_of=self.stage_plan.latency_of)
+                             autocast=autocast, latency_of=self.stage_plan.latency_of,
+                             layer_prefix=context.verified.source.adapter.layer_prefix)
             # every process scores them (one would leave the others waiting at the next collective past its timeout)
             if self.stage_plan.downstream:
                 report["downstream"] = self.downstream(context, source, result, autocast)
@@ -151,7 +154,8 @@ class EvaluateStage(Stage):
         for side, sharded in (("source", lambda: context.sharded_source(computes_in)),
                               ("result", context.sharded_dense)):  # one after the other: one model held at a time
             model = sharded()
-            report[side] = losses(model, domains, params, plan.schedule.micro_batch, context.device, autocast())
+            report[side] = losses(model, domains, params, plan.schedule.micro_batch, context.device, autocast(),
+                                  context.verified.source.adapter.layer_prefix)
             del model
             release_freed(collect=True)
         if self.stage_plan.downstream:  # lm-eval's tasks on whole models in every process, as before sharding:

@@ -1,13 +1,14 @@
 """The export stage: a dense model that stock transformers loads, checked before it is published.
 
 The weights are read from RUN_DIR/dense/ (dense_shards.py: the dense model in fp32, as the stages before wrote it)
-one tensor at a time, cast to the export dtype and written shard by shard, so the export holds one shard while it
-writes (`max_shard_size`, or one larger tensor) and the reloaded model while it checks, never the dense model whole
-to write it. What is written, and in what order, is taken from a model of the dense config built on the meta
-device, not from the files: its state_dict's names in its order, a tied output head once (under the embedding's
-name), as save_pretrained writes them; its config.json and generation_config.json as save_pretrained writes them;
-the files named and grouped as it names and groups them (model.safetensors, or model-0000N-of-0000M.safetensors
-with model.safetensors.index.json). So the same dense weights give the same bytes whatever number of processes
+one tensor at a time, cast to the export dtype and written into its file before the next is read (the header of
+each file is known from the planned shapes: streamed_safetensors.py), so the export holds one tensor while it
+writes and the reloaded model while it checks, never the dense model whole, nor a whole shard. What is written,
+and in what order, is taken from a model of the dense config built on the meta device, not from the files: its
+state_dict's names in its order, a tied output head once (under the embedding's name), as save_pretrained writes
+them; its config.json and generation_config.json as save_pretrained writes them; the files named and grouped as it
+names and groups them (model.safetensors, or model-0000N-of-0000M.safetensors with model.safetensors.index.json).
+So the same dense weights give the same bytes whatever number of processes
 made them and however RUN_DIR/dense/ lists them.
 
 Written to a temporary directory beside RUN_DIR/model (the weights and config, the tokenizer, the plan and a model
@@ -23,7 +24,7 @@ model computes what the masked model computed is checked by finalize.)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ from shearc.plan import ExportPlan, Plan
 from shearc.report.events import bad_step_lines, mask_size_lines
 from shearc.report.tables import score_text
 
-from ..dense_shards import write_shards_into
+from ..dense_shards import ShardedWeights
 from ..distributed import is_main
 from ..memory import release_freed
+from ..streamed_safetensors import write_as_save_pretrained
 from .base import STAGES, RunContext, Stage
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -177,6 +179,17 @@ def write_configs(model: torch.nn.Module, dtype: torch.dtype, directory: Path) -
         model.generation_config.save_pretrained(directory)
 
 
+def _equal_by_rows(reloaded: torch.Tensor, weights: Mapping[str, torch.Tensor], key: str,
+                   dtype: torch.dtype) -> bool:
+    """Whether the reloaded tensor is the dense model's `key` in `dtype`, compared a block of rows at a time when
+    the dense weights are read from files (a whole fp32 embedding read, copied and cast at once was the export's
+    peak: 280 MiB beside SmolLM2's reload)."""
+    if not isinstance(weights, ShardedWeights):
+        return torch.equal(reloaded, weights[key].to(dtype))
+    return all(torch.equal(reloaded[start:start + len(rows)] if reloaded.dim() else reloaded, rows.to(dtype))
+               for start, rows in weights.row_blocks(key))
+
+
 @STAGES.register("export")
 class ExportStage(Stage):
     stage_plan: ExportPlan
@@ -217,20 +230,15 @@ class ExportStage(Stage):
             raise ExportCheckError("the dense weights are not the planned model's: "
                                    + "; ".join(f"{kind} {keys}" for kind, keys in
                                                (("missing", missing), ("not in the model", extra)) if keys))
-        wrong: list[str] = []
-
-        def tensors() -> Iterator[tuple[str, torch.Tensor]]:
-            for name in names:
-                tensor = weights[name]
-                if tensor.shape != planned[name].shape:
-                    wrong.append(f"{name} {list(tensor.shape)}, planned {list(planned[name].shape)}")
-                yield name, tensor.to(dtype)
-
-        shard_bytes = convert_file_size_to_int(self.stage_plan.params.max_shard_size)  # as save_pretrained reads it
-        write_shards_into(tensors(), directory, shard_bytes=shard_bytes, as_save_pretrained=True,
-                          index_metadata={"total_parameters": model.num_parameters()})
+        shape_of = weights.shape if isinstance(weights, ShardedWeights) else (lambda name: weights[name].shape)
+        wrong = [f"{name} {list(shape)}, planned {list(planned[name].shape)}" for name in names
+                 if (shape := shape_of(name)) != planned[name].shape]
         if wrong:
             raise ExportCheckError("the dense weights are not the planned model's: " + "; ".join(wrong))
+        shard_bytes = convert_file_size_to_int(self.stage_plan.params.max_shard_size)  # as save_pretrained reads it
+        write_as_save_pretrained({name: planned[name].shape for name in names}, dtype,
+                                 lambda name: weights[name].to(dtype), directory, shard_bytes=shard_bytes,
+                                 index_metadata={"total_parameters": model.num_parameters()})
 
     def _reload_and_check(self, directory: Path, weights: Mapping[str, torch.Tensor],
                           context: RunContext) -> dict[str, Any]:
@@ -250,7 +258,7 @@ class ExportStage(Stage):
             problems.append(f"{params:,} parameters, planned {plan.target.model_info.params:,}")
         held = set(weights)
         problems += [f"weight {k} differs from the dense model's" for k, v in reloaded.state_dict().items()
-                     if k not in held or not torch.equal(v, weights[k].to(dtype))]
+                     if k not in held or not _equal_by_rows(v, weights, k, dtype)]
         if problems:
             raise ExportCheckError("the exported model does not match the plan: " + "; ".join(problems))
         return {"params": params}

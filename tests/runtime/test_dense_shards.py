@@ -61,6 +61,20 @@ def test_weights_are_read_one_at_a_time_under_aliases_and_transforms(tmp_path):
         weights["missing"]
 
 
+
+
+def test_row_blocks_read_a_tensor_a_block_of_rows_at_a_time_under_aliases(tmp_path):
+    tensors = {**_tensors(), "scalar": torch.tensor(3.0), "vector": torch.arange(10.0)}
+    write_shards(tensors.items(), tmp_path / "dense", shard_bytes=4096)
+    weights = ShardedWeights(tmp_path / "dense", {"head": "t5"})
+    blocks = list(weights.row_blocks("head", block_bytes=4 * 48 * 5))  # t5 rows are 48 fp32 values: 5 rows a block
+    assert [start for start, _ in blocks] == [0, 5, 10, 15] and [len(rows) for _, rows in blocks] == [5, 5, 5, 1]
+    assert torch.equal(torch.cat([rows for _, rows in blocks]), tensors["t5"])
+    assert torch.equal(torch.cat([rows for _, rows in weights.row_blocks("vector", block_bytes=12)]),
+                       tensors["vector"])
+    assert [(start, float(value)) for start, value in weights.row_blocks("scalar")] == [(0, 3.0)]
+
+
 @pytest.mark.parametrize("family", ["llama-tied", "gemma3", "phi3-fused"])
 def test_a_streamed_model_computes_what_the_model_in_memory_computes(tmp_path, family):
     """Bit for bit: the same weights, the same buffers (Gemma's embedding scale in the source's dtype), a tied head

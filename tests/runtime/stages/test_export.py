@@ -141,6 +141,17 @@ def test_a_model_over_the_shard_size_is_sharded_as_save_pretrained_shards_it(mod
                for name in [*files, "model.safetensors.index.json"])
 
 
+@pytest.mark.parametrize("family", ["llama-tied", "gemma3", "qwen2-bias", "phi3-fused"])
+def test_a_model_in_one_file_is_the_bytes_save_pretrained_writes(models, tmp_path, family):
+    """The file is written a tensor at a time (streamed_safetensors.py); save_pretrained writes it whole."""
+    stage, context = _context(models, tmp_path, family=family)
+    stage.run(context)
+    reference = tmp_path / "save_pretrained"
+    context.dense.save_pretrained(reference)
+    assert (context.run_dir / "model" / "model.safetensors").read_bytes() == \
+        (reference / "model.safetensors").read_bytes()
+
+
 def test_a_tied_model_exports_its_embedding_once_and_reloads_tied(models, tmp_path):
     stage, context = _context(models, tmp_path, family="llama-tied")
     stage.run(context)
