@@ -50,17 +50,17 @@ def trim_heap() -> None:
 
 
 @contextmanager
-def trimmed_after_each(modules: Iterable[torch.nn.Module], device: torch.device) -> Iterator[None]:
-    """On a CPU, glibc's heap handed back after each of `modules` runs forward. A forward frees buffers of a few MB
-    (FSDP2's gathered blocks, autocast's copies of the weights); glibc's mmap threshold rises to the largest
-    freed, so it serves the next ones from its heap, which grows through the forward instead of reusing them:
-    on SmolLM2-135M sharded over 2 processes a forward of 2 x 128 tokens grew the resident set by 500 MiB, and by
-    120 MiB when it was trimmed after each decoder block, no slower (docs/BENCHMARKS.md). A fixed low threshold
-    (mallopt) kept it flat too, but doubled a training step's time, for the rest of the process."""
+def trimmed_after_each(modules: Iterable[torch.nn.Module], device: torch.device, every: int = 1) -> Iterator[None]:
+    """On a CPU, glibc's heap handed back after every `every`-th of `modules` runs forward. A forward frees buffers
+    of a few MB (FSDP2's gathered blocks, autocast's copies of the weights); glibc's mmap threshold rises to the
+    largest freed, so it serves the next ones from its heap, which grows through the forwards instead of reusing
+    them (bench/bench_heap_trim.py measures it on SmolLM2-135M over 2 processes). A fixed low threshold
+    (MALLOC_MMAP_THRESHOLD_=131072) kept it flat too, but made a training step 1.8 times as long, for the rest of
+    the process (docs/BENCHMARKS.md)."""
     if device.type != "cpu":
         yield
         return
-    handles = [module.register_forward_hook(lambda *_: trim_heap()) for module in modules]
+    handles = [module.register_forward_hook(lambda *_: trim_heap()) for module in list(modules)[every - 1::every]]
     try:
         yield
     finally:

@@ -39,7 +39,7 @@ from shearc.report.tables import score_text
 
 from ..dense_shards import ShardedWeights
 from ..distributed import is_main
-from ..memory import release_freed
+from ..memory import release_freed, trim_heap
 from ..streamed_safetensors import write_as_save_pretrained
 from .base import STAGES, RunContext, Stage
 
@@ -186,8 +186,10 @@ def _equal_by_rows(reloaded: torch.Tensor, weights: Mapping[str, torch.Tensor], 
     peak: 280 MiB beside SmolLM2's reload)."""
     if not isinstance(weights, ShardedWeights):
         return torch.equal(reloaded, weights[key].to(dtype))
-    return all(torch.equal(reloaded[start:start + len(rows)] if reloaded.dim() else reloaded, rows.to(dtype))
-               for start, rows in weights.row_blocks(key))
+    equal = all(torch.equal(reloaded[start:start + len(rows)] if reloaded.dim() else reloaded, rows.to(dtype))
+                for start, rows in weights.row_blocks(key))
+    trim_heap()  # the blocks read, back before the next tensor's (memory.trimmed_after_each says why)
+    return equal
 
 
 @STAGES.register("export")

@@ -127,9 +127,9 @@ def learn_masks(context: RunContext, stage_plan: PrunePlan) -> Selection:
                      lambda: mask_learning_groups(model, l0, params), task)
     finally:
         hooks.remove()
-    if context.sharding:  # each process keeps its shards into finalize (which gathers one tensor at a time)
-        context.model = distributed.resharded_for_reading(model)
-    else:
+    if context.sharding and params.reconstruct is None:  # each process keeps its shards into finalize (which
+        context.model = distributed.resharded_for_reading(model)  # gathers one tensor at a time); reconstruction
+    else:  # refits layers of the whole model, which the prune stage shards again after it
         context.model = distributed.unsharded(model, lambda: AutoModelForCausalLM.from_config(
             hf_config(source.config)).to(context.device))
     masks = l0.deterministic()

@@ -26,9 +26,14 @@ ACTIVATION = {"method": "activation", "granularities": ["layer", "head", "interm
               "calibration_samples": 8, "calibration_seq_len": 16}
 
 
+RECONSTRUCTED = {**PRUNE, "reconstruct": {"method": "least-squares", "calibration_samples": 16,
+                                          "calibration_seq_len": 16}}
+
+
 @pytest.mark.parametrize(("strategy", "prune", "recovery"), [("ddp", PRUNE, "full"), ("fsdp2", PRUNE, "full"),
-                                                             ("fsdp2", ACTIVATION, "distill")],
-                         ids=["ddp", "fsdp2", "fsdp2-minitron"])
+                                                             ("fsdp2", ACTIVATION, "distill"),
+                                                             ("fsdp2", RECONSTRUCTED, "full")],
+                         ids=["ddp", "fsdp2", "fsdp2-minitron", "fsdp2-reconstructed"])
 def test_two_processes_match_one(tmp_path, strategy, prune, recovery):
     """Minitron's recipe under FSDP2: every process scores the same calibration windows; the student and the
     teacher are both sharded."""
@@ -55,7 +60,7 @@ def test_two_processes_match_one(tmp_path, strategy, prune, recovery):
     single, double = (_records(tmp_path / run) for run in ("one", "two"))
     assert sum(r["event"] == "export" for r in double) == 1
     if strategy == "fsdp2":  # the source hard-concrete trains, and the dense model recovery trains in full, are read
-        for model in ("source", "recovered") if prune is PRUNE else ("recovered",):  # sharded from their files
+        for model in ("source", "recovered") if prune is not ACTIVATION else ("recovered",):  # sharded, from files
             (whole,), (half,) = ([r for r in records if r["event"] == "held" and r["model"] == model]
                                  for records in (single, double))
             assert whole["held_per_process"] == whole["params"] == half["params"], model
