@@ -1,6 +1,6 @@
 """Safetensors files written a tensor at a time, as save_pretrained lays a model out, without holding a file's tensors.
 
-    write_as_save_pretrained(names, shapes, dtype, read, directory, shard_bytes, index_metadata)
+    write_as_save_pretrained(shapes, dtype, read, directory, shard_bytes=..., index_metadata=...)
 
 `save_file` takes every tensor of a file at once; a model saved in one 5 GB file (save_pretrained's default
 shard) would be held whole beside the rest of the run. A safetensors file is its header (the names, dtypes, shapes
@@ -14,6 +14,7 @@ compares the files with save_pretrained's byte for byte.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -57,7 +58,7 @@ def header(entries: Sequence[tuple[str, torch.dtype, Sequence[int]]], metadata: 
     """The header bytes (its length first) of a file of `entries` (name, dtype, shape), and the names in the order
     their bytes follow it."""
     ordered = sorted(entries, key=lambda entry: (-_ENUM_ORDER[DTYPE_NAMES[entry[1]]], entry[0]))
-    described: dict[str, Any] = {"__metadata__": dict(metadata)}
+    described: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}  # none: no entry
     offset = 0
     for name, dtype, shape in ordered:
         nbytes = _nbytes(dtype, shape)
@@ -103,8 +104,5 @@ def write_as_save_pretrained(shapes: Mapping[str, Sequence[int]], dtype: torch.d
 
 
 def _nbytes(dtype: torch.dtype, shape: Sequence[int]) -> int:
-    count = 1
-    for extent in shape:
-        count *= extent
-    return count * torch.empty((), dtype=dtype).element_size()
+    return math.prod(shape) * dtype.itemsize
 

@@ -13,12 +13,13 @@ ENTRY = st.tuples(st.sampled_from(sorted(DTYPE_NAMES, key=str)), st.lists(st.int
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(NAMES, ENTRY, min_size=1, max_size=6))
-def test_the_header_is_the_librarys(entries):
-    """Names, dtypes (mixed: the library orders a file by dtype, then by name) and shapes (empty ones too)."""
+@given(st.dictionaries(NAMES, ENTRY, min_size=1, max_size=6), st.sampled_from([{"format": "pt"}, None]))
+def test_the_header_is_the_librarys(entries, metadata):
+    """Names, dtypes (mixed: the library orders a file by dtype, then by name), shapes (empty ones too), with and
+    without metadata."""
     tensors = {name: torch.zeros(shape, dtype=dtype) for name, (dtype, shape) in entries.items()}
-    written = save(tensors, metadata={"format": "pt"})
-    head, order = header([(name, dtype, shape) for name, (dtype, shape) in entries.items()], {"format": "pt"})
+    written = save(tensors, metadata=metadata)
+    head, order = header([(name, dtype, shape) for name, (dtype, shape) in entries.items()], metadata or {})
     assert written[:len(head)] == head
     assert len(order) == len(entries)
 
