@@ -253,10 +253,23 @@ def inference_memory(source: SourceModel, spec: Spec, seq_len: int, weights: int
 DENSE_SHARD_BYTES = 64 * 2**20  # runtime/dense_shards.py SHARD_BYTES: what finalize writes at a time
 
 
+def largest_tensor(source: SourceModel, shape: Shape) -> int:
+    """Elements of the largest tensor of the architecture at `shape`: the embedding, or a layer's widest
+    projection."""
+    projection = max(shape.intermediate, shape.heads * shape.head_dim) * shape.hidden
+    return max(source.vocab * shape.hidden, projection)
+
+
 def largest_dense_tensor(source: SourceModel, target: Shape) -> int:
-    """Bytes of the dense model's largest tensor (fp32): the embedding, or a layer's widest projection."""
-    projection = max(target.intermediate, target.heads * target.head_dim) * target.hidden
-    return max(source.vocab * target.hidden, projection) * RESULT_BYTES
+    """Bytes of the dense model's largest tensor (fp32)."""
+    return largest_tensor(source, target) * RESULT_BYTES
+
+
+def dense_written_at_a_time(source: SourceModel, target: Shape) -> int:
+    """What writing RUN_DIR/dense/ (or masked/) holds at a time: a shard being filled (at most the whole model) or one
+    larger tensor, and safetensors' copy of its bytes."""
+    dense = count_params(source, target) * RESULT_BYTES
+    return 2 * max(min(DENSE_SHARD_BYTES, dense), largest_dense_tensor(source, target))
 
 
 def sharding(spec: Spec) -> bool:
@@ -274,7 +287,7 @@ def finalize_memory(source: SourceModel, target: Shape, spec: Spec, check_tokens
     The check's logits for one window in fp32 (masked, sliced, their difference, and the forward's own)."""
     source_held = count_params(source, source.shape) * source_bytes(spec)
     dense = count_params(source, target) * RESULT_BYTES
-    at_a_time = 2 * max(min(DENSE_SHARD_BYTES, dense), largest_dense_tensor(source, target))  # a shard: at most all
+    at_a_time = dense_written_at_a_time(source, target)
     if sharding(spec):
         weights = (source_held // fsdp_shards(spec) if spec.prune.changes_weights else 0) + at_a_time
     else:
@@ -314,23 +327,18 @@ def evaluate_weights(source: SourceModel, target: Shape, spec: Spec, latency_of:
     return max(shares + [models[side] for side in latency_of])
 
 
+EXPORT_COMPARE_BLOCK = 16 * 2**20  # runtime/dense_shards.py row_blocks: the fp32 rows the export check reads at a time
+
+
+def export_bytes(spec: Spec) -> int:
+    return 4 if spec.export.dtype == "float32" else 2
+
+
 def export_memory(source: SourceModel, target: Shape, spec: Spec) -> Memory:
-    """The result, written from RUN_DIR/dense one tensor at a time in the export dtype (a shard at a time, at most
-    the model), then reloaded whole for the check: the reloaded model is the peak, on rank 0 alone."""
-    export = 4 if spec.export.dtype == "float32" else 2
-    return Memory(weights=count_params(source, target) * export, grads=0, optimizer=0, activations=0, masks=0)
-
-
-def largest_tensor(source: SourceModel, shape: Shape) -> int:
-    """Elements of the largest tensor of the architecture at `shape`: the embedding, or a layer's widest
-    projection."""
-    projection = max(shape.intermediate, shape.heads * shape.head_dim) * shape.hidden
-    return max(source.vocab * shape.hidden, projection)
-
-
-def layer_params(source: SourceModel, shape: Shape) -> int:
-    """Parameters of one decoder layer (all but the embedding and head, spread over the layers)."""
-    return (count_params(source, shape) - embedding_params(source, shape)) // shape.layers
+    """The result, written from RUN_DIR/dense one tensor at a time in the export dtype, then reloaded whole for the
+    check: the reloaded model is the peak, on rank 0 alone."""
+    return Memory(weights=count_params(source, target) * export_bytes(spec), grads=0, optimizer=0, activations=0,
+                  masks=0)
 
 
 def host_memory(stage: str, source: SourceModel, target: Shape, spec: Spec, device_peak: int) -> int:
@@ -352,20 +360,23 @@ def host_memory(stage: str, source: SourceModel, target: Shape, spec: Spec, devi
         return device_peak
     read_source = 2 * largest_tensor(source, source.shape) * 4  # a tensor as read, and its cast (fp32 at most)
     dense = count_params(source, target) * RESULT_BYTES
-    write_dense = 2 * max(min(DENSE_SHARD_BYTES, dense), largest_tensor(source, target) * RESULT_BYTES)
+    write_dense = dense_written_at_a_time(source, target)
     checkpoint_whole = fsdp_shards(spec) == 1
     if stage == "prune":
         trained = count_params(source, source.shape) * 4 if spec.prune.changes_weights and checkpoint_whole else 0
         return max(read_source, trained)
     if stage == "finalize":
-        streamed = 2 * (layer_params(source, source.shape) + layer_params(source, target)) * 4
+        streamed = 2 * (non_embedding(source, source.shape) // source.shape.layers
+                        + non_embedding(source, target) // target.layers) * 4  # a decoder layer of each
         return max(read_source, write_dense, streamed)
     if stage == "recover":
         return max(read_source, write_dense, dense if checkpoint_whole else 0)
     if stage == "evaluate":
         return read_source
-    if stage == "export":
-        return count_params(source, target) * (4 if spec.export.dtype == "float32" else 2) + write_dense
+    if stage == "export":  # a dense tensor read and cast as it is written; then the reload, a block of rows beside
+        exported = export_bytes(spec)
+        return max(largest_tensor(source, target) * (RESULT_BYTES + exported),
+                   count_params(source, target) * exported + EXPORT_COMPARE_BLOCK * (RESULT_BYTES + exported) // 4)
     raise ValueError(f"no host memory model for stage {stage!r}")
 
 

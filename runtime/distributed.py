@@ -160,8 +160,8 @@ class GatheredState(Mapping[str, torch.Tensor]):
 
     def __getitem__(self, key: str) -> torch.Tensor:
         tensor = self.state[key]
-        if is_sharded(tensor):  # the tensor gathered before is let go by now: its memory back before the next
-            trim_heap()  # (glibc's heap grows through a loop of tensors of many sizes: memory.trimmed_after_each)
+        if is_sharded(tensor) and tensor.device.type == "cpu":  # the tensor gathered before is let go by now: its
+            trim_heap()  # memory back before the next (glibc's heap grows through such a loop: trimmed_after_each)
         return full(tensor).detach()
 
     def __iter__(self) -> Iterator[str]:
